@@ -1,0 +1,3 @@
+//! `harness`: runs Jepsen-style tests against a cluster of real `node` processes.
+
+fn main() {}

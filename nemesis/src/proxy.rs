@@ -1,0 +1,1 @@
+//! Frame-aware TCP proxies.

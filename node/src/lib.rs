@@ -1,0 +1,14 @@
+//! `node`: a Raft-replicated key-value store, the system under test of the harness.
+//!
+//! - [`raft`]: the pure Raft core (messages and ticks in, actions out).
+//! - [`storage`]: the durable write-ahead log and hard state.
+//! - [`kv`]: the deterministic key-value state machine with client de-duplication.
+//! - [`protocol`]: client/admin requests and responses, and the frame codec used on every
+//!   TCP connection (client and peer).
+//! - [`clock`]: the skewable clock through which the runtime reads all time.
+
+pub mod clock;
+pub mod kv;
+pub mod protocol;
+pub mod raft;
+pub mod storage;

@@ -1,0 +1,263 @@
+//! The wire protocol of the node's client port (clients and the harness's admin requests).
+//!
+//! Every TCP connection of the system (client port and peer port alike) carries frames: a
+//! 4-byte big-endian length followed by that many bytes of payload, at most
+//! [`MAX_FRAME_BYTES`]. The nemesis proxies rely on this framing to drop or delay whole
+//! messages. On the client port the payload is one JSON object: a [`Request`] from the
+//! client, a [`Response`] from the node. Responses name the request they answer by `id`, so a
+//! client may pipeline.
+
+use serde::{Deserialize, Serialize};
+use tokio_util::codec::LengthDelimitedCodec;
+
+use crate::raft::NodeId;
+
+/// The largest frame either side accepts; a larger length prefix closes the connection.
+pub const MAX_FRAME_BYTES: usize = 4 * 1024 * 1024;
+
+/// The frame codec used on every connection: u32 big-endian length prefix, bounded size.
+pub fn frame_codec() -> LengthDelimitedCodec {
+    LengthDelimitedCodec::builder()
+        .length_field_length(4)
+        .big_endian()
+        .max_frame_length(MAX_FRAME_BYTES)
+        .new_codec()
+}
+
+/// How a read is served. See DESIGN.md, "The four read paths".
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReadMode {
+    /// Proposed through the log like a write; answered when applied.
+    Log,
+    /// Leader records its commit index, confirms leadership with a quorum round, waits for apply.
+    ReadIndex,
+    /// Leader answers locally while its clock-bounded lease holds.
+    Lease,
+    /// A follower obtains a read index from the leader and waits for its own apply.
+    Follower,
+    /// Any node answers from its local state at once (not linearizable: the negative control).
+    Stale,
+}
+
+impl ReadMode {
+    /// Every mode, in the order reports list them.
+    pub const ALL: [ReadMode; 5] = [
+        ReadMode::Log,
+        ReadMode::ReadIndex,
+        ReadMode::Lease,
+        ReadMode::Follower,
+        ReadMode::Stale,
+    ];
+
+    /// The name used on the command line and in histories (`read-index`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReadMode::Log => "log",
+            ReadMode::ReadIndex => "read-index",
+            ReadMode::Lease => "lease",
+            ReadMode::Follower => "follower",
+            ReadMode::Stale => "stale",
+        }
+    }
+}
+
+impl std::fmt::Display for ReadMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for ReadMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ReadMode::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| {
+                format!("unknown read mode {s:?} (expected log, read-index, lease, follower or stale)")
+            })
+    }
+}
+
+/// A request on the client port.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    /// Chosen by the client; echoed in the response.
+    pub id: u64,
+    pub op: Operation,
+}
+
+/// Identifies a client write for de-duplication: a retry with the same `client` and `seq` is
+/// applied at most once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct WriteId {
+    pub client: u64,
+    pub seq: u64,
+}
+
+/// What a client or the harness asks of a node.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Operation {
+    /// Read a key through the given path (the node's `--read-mode` when `None`).
+    Get {
+        key: String,
+        mode: Option<ReadMode>,
+    },
+    /// Set a key to an integer.
+    Put {
+        key: String,
+        value: i64,
+        write_id: WriteId,
+    },
+    /// Set a key to `new` if its value is `expected` (`None`: the key has no value).
+    Cas {
+        key: String,
+        expected: Option<i64>,
+        new: i64,
+        write_id: WriteId,
+    },
+    /// Add an element to the set stored at a key (the set workload).
+    Add {
+        key: String,
+        element: i64,
+        write_id: WriteId,
+    },
+    /// Admin: the node's role, term, leader and indexes.
+    Status,
+    /// Admin: set (any field given) and report the node's clock offset and rate.
+    Clock {
+        offset_ms: Option<f64>,
+        rate: Option<f64>,
+    },
+}
+
+/// The value stored at a key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Value {
+    Int(i64),
+    Set(Vec<i64>),
+}
+
+/// A response on the client port.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Response {
+    /// The `id` of the request this answers.
+    pub id: u64,
+    pub result: Result<Reply, ErrorReply>,
+}
+
+/// A successful answer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Reply {
+    /// A read's value (`None`: no value).
+    Value { value: Option<Value> },
+    /// A write (put, add) took effect.
+    Written,
+    /// A cas: `swapped` false means the current value was not the expected one (a definite
+    /// no-op); `current` is the value it saw.
+    Cas { swapped: bool, current: Option<i64> },
+    Status(Status),
+    Clock(ClockState),
+}
+
+/// A node's view of itself, for the harness and for people.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    pub id: NodeId,
+    /// `follower`, `candidate`, `pre-candidate` or `leader`.
+    pub role: String,
+    pub term: u64,
+    pub leader: Option<NodeId>,
+    pub commit_index: u64,
+    pub applied_index: u64,
+    pub last_log_index: u64,
+    pub clock: ClockState,
+}
+
+/// The node's clock: `offset_ms + rate × (monotonic time since start)`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClockState {
+    pub offset_ms: f64,
+    pub rate: f64,
+    /// The clock's current reading in milliseconds.
+    pub now_ms: f64,
+}
+
+/// Why a request failed, and whether it certainly did not take effect.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ErrorReply {
+    pub kind: ErrorKind,
+    /// True when the operation certainly did not take effect (the harness records `fail`);
+    /// false when it may have (the harness records `info`).
+    pub definite: bool,
+    pub message: String,
+}
+
+/// The kinds of failure a node reports.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// This node is not the leader; `leader` is the one it knows of, with its client address.
+    NotLeader {
+        leader: Option<NodeId>,
+        leader_addr: Option<String>,
+    },
+    /// The node lost leadership or its entry was overwritten after proposing: outcome unknown.
+    LeadershipLost,
+    /// The node gave up waiting (the operation may still take effect).
+    Timeout,
+    /// The request cannot be served (wrong value type, bad argument): certainly not applied.
+    Invalid,
+    /// The node is shutting down or overloaded.
+    Unavailable,
+}
+
+impl ErrorReply {
+    /// A "not leader" refusal: the request was never proposed, so it is definite.
+    pub fn not_leader(leader: Option<NodeId>, leader_addr: Option<String>) -> Self {
+        ErrorReply {
+            message: match leader {
+                Some(l) => format!("not leader; leader is n{l}"),
+                None => "not leader; no leader known".into(),
+            },
+            kind: ErrorKind::NotLeader {
+                leader,
+                leader_addr,
+            },
+            definite: true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_mode_names_round_trip() {
+        for m in ReadMode::ALL {
+            assert_eq!(m.as_str().parse::<ReadMode>().unwrap(), m);
+            assert_eq!(serde_json::to_string(&m).unwrap(), format!("\"{}\"", m.as_str()));
+        }
+        assert!("fast".parse::<ReadMode>().is_err());
+    }
+
+    #[test]
+    fn requests_are_json_objects() {
+        let r = Request {
+            id: 7,
+            op: Operation::Cas {
+                key: "k1".into(),
+                expected: None,
+                new: 3,
+                write_id: WriteId { client: 1, seq: 2 },
+            },
+        };
+        let s = serde_json::to_string(&r).unwrap();
+        assert_eq!(serde_json::from_str::<Request>(&s).unwrap(), r);
+    }
+}

@@ -1,0 +1,1 @@
+//! Checkers: linearizability of the register model and the set checker.
