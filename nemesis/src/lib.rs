@@ -1,4 +1,20 @@
 //! Faults: a TCP proxy for every directed pair of nodes, process control, clock skew,
 //! membership changes, and the seeded schedule that applies and heals them.
+//!
+//! - [`link`]: the state of one direction of a link (pass, cut, delay, loss) and its handle.
+//! - [`proxy`]: a frame-aware TCP proxy for one directed link.
+//! - [`mesh`]: one proxy per ordered pair of nodes, driven by links and grudges.
+//! - [`partition`]: seeded partition shapes, each a [`partition::Grudge`].
+//! - [`process`]: node process supervision (kill -9, restart, pause, resume) that leaves no
+//!   child behind.
+//! - [`admin`]: a small client for a node's admin requests (status, clock).
 
+pub mod admin;
+pub mod link;
+pub mod mesh;
+pub mod partition;
+pub mod process;
 pub mod proxy;
+
+pub use link::{Direction, LinkControl, LinkState, LinkStats};
+pub use proxy::{Proxy, ProxyError};

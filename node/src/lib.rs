@@ -6,6 +6,7 @@
 //! - [`protocol`]: client/admin requests and responses, and the frame codec used on every
 //!   TCP connection (client and peer).
 //! - [`clock`]: the skewable clock through which the runtime reads all time.
+//! - [`runtime`]: drives the core with sockets, files and the clock (the `node` binary).
 
 pub mod clock;
 pub mod kv;

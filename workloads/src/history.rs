@@ -102,6 +102,20 @@ pub enum HistoryError {
         line: usize,
         reason: String,
     },
+    /// The events parse but do not form a valid history (see `checker::validate`): `line` is
+    /// the 1-based line of the offending event, counting events in the order given.
+    #[error("line {line}: {reason}")]
+    Structure { line: usize, reason: String },
+}
+
+impl HistoryError {
+    /// A structural error at the event at 0-based position `pos` (reported as line `pos + 1`).
+    pub fn at(pos: usize, reason: impl Into<String>) -> Self {
+        HistoryError::Structure {
+            line: pos + 1,
+            reason: reason.into(),
+        }
+    }
 }
 
 /// Reads every event of a JSONL history, checking only that each line is a well-formed event

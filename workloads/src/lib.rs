@@ -3,3 +3,12 @@
 
 pub mod checker;
 pub mod history;
+
+// Generators, clients, the recorder and the workload driver.
+pub mod client;
+pub mod driver;
+pub mod fake_node;
+pub mod generator;
+pub mod recorder;
+pub mod register;
+pub mod set;

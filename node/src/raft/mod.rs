@@ -1,7 +1,32 @@
 //! The Raft core: a pure, deterministic state machine. Messages and ticks go in; messages to
 //! send, entries and hard state to persist, and committed entries to apply come out. No
 //! sockets, clocks or threads live here, so every hard case can be replayed in a test.
+//!
+//! - [`types`]: log entries, hard state, ids.
+//! - [`config`]: [`Config`] and the deliberate [`Bugs`].
+//! - [`message`]: the wire messages between nodes.
+//! - [`log`]: the in-memory log with persistence and apply cursors.
+//! - [`progress`]: the leader's per-follower replication state (probe / replicate).
+//! - [`quorum`]: majority arithmetic.
+//! - [`ready`]: what the core hands out ([`Ready`]) and its errors.
+//! - `core`: the [`Raft`] state machine itself.
 
+pub mod config;
+mod core;
+pub mod log;
+pub mod message;
+pub mod progress;
+pub mod quorum;
+pub mod ready;
 pub mod types;
 
+#[cfg(test)]
+mod sim;
+#[cfg(test)]
+mod tests;
+
+pub use self::core::Raft;
+pub use config::{Bugs, Config, ConfigError};
+pub use message::{Message, MessageBody};
+pub use ready::{ProposeError, RaftStatus, ReadError, ReadState, Ready, Role};
 pub use types::*;

@@ -1,0 +1,103 @@
+//! The command line of `harness` (see `shared/spec/cli.md`: these names are a contract).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Jepsen-style fault-injection tests against a cluster of real Raft `node` processes.
+#[derive(Parser, Debug)]
+#[command(name = "harness", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Start a cluster, run a workload under a nemesis, check the history, write a report.
+    Test(TestArgs),
+}
+
+/// Which workload a test runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkloadKind {
+    /// Reads, writes and cas over independent keys; checked for linearizability.
+    Register,
+    /// Unique adds and final reads; checked for lost and unexpected elements.
+    Set,
+}
+
+impl WorkloadKind {
+    /// `register` or `set`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkloadKind::Register => "register",
+            WorkloadKind::Set => "set",
+        }
+    }
+}
+
+/// Options of `harness test`.
+#[derive(Args, Debug, Clone, serde::Serialize)]
+pub struct TestArgs {
+    /// Cluster size.
+    #[arg(long, default_value_t = 5)]
+    pub nodes: usize,
+    /// Client processes.
+    #[arg(long, default_value_t = 10)]
+    pub concurrency: usize,
+    /// Seconds the workload runs (then heal, settle, final reads, check).
+    #[arg(long, default_value_t = 60.0)]
+    pub time_limit: f64,
+    /// Target operations per second over all clients.
+    #[arg(long, default_value_t = 100.0)]
+    pub rate: f64,
+    /// register (put/get/cas on independent keys) or set (unique adds + final reads).
+    #[arg(long, value_enum, default_value_t = WorkloadKind::Register)]
+    pub workload: WorkloadKind,
+    /// Keys the register workload spreads over.
+    #[arg(long, default_value_t = 8)]
+    pub keys: usize,
+    /// log, read-index, lease, follower, stale, a comma-separated list, or all (the four
+    /// linearizable paths).
+    #[arg(long, default_value = "read-index")]
+    pub read_mode: String,
+    /// Comma-separated faults: none, partition, delay, loss, kill, pause, clock, membership, all.
+    #[arg(long, default_value = "none")]
+    pub nemesis: String,
+    /// Mean seconds between fault changes.
+    #[arg(long, default_value_t = 5.0)]
+    pub nemesis_interval: f64,
+    /// Seeds every random choice of the harness (default: random, printed and stored).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Where runs are stored.
+    #[arg(long, default_value = "results")]
+    pub results_dir: PathBuf,
+    /// The node binary under test (default: the `node` built beside `harness`).
+    #[arg(long)]
+    pub node_bin: Option<PathBuf>,
+    /// Start every node with a deliberate protocol bug (self-validation).
+    #[arg(long)]
+    pub bug: Option<String>,
+    /// Run the test N times with fresh clusters; the exit code is the worst.
+    #[arg(long, default_value_t = 1)]
+    pub test_count: usize,
+    /// Seconds a client waits for an answer before recording `info`.
+    #[arg(long, default_value_t = 1.0)]
+    pub op_timeout: f64,
+    /// Seconds the checker may spend before answering `unknown`.
+    #[arg(long, default_value_t = 300.0)]
+    pub check_timeout: f64,
+    /// Slowest clock rate the clock nemesis sets (1.0 = real time).
+    #[arg(long, default_value_t = 0.95)]
+    pub clock_rate_min: f64,
+    /// Fastest clock rate the clock nemesis sets.
+    #[arg(long, default_value_t = 1.05)]
+    pub clock_rate_max: f64,
+    /// Don't write charts and HTML (faster; results.json is still written).
+    #[arg(long)]
+    pub no_report: bool,
+}

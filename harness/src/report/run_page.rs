@@ -1,0 +1,296 @@
+//! The run page, `RUN_DIR/index.html`: verdict first, then how to reproduce the run, the
+//! charts, the statistics, the fault windows, the anomalies explained (each operation linked
+//! into the timeline), the configuration and links to every file of the run.
+
+use super::html::{fmt_ms, fmt_s, page, url_path, verdict_pill};
+use super::ops::Digest;
+use super::run::Run;
+use super::stats::{GroupStats, Stats};
+use maud::{html, Markup};
+use std::collections::HashMap;
+use std::path::Path;
+use workloads::history::{Event, Process};
+
+/// At most this many anomalies are listed (the rest are counted), to keep the page usable.
+const MAX_ANOMALIES: usize = 200;
+/// At most this many history lines are shown per anomaly.
+const MAX_ANOMALY_LINES: usize = 60;
+
+/// Files of the run directory the page links to: `(label, relative href)`, only those that
+/// exist, in a fixed order; node logs sorted by node id.
+pub fn run_files(dir: &Path) -> Vec<(String, String)> {
+    let mut files = Vec::new();
+    for f in ["history.jsonl", "test.json", "results.json", "timeline.html"] {
+        if dir.join(f).is_file() {
+            files.push((f.to_string(), f.to_string()));
+        }
+    }
+    let mut nodes: Vec<String> = std::fs::read_dir(dir.join("nodes"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().join("node.log").is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    nodes.sort();
+    for n in nodes {
+        files.push((
+            format!("nodes/{n}/node.log"),
+            url_path(&["nodes", &n, "node.log"]),
+        ));
+    }
+    files
+}
+
+/// Maps every history line of a client operation (invocation and completion) to the id of
+/// its box in `timeline.html`, and every nemesis line to its fault band.
+pub fn timeline_anchors(d: &Digest) -> HashMap<u64, String> {
+    let mut m = HashMap::new();
+    for op in &d.ops {
+        let id = format!("op-{}", op.invoke_index);
+        if let Some(c) = op.complete_index {
+            m.insert(c, id.clone());
+        }
+        m.insert(op.invoke_index, id);
+    }
+    for w in &d.faults {
+        let id = format!("op-{}", w.start_index);
+        if let Some(s) = w.stop_index {
+            m.insert(s, id.clone());
+        }
+        m.insert(w.start_index, id);
+    }
+    m
+}
+
+fn stats_row(name: &str, g: &GroupStats) -> Markup {
+    let c = &g.counts;
+    let l = &g.latency_ms;
+    html! {
+        tr {
+            td { (name) }
+            td.n { (c.total) } td.n { (c.ok) } td.n { (c.fail) }
+            td.n { (c.info) @if c.pending > 0 { " (" (c.pending) " pending)" } }
+            td.n { (format!("{:.1}", g.ok_per_s)) }
+            td.n { (fmt_ms(l.p50)) } td.n { (fmt_ms(l.p95)) } td.n { (fmt_ms(l.p99)) }
+            td.n { (fmt_ms(l.max)) }
+        }
+    }
+}
+
+fn stats_table(s: &Stats) -> Markup {
+    let all = GroupStats {
+        counts: super::stats::Counts {
+            total: s.ops,
+            ok: s.ok,
+            fail: s.fail,
+            info: s.info,
+            pending: s.pending,
+        },
+        latency_ms: s.latency_ms.clone(),
+        ok_per_s: s.ok_per_s,
+    };
+    html! {
+        table {
+            tr {
+                th { "operations" } th { "total" } th { "ok" } th { "fail" } th { "info" }
+                th { "ok/s" } th { "p50 ms" } th { "p95 ms" } th { "p99 ms" } th { "max ms" }
+            }
+            (stats_row("all", &all))
+            @for (op, g) in &s.by_op { (stats_row(op, g)) }
+            @for (mode, g) in &s.by_read_mode { (stats_row(&format!("read, {mode}"), g)) }
+        }
+        p.note {
+            "Latencies are of ok operations only (an info's latency is mostly the client's timeout). "
+            "Duration " (format!("{:.1}", s.duration_s)) " s; "
+            (format!("{:.1}", s.completed_per_s)) " completed operations/s."
+        }
+    }
+}
+
+fn event_row(e: &Event, anchors: &HashMap<u64, String>) -> Markup {
+    let process = match e.process {
+        Process::Client(p) => p.to_string(),
+        Process::Nemesis => "nemesis".to_string(),
+    };
+    html! {
+        tr {
+            td.n {
+                @if let Some(a) = anchors.get(&e.index) {
+                    a href={"timeline.html#" (a)} { (e.index) }
+                } @else { (e.index) }
+            }
+            td.n { (fmt_s(e.time)) }
+            td { (process) }
+            td { (e.kind.as_str()) }
+            td { (e.f) }
+            td.mono { (e.key.as_deref().unwrap_or("")) }
+            td.mono { (e.value.to_string()) }
+            td { (e.read_mode.as_deref().unwrap_or("")) }
+            td { (e.node.as_deref().unwrap_or("")) }
+            td { (e.error.as_deref().unwrap_or("")) }
+        }
+    }
+}
+
+fn anomalies_section(run: &Run, events: &[Event], d: &Digest) -> Markup {
+    let anomalies = &run.results.anomalies;
+    let by_index: HashMap<u64, &Event> = events.iter().map(|e| (e.index, e)).collect();
+    let anchors = timeline_anchors(d);
+    html! {
+        h2 id="anomalies" { "Anomalies (" (anomalies.len()) ")" }
+        @if anomalies.is_empty() {
+            p { @if run.results.present { "The checkers reported none." }
+                @else { "No results.json: the history has not been checked." } }
+        }
+        @for (i, a) in anomalies.iter().take(MAX_ANOMALIES).enumerate() {
+            div.anomaly id={"anomaly-" (i)} {
+                b { "#" (i + 1) }
+                @if let Some(k) = &a.key { " · key " code { (k) } }
+                @if let Some(m) = &a.read_mode { " · read mode " b { (m) } }
+                p { (a.explanation) }
+                @if !a.ops.is_empty() {
+                    p.note {
+                        "Operations involved (click to see them in the timeline): "
+                        @for (j, ix) in a.ops.iter().enumerate() {
+                            @if j > 0 { ", " }
+                            @if let Some(id) = anchors.get(ix) {
+                                a href={"timeline.html#" (id)} { "#" (ix) }
+                            } @else { "#" (ix) }
+                        }
+                    }
+                    table {
+                        tr { th { "line" } th { "time s" } th { "process" } th { "type" } th { "f" }
+                             th { "key" } th { "value" } th { "read mode" } th { "node" } th { "error" } }
+                        @for ix in a.ops.iter().take(MAX_ANOMALY_LINES) {
+                            @if let Some(e) = by_index.get(ix) { (event_row(e, &anchors)) }
+                        }
+                    }
+                }
+            }
+        }
+        @if anomalies.len() > MAX_ANOMALIES {
+            p.note { (anomalies.len() - MAX_ANOMALIES) " more anomalies are in results.json." }
+        }
+    }
+}
+
+fn verdict_header(run: &Run, stats: &Stats) -> Markup {
+    let r = &run.results;
+    html! {
+        div class={"verdict big " (r.overall.css())} { (r.overall.label()) }
+        @if !r.present {
+            p.note { "No results.json in this run directory: the checker has not run (or the run was interrupted), so the verdict is unknown." }
+        }
+        @if !r.read_modes.is_empty() {
+            div.badges {
+                @for (mode, m) in &r.read_modes {
+                    div class={"badge " (m.verdict.css())} {
+                        b { (mode) }
+                        span.v { (m.verdict.label()) }
+                        br;
+                        small {
+                            @if let Some(n) = m.reads { (n) " reads · " }
+                            @else if let Some(g) = stats.by_read_mode.get(mode) { (g.counts.total) " reads · " }
+                            (m.anomalies) " anomalies"
+                        }
+                    }
+                }
+            }
+        }
+        @if !r.checkers.is_empty() {
+            p { "Checkers: "
+                @for (name, (v, _)) in &r.checkers { (name) " " (verdict_pill(*v)) " " }
+            }
+        }
+    }
+}
+
+/// Renders the run page.
+pub fn render(run: &Run, events: &[Event], d: &Digest, stats: &Stats) -> String {
+    let name = run.name();
+    let seed = run.test.text("seed");
+    let files = run_files(&run.dir);
+    let charts = [
+        ("latency-raw.png", "Latency of every operation; shape = outcome, colour = operation, shaded = fault windows"),
+        ("latency-quantiles.png", "Latency quantiles over time, one line per read mode and write operation"),
+        ("rate.png", "Completed operations per second by operation and outcome"),
+    ];
+    let body = html! {
+        main {
+            @if run.dir.join("../../index.html").is_file() {
+                p.sub { a href="../../index.html" { "← all runs" } }
+            }
+            h1 { (name) }
+            p.sub {
+                "Run " (run.timestamp())
+                @if let Some(s) = &seed { " · seed " b.mono { (s) } }
+                " · " (stats.ops) " operations in " (format!("{:.1}", stats.duration_s)) " s"
+                @for (k, n) in &stats.faults { " · " (n) "× " (k) }
+            }
+            (verdict_header(run, stats))
+            @if !run.results.anomalies.is_empty() {
+                p { a href="#anomalies" { (run.results.anomalies.len()) " anomalies explained below" }
+                    " · " a href="timeline.html" { "timeline" } }
+            } @else {
+                p { a href="timeline.html" { "timeline of every operation" } }
+            }
+            h2 { "Reproduce" }
+            @if let Some(cmd) = run.test.command_line() { pre { (cmd) } }
+            @else { p.note { "test.json records no command line." } }
+            @if let Some(s) = &seed { p { "Seed: " code { (s) } " (every random choice of the harness flows from it)." } }
+            h2 { "Charts" }
+            @for (file, alt) in charts {
+                @if run.dir.join(file).is_file() {
+                    figure style="margin:0" {
+                        img.chart src=(file) alt=(alt);
+                    }
+                }
+            }
+            h2 { "Statistics" }
+            (stats_table(stats))
+            h2 { "Fault windows (" (d.faults.len()) ")" }
+            @if d.faults.is_empty() { p { "No faults were injected." } }
+            @else {
+                table {
+                    tr { th { "fault" } th { "start s" } th { "stop s" } th { "lines" } th { "details" } }
+                    @for w in &d.faults {
+                        tr {
+                            td { (w.kind) }
+                            td.n { (fmt_s(w.start_ns)) }
+                            td.n { (fmt_s(w.end_ns)) @if !w.stopped { " (never stopped)" } }
+                            td.n { a href={"timeline.html#op-" (w.start_index)} { "#" (w.start_index) }
+                                   @if let Some(s) = w.stop_index { "–#" (s) } }
+                            td.mono { (w.detail) }
+                        }
+                    }
+                }
+            }
+            (anomalies_section(run, events, d))
+            h2 { "Configuration" }
+            @if run.test.raw.is_empty() { p.note { "No test.json." } }
+            @else {
+                table {
+                    @for (k, v) in &run.test.raw {
+                        tr { th { (k) } td.mono { (match v { serde_json::Value::String(s) => s.clone(), o => o.to_string() }) } }
+                    }
+                }
+            }
+            @if !run.results.checkers.is_empty() {
+                h2 { "Checker output" }
+                @for (name, (v, j)) in &run.results.checkers {
+                    details {
+                        summary { b { (name) } " " (verdict_pill(*v)) }
+                        pre { (serde_json::to_string_pretty(j).unwrap_or_default()) }
+                    }
+                }
+            }
+            h2 { "Files" }
+            ul {
+                @for (label, href) in &files { li { a href=(href) { (label) } } }
+            }
+        }
+    };
+    let title = format!("{name} — {}", run.results.overall.label());
+    page(&title, "", body).into_string()
+}

@@ -1,0 +1,189 @@
+//! The node's command line: parsed here (in the library) so that both the `node` binary and
+//! `harness node` (the harness re-executing itself as a node) share one definition.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, ValueEnum};
+
+use crate::protocol::ReadMode;
+use crate::raft::{parse_node_name, Bugs, NodeId};
+use crate::runtime::{self, NodeConfig};
+use crate::storage::FsyncPolicy;
+
+/// A Raft-replicated key-value store (the system under test of `harness`).
+#[derive(Parser, Debug)]
+#[command(version, about)]
+pub struct Args {
+    /// This node's id: `n1` or `1`.
+    #[arg(long, value_parser = parse_id)]
+    id: NodeId,
+    /// Address to accept peer (Raft) connections on.
+    #[arg(long)]
+    peer_listen: String,
+    /// Address to accept client and admin requests on.
+    #[arg(long)]
+    client_listen: String,
+    /// The other voters and how to reach their peer port: `n2=127.0.0.1:7002,n3=...`.
+    #[arg(long, default_value = "", value_parser = parse_addr_map)]
+    peers: BTreeMap<NodeId, String>,
+    /// Every node's client address (for "not leader" hints): `n1=127.0.0.1:8001,...`.
+    #[arg(long, default_value = "", value_parser = parse_addr_map)]
+    client_addrs: BTreeMap<NodeId, String>,
+    /// Directory of the write-ahead log (created if absent).
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// One Raft tick, in milliseconds of the node's clock.
+    #[arg(long, default_value_t = 10)]
+    tick_ms: u64,
+    /// Heartbeat interval (ms); rounded to ticks.
+    #[arg(long, default_value_t = 50)]
+    heartbeat_ms: u64,
+    /// Smallest randomized election timeout (ms); rounded to ticks.
+    #[arg(long, default_value_t = 300)]
+    election_timeout_min_ms: u64,
+    /// Largest randomized election timeout (ms, exclusive); rounded to ticks.
+    #[arg(long, default_value_t = 600)]
+    election_timeout_max_ms: u64,
+    /// Read path for requests that name none.
+    #[arg(long, default_value = "read-index")]
+    read_mode: ReadMode,
+    /// Clock drift bound assumed by lease reads: the lease lasts
+    /// election_timeout_min × (1 − drift) after a heartbeat's send time.
+    #[arg(long, default_value_t = 0.1)]
+    max_clock_drift: f64,
+    /// When to fsync the log: once per batch (group commit), after every entry, or never.
+    #[arg(long, value_enum, default_value_t = FsyncArg::Batch)]
+    fsync: FsyncArg,
+    /// A deliberate protocol bug (repeatable); see the README's table.
+    #[arg(long = "bug", value_enum)]
+    bugs: Vec<BugArg>,
+    /// How long a request may wait inside the node before it is answered "timeout".
+    #[arg(long, default_value_t = 5000)]
+    request_timeout_ms: u64,
+    /// Seed of the randomized election timeouts (default: from the id and the time).
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum FsyncArg {
+    Batch,
+    PerEntry,
+    Never,
+}
+
+/// The deliberate bugs (README: "Deliberate bugs").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum BugArg {
+    AckBeforePersist,
+    VoteIgnoresLog,
+    CommitByCount,
+    LeaseNoMargin,
+    ReadIndexNoConfirm,
+    FollowerReadLocal,
+    NoConflictTruncate,
+}
+
+fn parse_id(s: &str) -> Result<NodeId, String> {
+    parse_node_name(s).ok_or_else(|| format!("bad node id {s:?} (expected n1 or 1)"))
+}
+
+fn parse_addr_map(s: &str) -> Result<BTreeMap<NodeId, String>, String> {
+    let mut map = BTreeMap::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (id, addr) = part
+            .split_once('=')
+            .ok_or_else(|| format!("bad entry {part:?} (expected n2=127.0.0.1:7002)"))?;
+        let id = parse_id(id)?;
+        if addr.parse::<std::net::SocketAddr>().is_err() {
+            return Err(format!("bad address {addr:?} for n{id}"));
+        }
+        map.insert(id, addr.to_string());
+    }
+    Ok(map)
+}
+
+fn ticks(ms: u64, tick_ms: u64) -> u32 {
+    (ms / tick_ms.max(1)).max(1) as u32
+}
+
+/// Runs a node with the given command line (`args[0]` is the program name) until it is
+/// killed or fails; returns the process exit code.
+pub fn main_with_args<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let args = match Args::try_parse_from(args) {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_ansi(false)
+        .init();
+    if args.tick_ms == 0 || args.election_timeout_min_ms >= args.election_timeout_max_ms {
+        eprintln!("node: need tick_ms > 0 and election-timeout-min-ms < election-timeout-max-ms");
+        return ExitCode::from(2);
+    }
+    if !(0.0..1.0).contains(&args.max_clock_drift) {
+        eprintln!("node: --max-clock-drift must be in [0, 1)");
+        return ExitCode::from(2);
+    }
+    let has = |b| args.bugs.contains(&b);
+    let bugs = Bugs {
+        vote_ignores_log: has(BugArg::VoteIgnoresLog),
+        commit_by_count: has(BugArg::CommitByCount),
+        no_conflict_truncate: has(BugArg::NoConflictTruncate),
+        read_index_no_confirm: has(BugArg::ReadIndexNoConfirm),
+        lease_no_margin: has(BugArg::LeaseNoMargin),
+    };
+    let seed = args.seed.unwrap_or_else(|| {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        t ^ args.id.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    });
+    let config = NodeConfig {
+        id: args.id,
+        peer_listen: args.peer_listen,
+        client_listen: args.client_listen,
+        peers: args.peers,
+        client_addrs: args.client_addrs,
+        data_dir: args.data_dir,
+        tick_ms: args.tick_ms,
+        heartbeat_ticks: ticks(args.heartbeat_ms, args.tick_ms),
+        election_ticks_min: ticks(args.election_timeout_min_ms, args.tick_ms),
+        election_ticks_max: ticks(args.election_timeout_max_ms, args.tick_ms),
+        default_read_mode: args.read_mode,
+        max_clock_drift: args.max_clock_drift,
+        fsync: match args.fsync {
+            FsyncArg::Batch => FsyncPolicy::Batch,
+            FsyncArg::PerEntry => FsyncPolicy::PerEntry,
+            FsyncArg::Never => FsyncPolicy::Never,
+        },
+        bugs,
+        ack_before_persist: has(BugArg::AckBeforePersist),
+        follower_read_local: has(BugArg::FollowerReadLocal),
+        request_timeout_ms: args.request_timeout_ms,
+        seed,
+    };
+    tracing::info!(id = config.id, ?config.bugs, seed, "starting");
+    match runtime::run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("fatal: {e:#}");
+            eprintln!("node: fatal: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! Configuration of one Raft node, and the switches for deliberate protocol bugs.
+
+use super::types::NodeId;
+use thiserror::Error;
+
+/// Deliberate protocol bugs, each breaking exactly one rule of Raft so that the harness can
+/// prove it detects the resulting anomaly. All are off by default; a correct node never sets
+/// any of them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Bugs {
+    /// Grant votes without the election restriction (the candidate's log need not be at least
+    /// as up-to-date as the voter's), so a leader may lack committed entries.
+    pub vote_ignores_log: bool,
+    /// Commit any entry stored on a majority even if it is from an earlier term (the Figure 8
+    /// mistake), so a "committed" entry can later be overwritten.
+    pub commit_by_count: bool,
+    /// On AppendEntries, overwrite conflicting entries in place but never truncate a longer
+    /// conflicting suffix, breaking log matching.
+    pub no_conflict_truncate: bool,
+    /// Answer a read index at once, without the heartbeat round that confirms leadership.
+    pub read_index_no_confirm: bool,
+    /// Lease of the full minimum election timeout with no clock-drift margin, and no leader
+    /// stickiness on the followers.
+    pub lease_no_margin: bool,
+}
+
+/// Static configuration of a [`Raft`](super::Raft) node.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// This node's id; must be one of `voters` for the node to ever campaign.
+    pub id: NodeId,
+    /// All voting members, including `id`.
+    pub voters: Vec<NodeId>,
+    /// The randomized election timeout is drawn from `[election_ticks_min, election_ticks_max)`
+    /// ticks. The minimum is also the check-quorum period and the leader-stickiness window.
+    pub election_ticks_min: u32,
+    /// Exclusive upper bound of the randomized election timeout; must exceed the minimum so
+    /// that nodes whose ticks are not synchronized still break ties (pitfall 11).
+    pub election_ticks_max: u32,
+    /// A leader sends heartbeats every `heartbeat_ticks` ticks; must be well below the
+    /// minimum election timeout.
+    pub heartbeat_ticks: u32,
+    /// Bound on pipelined AppendEntries messages in flight to one follower in replicate state.
+    pub max_inflight_msgs: usize,
+    /// Bound on entries carried by one AppendEntries message.
+    pub max_entries_per_msg: usize,
+    /// Run a pre-vote round before a real election, so that a node that cannot win does not
+    /// bump anyone's term.
+    pub pre_vote: bool,
+    /// A leader steps down when it has not heard from a majority within the minimum election
+    /// timeout, and followers that heard from a leader within that window ignore (pre-)votes
+    /// (leader stickiness). Lease reads are only safe with this on.
+    pub check_quorum: bool,
+    /// Bound on clock-rate drift between nodes assumed by lease reads: the lease lasts
+    /// `election_ticks_min * (1 - max_clock_drift)` ticks from the heartbeat send tick.
+    pub max_clock_drift: f64,
+    /// Deliberate protocol bugs, all false by default.
+    pub bugs: Bugs,
+}
+
+/// A configuration that [`Config::validate`] rejects.
+#[derive(Debug, Error, PartialEq)]
+pub enum ConfigError {
+    /// The node's own id is not among the voters.
+    #[error("node id {0} is not among the voters")]
+    NotAVoter(NodeId),
+    /// The voter list names a node twice.
+    #[error("voter {0} is listed twice")]
+    DuplicateVoter(NodeId),
+    /// The election timeout range is empty or zero.
+    #[error("election timeout range [{min}, {max}) ticks is empty or zero")]
+    BadElectionRange {
+        /// The configured minimum.
+        min: u32,
+        /// The configured maximum.
+        max: u32,
+    },
+    /// Heartbeats would not arrive before followers time out.
+    #[error("heartbeat every {heartbeat} ticks is not below the minimum election timeout {min}")]
+    HeartbeatTooSlow {
+        /// The configured heartbeat interval.
+        heartbeat: u32,
+        /// The configured minimum election timeout.
+        min: u32,
+    },
+    /// A batching or pipelining bound is zero.
+    #[error("max_inflight_msgs and max_entries_per_msg must be at least 1")]
+    ZeroBound,
+    /// The drift margin is not in `[0, 1)`.
+    #[error("max_clock_drift {0} is not in [0, 1)")]
+    BadDrift(f64),
+}
+
+impl Config {
+    /// A configuration with sane defaults: election timeout 10..20 ticks, heartbeat every 2
+    /// ticks, 64 messages in flight, 256 entries per message, pre-vote and check-quorum on,
+    /// 10 % clock-drift margin, no bugs.
+    pub fn new(id: NodeId, voters: Vec<NodeId>) -> Config {
+        Config {
+            id,
+            voters,
+            election_ticks_min: 10,
+            election_ticks_max: 20,
+            heartbeat_ticks: 2,
+            max_inflight_msgs: 64,
+            max_entries_per_msg: 256,
+            pre_vote: true,
+            check_quorum: true,
+            max_clock_drift: 0.1,
+            bugs: Bugs::default(),
+        }
+    }
+
+    /// Checks the configuration. [`Raft::new`](super::Raft::new) does not fail: it repairs an
+    /// invalid configuration to the nearest valid one (and logs it), so call this first to
+    /// turn bad command-line input into a clear error.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut seen = std::collections::BTreeSet::new();
+        for &v in &self.voters {
+            if !seen.insert(v) {
+                return Err(ConfigError::DuplicateVoter(v));
+            }
+        }
+        if !seen.contains(&self.id) {
+            return Err(ConfigError::NotAVoter(self.id));
+        }
+        if self.election_ticks_min == 0 || self.election_ticks_max <= self.election_ticks_min {
+            return Err(ConfigError::BadElectionRange {
+                min: self.election_ticks_min,
+                max: self.election_ticks_max,
+            });
+        }
+        if self.heartbeat_ticks == 0 || self.heartbeat_ticks >= self.election_ticks_min {
+            return Err(ConfigError::HeartbeatTooSlow {
+                heartbeat: self.heartbeat_ticks,
+                min: self.election_ticks_min,
+            });
+        }
+        if self.max_inflight_msgs == 0 || self.max_entries_per_msg == 0 {
+            return Err(ConfigError::ZeroBound);
+        }
+        if !(0.0..1.0).contains(&self.max_clock_drift) {
+            return Err(ConfigError::BadDrift(self.max_clock_drift));
+        }
+        Ok(())
+    }
+
+    /// Returns a copy with every invalid field replaced by the nearest valid value, so that
+    /// the core never divides by zero or draws from an empty range.
+    pub(crate) fn repaired(&self) -> Config {
+        let mut c = self.clone();
+        c.election_ticks_min = c.election_ticks_min.max(2);
+        if c.election_ticks_max <= c.election_ticks_min {
+            c.election_ticks_max = c.election_ticks_min * 2;
+        }
+        c.heartbeat_ticks = c.heartbeat_ticks.clamp(1, c.election_ticks_min - 1);
+        c.max_inflight_msgs = c.max_inflight_msgs.max(1);
+        c.max_entries_per_msg = c.max_entries_per_msg.max(1);
+        if !(0.0..1.0).contains(&c.max_clock_drift) {
+            c.max_clock_drift = 0.1;
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        c.voters.retain(|v| seen.insert(*v));
+        c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(Config::new(1, vec![1, 2, 3]).validate(), Ok(()));
+    }
+
+    #[test]
+    fn invalid_configs_are_named_and_repaired() {
+        let mut c = Config::new(4, vec![1, 2, 3]);
+        assert_eq!(c.validate(), Err(ConfigError::NotAVoter(4)));
+        c.id = 1;
+        c.election_ticks_max = 5;
+        assert!(matches!(c.validate(), Err(ConfigError::BadElectionRange { .. })));
+        let r = c.repaired();
+        assert!(r.election_ticks_max > r.election_ticks_min);
+        assert!(r.heartbeat_ticks < r.election_ticks_min);
+        c.voters = vec![1, 1];
+        assert_eq!(c.validate(), Err(ConfigError::DuplicateVoter(1)));
+    }
+}

@@ -1,0 +1,929 @@
+//! The Raft state machine: `step` (a message), `tick` (a clock tick) and `propose` go in;
+//! [`Ready`] comes out. Structure and naming follow etcd-raft: `become_*` changes role,
+//! `handle_*` processes one message kind, `maybe_*` may change state and says whether it did.
+
+use super::config::Config;
+use super::log::RaftLog;
+use super::message::{Message, MessageBody};
+use super::progress::{Progress, ProgressState};
+use super::quorum::{MajorityConfig, VoteResult};
+use super::ready::{ProposeError, RaftStatus, ReadError, ReadState, Ready, Role};
+use super::types::{Entry, EntryPayload, HardState, LogIndex, NodeId, Term};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
+use tracing::{debug, error, info, warn};
+
+/// At most this many committed entries are handed out in one Ready, to bound memory.
+const MAX_COMMITTED_PER_READY: usize = 4096;
+/// At most this many heartbeat rounds are remembered for lease accounting.
+const MAX_TRACKED_ROUNDS: usize = 1024;
+
+/// A read request waiting for its heartbeat round to be acknowledged by a majority.
+#[derive(Clone, Debug)]
+struct PendingRead {
+    /// Who asked: this node, or a follower to answer with a message.
+    from: NodeId,
+    ctx: u64,
+    index: LogIndex,
+    round: u64,
+}
+
+/// One Raft node's protocol state. Deterministic: the same construction, seed and sequence of
+/// calls always produce the same outputs.
+pub struct Raft {
+    cfg: Config,
+    quorum: MajorityConfig,
+    term: Term,
+    voted_for: Option<NodeId>,
+    role: Role,
+    leader: Option<NodeId>,
+    log: RaftLog,
+    /// Leader only: one entry per other voter (this node's own match is `log.stabled()`).
+    progress: BTreeMap<NodeId, Progress>,
+    /// (Pre-)candidate only: votes received in the current campaign.
+    votes: BTreeMap<NodeId, bool>,
+    election_elapsed: u32,
+    heartbeat_elapsed: u32,
+    randomized_timeout: u32,
+    /// Set at construction: refuse votes until one minimum election timeout has passed, as
+    /// this node may have acknowledged a lease just before it crashed (pitfall 7).
+    restart_guard: bool,
+    rng: ChaCha8Rng,
+    msgs: Vec<Message>,
+    /// The hard state last handed out in a Ready and acknowledged by `advance`.
+    persisted_hs: HardState,
+    /// Ticks since construction: the logical clock for leases.
+    now: u64,
+    /// Next heartbeat round id: unique and increasing for the lifetime of this node.
+    next_round: u64,
+    /// Leader only: the tick at which each recent heartbeat round was created.
+    round_sent_at: BTreeMap<u64, u64>,
+    /// The round whose heartbeats are not yet handed out in a Ready, which new reads may join.
+    open_round: Option<u64>,
+    pending_reads: Vec<PendingRead>,
+    /// Leader only: creation tick of the newest round a majority acknowledged.
+    lease_start: Option<u64>,
+    read_states: Vec<ReadState>,
+    failed_reads: Vec<u64>,
+}
+
+impl Raft {
+    /// A node recovered from storage: `hard_state` and `entries` are what storage holds
+    /// (entries contiguous from index 1). Starts as a follower. Committed entries from index 1
+    /// are handed out again for applying (the state machine is in memory). An invalid config
+    /// is repaired (see [`Config::validate`]); recovered entries that are not contiguous are
+    /// dropped from the first gap on, with an error log.
+    pub fn new(config: Config, hard_state: HardState, entries: Vec<Entry>, seed: u64) -> Raft {
+        if let Err(e) = config.validate() {
+            warn!("invalid raft config ({e}); using repaired values");
+        }
+        let cfg = config.repaired();
+        let (log, dropped) = RaftLog::recover(entries, hard_state.commit);
+        if dropped > 0 {
+            error!(dropped, "recovered log is not contiguous from index 1; dropped its tail");
+        }
+        // Mix the id into the seed so that nodes given the same seed still draw different
+        // election timeouts.
+        let rng = ChaCha8Rng::seed_from_u64(seed ^ cfg.id.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut r = Raft {
+            quorum: MajorityConfig::new(cfg.voters.iter().copied()),
+            term: hard_state.term,
+            voted_for: hard_state.voted_for,
+            role: Role::Follower,
+            leader: None,
+            log,
+            progress: BTreeMap::new(),
+            votes: BTreeMap::new(),
+            election_elapsed: 0,
+            heartbeat_elapsed: 0,
+            randomized_timeout: cfg.election_ticks_min,
+            restart_guard: true,
+            rng,
+            msgs: Vec::new(),
+            persisted_hs: hard_state,
+            now: 0,
+            next_round: 1,
+            round_sent_at: BTreeMap::new(),
+            open_round: None,
+            pending_reads: Vec::new(),
+            lease_start: None,
+            read_states: Vec::new(),
+            failed_reads: Vec::new(),
+            cfg,
+        };
+        r.randomize_timeout();
+        info!(
+            term = r.term,
+            last_index = r.log.last_index(),
+            commit = r.log.committed(),
+            "raft node starts as follower"
+        );
+        r
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.cfg.id
+    }
+
+    /// Current role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Current term.
+    pub fn term(&self) -> Term {
+        self.term
+    }
+
+    /// The leader known in the current term.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.leader
+    }
+
+    /// The configuration in use (after repair).
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Status for admin requests.
+    pub fn status(&self) -> RaftStatus {
+        RaftStatus {
+            id: self.cfg.id,
+            role: self.role,
+            term: self.term,
+            leader: self.leader,
+            commit: self.log.committed(),
+            applied: self.log.applied(),
+            last_index: self.log.last_index(),
+            voted_for: self.voted_for,
+        }
+    }
+
+    /// The in-memory log, for diagnostics and tests (read-only).
+    pub fn log(&self) -> &RaftLog {
+        &self.log
+    }
+
+    fn hard_state(&self) -> HardState {
+        HardState {
+            term: self.term,
+            voted_for: self.voted_for,
+            commit: self.log.committed(),
+        }
+    }
+
+    // ---------------------------------------------------------------- runtime interface
+
+    /// Advances the logical clock by one tick: followers and candidates may start an
+    /// election; a leader sends heartbeats and checks that a majority is still reachable.
+    pub fn tick(&mut self) {
+        self.now += 1;
+        if self.role == Role::Leader {
+            self.tick_leader();
+        } else {
+            self.tick_election();
+        }
+    }
+
+    fn tick_election(&mut self) {
+        self.election_elapsed = self.election_elapsed.saturating_add(1);
+        if self.election_elapsed >= self.cfg.election_ticks_min {
+            self.restart_guard = false;
+        }
+        if self.quorum.contains(self.cfg.id) && self.election_elapsed >= self.randomized_timeout {
+            self.election_elapsed = 0;
+            self.campaign(self.cfg.pre_vote);
+        }
+    }
+
+    fn tick_leader(&mut self) {
+        self.heartbeat_elapsed += 1;
+        self.election_elapsed += 1;
+        if self.election_elapsed >= self.cfg.election_ticks_min {
+            self.election_elapsed = 0;
+            if self.cfg.check_quorum {
+                let me = self.cfg.id;
+                let progress = &self.progress;
+                let active = self
+                    .quorum
+                    .has_quorum(|v| v == me || progress.get(&v).is_some_and(|p| p.recent_active));
+                if !active {
+                    warn!(term = self.term, "leader lost contact with a majority; stepping down");
+                    self.become_follower(self.term, None);
+                    return;
+                }
+                for p in self.progress.values_mut() {
+                    p.recent_active = false;
+                }
+            }
+        }
+        if self.heartbeat_elapsed >= self.cfg.heartbeat_ticks {
+            self.heartbeat_elapsed = 0;
+            self.bcast_heartbeat();
+        }
+    }
+
+    /// Proposes a command. On success the entry is in the leader's log at the returned
+    /// index and term; it is committed only if a later Ready hands it out in `committed`
+    /// with that same term.
+    pub fn propose(&mut self, payload: Vec<u8>) -> Result<(LogIndex, Term), ProposeError> {
+        if self.role != Role::Leader {
+            return Err(ProposeError::NotLeader {
+                leader: self.leader,
+            });
+        }
+        let index = self.log.push(self.term, EntryPayload::Command(payload));
+        self.bcast_append();
+        Ok((index, self.term))
+    }
+
+    /// Whether [`Raft::ready`] has anything to hand out.
+    pub fn has_ready(&self) -> bool {
+        self.hard_state() != self.persisted_hs
+            || self.log.has_unstable()
+            || !self.msgs.is_empty()
+            || self.log.has_next_committed()
+            || !self.read_states.is_empty()
+            || !self.failed_reads.is_empty()
+    }
+
+    /// Everything the runtime must do now; see [`Ready`] for the order. Call
+    /// [`Raft::advance`] with it once done. Messages, read states and failed reads are
+    /// handed out once; entries, hard state and committed entries are handed out again
+    /// until acknowledged by `advance`.
+    pub fn ready(&mut self) -> Ready {
+        let hs = self.hard_state();
+        self.open_round = None;
+        Ready {
+            hard_state: (hs != self.persisted_hs).then_some(hs),
+            entries: self.log.take_unstable(),
+            messages: std::mem::take(&mut self.msgs),
+            committed: self.log.next_committed(MAX_COMMITTED_PER_READY),
+            read_states: std::mem::take(&mut self.read_states),
+            failed_reads: std::mem::take(&mut self.failed_reads),
+        }
+    }
+
+    /// Acknowledges that `ready` was carried out: its hard state and entries are durable and
+    /// its committed entries applied. The leader may then count its own copy of the entries.
+    pub fn advance(&mut self, ready: &Ready) {
+        if let Some(hs) = ready.hard_state {
+            self.persisted_hs = hs;
+        }
+        if let Some(last) = ready.entries.last() {
+            self.log.stable_to(last.index, last.term);
+        }
+        if let Some(last) = ready.committed.last() {
+            self.log.applied_to(last.index);
+        }
+        if self.role == Role::Leader && self.maybe_commit() {
+            self.bcast_append();
+        }
+    }
+
+    // ---------------------------------------------------------------- reads
+
+    /// Requests a linearizable read index for request `ctx`. The answer comes in a later
+    /// Ready as a [`ReadState`] (or in `failed_reads`). On the leader it is the commit index
+    /// at the time of the call, released after a heartbeat round started after the call is
+    /// acknowledged by a majority; concurrent requests share a round. A follower forwards the
+    /// request to the leader; if the leader never answers, the caller must time out.
+    pub fn read_index(&mut self, ctx: u64) -> Result<(), ReadError> {
+        if self.role != Role::Leader {
+            let leader = self.leader.ok_or(ReadError::NoLeader)?;
+            self.send(leader, MessageBody::ReadIndexRequest { ctx });
+            return Ok(());
+        }
+        if !self.committed_in_term() {
+            return Err(ReadError::LeaderNotReady);
+        }
+        let me = self.cfg.id;
+        self.leader_read(me, ctx);
+        Ok(())
+    }
+
+    /// True while this leader's lease holds: a majority acknowledged a heartbeat round
+    /// created at tick t, now < t + election_ticks_min * (1 - max_clock_drift), and an entry
+    /// of this term is committed. Followers do not vote for others until a minimum election
+    /// timeout after they heard that heartbeat (leader stickiness), so no other leader can
+    /// exist while the lease holds, provided clock rates differ by less than the drift bound.
+    /// Always false without check-quorum, which stickiness depends on.
+    pub fn lease_read_ok(&self) -> bool {
+        self.role == Role::Leader
+            && self.cfg.check_quorum
+            && self.committed_in_term()
+            && self
+                .lease_start
+                .is_some_and(|start| self.now < start + self.lease_ticks())
+    }
+
+    fn lease_ticks(&self) -> u64 {
+        let min = self.cfg.election_ticks_min as f64;
+        if self.cfg.bugs.lease_no_margin {
+            min as u64
+        } else {
+            (min * (1.0 - self.cfg.max_clock_drift)).floor() as u64
+        }
+    }
+
+    fn committed_in_term(&self) -> bool {
+        self.log.term(self.log.committed()) == Some(self.term)
+    }
+
+    /// Leader: registers a read for `from` (itself or a follower) at the current commit index.
+    fn leader_read(&mut self, from: NodeId, ctx: u64) {
+        let index = self.log.committed();
+        if self.cfg.bugs.read_index_no_confirm || self.quorum.len() == 1 {
+            self.deliver_read(from, ctx, index);
+            return;
+        }
+        let round = match self.open_round {
+            Some(r) => r,
+            None => self.bcast_heartbeat(),
+        };
+        self.pending_reads.push(PendingRead {
+            from,
+            ctx,
+            index,
+            round,
+        });
+    }
+
+    fn deliver_read(&mut self, from: NodeId, ctx: u64, index: LogIndex) {
+        if from == self.cfg.id {
+            self.read_states.push(ReadState { ctx, index });
+        } else {
+            self.send(
+                from,
+                MessageBody::ReadIndexResponse {
+                    ctx,
+                    index: Some(index),
+                },
+            );
+        }
+    }
+
+    /// Leader: releases reads and extends the lease up to the newest round a majority acked.
+    fn confirm_rounds(&mut self) {
+        let me = self.cfg.id;
+        let own = self.next_round - 1;
+        let progress = &self.progress;
+        let confirmed = self.quorum.committed_index(|v| {
+            if v == me {
+                own
+            } else {
+                progress.get(&v).map_or(0, |p| p.acked_round)
+            }
+        });
+        if confirmed == 0 {
+            return;
+        }
+        if let Some(&t) = self.round_sent_at.get(&confirmed) {
+            self.lease_start = Some(self.lease_start.map_or(t, |s| s.max(t)));
+        }
+        self.round_sent_at = self.round_sent_at.split_off(&confirmed);
+        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending_reads)
+            .into_iter()
+            .partition(|r| r.round <= confirmed);
+        self.pending_reads = waiting;
+        for r in ready {
+            self.deliver_read(r.from, r.ctx, r.index);
+        }
+    }
+
+    /// Drops pending reads when leadership ends: own ones are reported failed, followers'
+    /// ones time out on the follower.
+    fn fail_pending_reads(&mut self) {
+        let me = self.cfg.id;
+        for r in std::mem::take(&mut self.pending_reads) {
+            if r.from == me {
+                self.failed_reads.push(r.ctx);
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- role changes
+
+    fn randomize_timeout(&mut self) {
+        self.randomized_timeout = self
+            .rng
+            .gen_range(self.cfg.election_ticks_min..self.cfg.election_ticks_max);
+    }
+
+    /// Resets per-term volatile state, moving to `term` (forgetting the vote if it changes).
+    fn reset(&mut self, term: Term) {
+        if term != self.term {
+            self.term = term;
+            self.voted_for = None;
+        }
+        self.leader = None;
+        self.election_elapsed = 0;
+        self.heartbeat_elapsed = 0;
+        self.randomize_timeout();
+        self.votes.clear();
+        self.progress.clear();
+        self.fail_pending_reads();
+        self.round_sent_at.clear();
+        self.open_round = None;
+        self.lease_start = None;
+    }
+
+    fn become_follower(&mut self, term: Term, leader: Option<NodeId>) {
+        let before = (self.role, self.term, self.leader);
+        self.reset(term);
+        self.role = Role::Follower;
+        self.leader = leader;
+        if before != (self.role, self.term, self.leader) {
+            info!(term, leader = ?leader, from_role = before.0.as_str(), "became follower");
+        }
+    }
+
+    /// Starts a (pre-)election. A pre-campaign asks for votes in `term + 1` without
+    /// changing this node's term or vote.
+    fn campaign(&mut self, pre: bool) {
+        let msg_term = if pre {
+            self.role = Role::PreCandidate;
+            self.leader = None;
+            self.votes.clear();
+            self.election_elapsed = 0;
+            self.randomize_timeout();
+            info!(term = self.term, "became pre-candidate");
+            self.term.saturating_add(1)
+        } else {
+            self.reset(self.term.saturating_add(1));
+            self.role = Role::Candidate;
+            self.voted_for = Some(self.cfg.id);
+            info!(term = self.term, "became candidate");
+            self.term
+        };
+        self.votes.insert(self.cfg.id, true);
+        if self.tally() {
+            return;
+        }
+        let (last_index, last_term) = (self.log.last_index(), self.log.last_term());
+        let others: Vec<NodeId> = self.quorum.voters().filter(|&v| v != self.cfg.id).collect();
+        for v in others {
+            self.send_with_term(
+                v,
+                msg_term,
+                MessageBody::RequestVote {
+                    pre_vote: pre,
+                    last_index,
+                    last_term,
+                },
+            );
+        }
+    }
+
+    /// Acts on the votes so far. Returns true if the campaign ended.
+    fn tally(&mut self) -> bool {
+        match self.quorum.vote_result(&self.votes) {
+            VoteResult::Won => {
+                if self.role == Role::PreCandidate {
+                    self.campaign(false);
+                } else {
+                    self.become_leader();
+                }
+                true
+            }
+            VoteResult::Lost => {
+                self.become_follower(self.term, None);
+                true
+            }
+            VoteResult::Pending => false,
+        }
+    }
+
+    fn become_leader(&mut self) {
+        self.reset(self.term);
+        self.role = Role::Leader;
+        self.leader = Some(self.cfg.id);
+        let next = self.log.last_index() + 1;
+        for v in self.quorum.voters().filter(|&v| v != self.cfg.id) {
+            self.progress
+                .insert(v, Progress::new(next, self.cfg.max_inflight_msgs));
+        }
+        // An entry of the new term: committing it commits every earlier entry (Figure 8) and
+        // lets reads be served.
+        self.log.push(self.term, EntryPayload::Noop);
+        info!(term = self.term, last_index = self.log.last_index(), "became leader");
+        self.bcast_append();
+    }
+
+    // ---------------------------------------------------------------- messages in
+
+    /// Processes one message. Never panics: a message that does not fit (wrong receiver,
+    /// unknown sender, impossible indexes) is dropped with a debug log.
+    pub fn step(&mut self, m: Message) {
+        if m.to != self.cfg.id || m.from == self.cfg.id || !self.quorum.contains(m.from) {
+            debug!(from = m.from, to = m.to, "dropping message not meant for this node");
+            return;
+        }
+        if m.term > self.term {
+            match &m.body {
+                MessageBody::RequestVote { pre_vote, .. } => {
+                    if self.in_lease() {
+                        debug!(from = m.from, term = m.term, "ignoring vote request: leader stickiness");
+                        return;
+                    }
+                    if !pre_vote {
+                        self.become_follower(m.term, None);
+                    }
+                }
+                // A granted pre-vote carries the term the pre-candidate would campaign in.
+                MessageBody::VoteResponse {
+                    pre_vote: true,
+                    granted: true,
+                } => {}
+                body if body.is_from_leader() => self.become_follower(m.term, Some(m.from)),
+                _ => self.become_follower(m.term, None),
+            }
+        } else if m.term < self.term {
+            match &m.body {
+                // Answer a stale leader with our term so that it steps down: otherwise a node
+                // stuck at a higher term (e.g. after an election it lost) would never be heard
+                // (pitfall 12).
+                MessageBody::AppendEntries { .. } | MessageBody::Heartbeat { .. }
+                    if self.cfg.check_quorum || self.cfg.pre_vote =>
+                {
+                    self.send(
+                        m.from,
+                        MessageBody::AppendResponse {
+                            success: false,
+                            index: 0,
+                            hint_term: 0,
+                            hint_index: 0,
+                        },
+                    );
+                }
+                MessageBody::RequestVote { pre_vote, .. } => {
+                    let pre_vote = *pre_vote;
+                    self.send(
+                        m.from,
+                        MessageBody::VoteResponse {
+                            pre_vote,
+                            granted: false,
+                        },
+                    );
+                }
+                _ => debug!(from = m.from, term = m.term, "dropping stale message"),
+            }
+            return;
+        }
+        let from = m.from;
+        match m.body {
+            MessageBody::RequestVote {
+                pre_vote,
+                last_index,
+                last_term,
+            } => self.handle_vote_request(from, m.term, pre_vote, last_index, last_term),
+            MessageBody::VoteResponse { pre_vote, granted } => {
+                self.handle_vote_response(from, m.term, pre_vote, granted)
+            }
+            MessageBody::AppendEntries {
+                prev_index,
+                prev_term,
+                entries,
+                commit,
+            } => {
+                if self.accept_leader(from) {
+                    self.handle_append(from, prev_index, prev_term, &entries, commit);
+                }
+            }
+            MessageBody::Heartbeat { commit, round } => {
+                if self.accept_leader(from) {
+                    self.log.commit_to(commit);
+                    self.send(from, MessageBody::HeartbeatResponse { round });
+                }
+            }
+            MessageBody::AppendResponse {
+                success,
+                index,
+                hint_term,
+                hint_index,
+            } => self.handle_append_response(from, success, index, hint_term, hint_index),
+            MessageBody::HeartbeatResponse { round } => self.handle_heartbeat_response(from, round),
+            MessageBody::ReadIndexRequest { ctx } => {
+                if self.role == Role::Leader && self.committed_in_term() {
+                    self.leader_read(from, ctx);
+                } else {
+                    self.send(from, MessageBody::ReadIndexResponse { ctx, index: None });
+                }
+            }
+            MessageBody::ReadIndexResponse { ctx, index } => {
+                if self.role != Role::Leader {
+                    match index {
+                        Some(index) => self.read_states.push(ReadState { ctx, index }),
+                        None => self.failed_reads.push(ctx),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether this node must ignore (pre-)vote requests because it heard from a live leader
+    /// (or restarted) less than a minimum election timeout ago.
+    fn in_lease(&self) -> bool {
+        self.cfg.check_quorum
+            && !self.cfg.bugs.lease_no_margin
+            && (self.leader.is_some() || self.restart_guard)
+            && self.election_elapsed < self.cfg.election_ticks_min
+    }
+
+    /// A leader message of the current term arrived: follow its sender. Returns false if this
+    /// node is itself leader of the term (impossible unless a rule was broken).
+    fn accept_leader(&mut self, from: NodeId) -> bool {
+        match self.role {
+            Role::Leader => {
+                error!(term = self.term, other = from, "two leaders in one term; ignoring");
+                false
+            }
+            Role::Follower => {
+                if self.leader != Some(from) {
+                    info!(term = self.term, leader = from, "following leader");
+                    self.leader = Some(from);
+                }
+                self.election_elapsed = 0;
+                true
+            }
+            Role::PreCandidate | Role::Candidate => {
+                self.become_follower(self.term, Some(from));
+                true
+            }
+        }
+    }
+
+    fn handle_vote_request(
+        &mut self,
+        from: NodeId,
+        msg_term: Term,
+        pre: bool,
+        last_index: LogIndex,
+        last_term: Term,
+    ) {
+        let can_vote = self.voted_for == Some(from)
+            || (self.voted_for.is_none() && self.leader.is_none())
+            || (pre && msg_term > self.term);
+        let up_to_date =
+            self.cfg.bugs.vote_ignores_log || self.log.is_up_to_date(last_index, last_term);
+        let granted = can_vote && up_to_date;
+        debug!(from, pre, granted, msg_term, "vote request");
+        if granted {
+            if !pre {
+                self.voted_for = Some(from);
+                self.election_elapsed = 0;
+            }
+            self.send_with_term(
+                from,
+                msg_term,
+                MessageBody::VoteResponse {
+                    pre_vote: pre,
+                    granted,
+                },
+            );
+        } else {
+            self.send(
+                from,
+                MessageBody::VoteResponse {
+                    pre_vote: pre,
+                    granted,
+                },
+            );
+        }
+    }
+
+    fn handle_vote_response(&mut self, from: NodeId, msg_term: Term, pre: bool, granted: bool) {
+        let current = match self.role {
+            // A granted pre-vote must be for the term this pre-campaign asks for, not an
+            // earlier one.
+            Role::PreCandidate => pre && (!granted || msg_term == self.term.saturating_add(1)),
+            Role::Candidate => !pre && msg_term == self.term,
+            _ => false,
+        };
+        if current {
+            self.votes.insert(from, granted);
+            self.tally();
+        }
+    }
+
+    fn handle_append(
+        &mut self,
+        from: NodeId,
+        prev_index: LogIndex,
+        prev_term: Term,
+        entries: &[Entry],
+        commit: LogIndex,
+    ) {
+        let committed = self.log.committed();
+        if prev_index < committed {
+            // Everything up to our commit index matches the leader; say so.
+            self.send(from, append_ok(committed));
+            return;
+        }
+        if self.log.term(prev_index) != Some(prev_term) {
+            let (hint_term, hint_index) = self.log.conflict_hint(prev_index);
+            self.send(
+                from,
+                MessageBody::AppendResponse {
+                    success: false,
+                    index: prev_index,
+                    hint_term,
+                    hint_index,
+                },
+            );
+            return;
+        }
+        match self
+            .log
+            .append_after(prev_index, entries, self.cfg.bugs.no_conflict_truncate)
+        {
+            Ok(last_new) => {
+                self.log.commit_to(commit.min(last_new));
+                self.send(from, append_ok(last_new));
+            }
+            Err(e) => error!(from, "refusing append: {e}"),
+        }
+    }
+
+    fn handle_append_response(
+        &mut self,
+        from: NodeId,
+        success: bool,
+        index: LogIndex,
+        hint_term: Term,
+        hint_index: LogIndex,
+    ) {
+        if self.role != Role::Leader || index > self.log.last_index() {
+            return;
+        }
+        let Some(pr) = self.progress.get_mut(&from) else {
+            return;
+        };
+        pr.recent_active = true;
+        if !success {
+            // Fast backtracking: skip the follower's whole conflicting term at once.
+            let hint_next = if hint_term == 0 {
+                hint_index
+            } else {
+                self.log
+                    .last_index_of_term(hint_term, index)
+                    .map_or(hint_index, |i| i + 1)
+            };
+            if pr.maybe_decrease_to(index, hint_next) {
+                debug!(to = from, next = pr.next_index, "follower rejected append; probing");
+                self.send_append(from, true);
+            }
+            return;
+        }
+        let was_paused = pr.is_paused();
+        if !pr.maybe_update(index) {
+            return;
+        }
+        if pr.state == ProgressState::Probe {
+            pr.become_replicate();
+        }
+        if self.maybe_commit() {
+            self.bcast_append();
+        } else if was_paused {
+            self.send_append(from, false);
+        }
+        // Keep the pipeline full; bounded by the in-flight window.
+        for _ in 0..self.cfg.max_inflight_msgs {
+            if !self.send_append(from, false) {
+                break;
+            }
+        }
+    }
+
+    fn handle_heartbeat_response(&mut self, from: NodeId, round: u64) {
+        if self.role != Role::Leader || round >= self.next_round {
+            return;
+        }
+        let last = self.log.last_index();
+        let Some(pr) = self.progress.get_mut(&from) else {
+            return;
+        };
+        pr.recent_active = true;
+        pr.acked_round = pr.acked_round.max(round);
+        // The follower is alive: un-stick a probe whose message or answer was lost, and a
+        // replicate window whose acknowledgements were lost.
+        pr.probe_sent = false;
+        if pr.state == ProgressState::Replicate && pr.inflights.full() {
+            pr.inflights.free_first();
+        }
+        if pr.match_index < last {
+            self.send_append(from, true);
+        }
+        self.confirm_rounds();
+    }
+
+    // ---------------------------------------------------------------- messages out
+
+    /// Commits the highest index a majority persisted, if the Figure 8 rule allows.
+    fn maybe_commit(&mut self) -> bool {
+        let me = self.cfg.id;
+        let own = self.log.stabled();
+        let progress = &self.progress;
+        let index = self.quorum.committed_index(|v| {
+            if v == me {
+                own
+            } else {
+                progress.get(&v).map_or(0, |p| p.match_index)
+            }
+        });
+        let grew = self
+            .log
+            .maybe_commit(index, self.term, self.cfg.bugs.commit_by_count);
+        if grew {
+            debug!(commit = self.log.committed(), "commit index advanced");
+        }
+        grew
+    }
+
+    /// Sends the next AppendEntries to `to` unless its progress is paused. With
+    /// `send_if_empty`, sends even without entries (to carry the commit index or to probe).
+    /// Returns whether a message was sent.
+    fn send_append(&mut self, to: NodeId, send_if_empty: bool) -> bool {
+        let last = self.log.last_index();
+        let Some(pr) = self.progress.get_mut(&to) else {
+            return false;
+        };
+        if pr.is_paused() {
+            return false;
+        }
+        pr.next_index = pr.next_index.clamp(pr.match_index + 1, last + 1);
+        let prev_index = pr.next_index - 1;
+        let Some(prev_term) = self.log.term(prev_index) else {
+            return false;
+        };
+        let hi = prev_index.saturating_add(self.cfg.max_entries_per_msg as LogIndex);
+        let entries = self.log.slice(prev_index + 1, hi);
+        if entries.is_empty() && !send_if_empty {
+            return false;
+        }
+        pr.sent(entries.last().map(|e| e.index));
+        let commit = self.log.committed();
+        self.send(
+            to,
+            MessageBody::AppendEntries {
+                prev_index,
+                prev_term,
+                entries,
+                commit,
+            },
+        );
+        true
+    }
+
+    fn bcast_append(&mut self) {
+        let peers: Vec<NodeId> = self.progress.keys().copied().collect();
+        for p in peers {
+            self.send_append(p, true);
+        }
+    }
+
+    /// Starts a heartbeat round and sends it to every follower. Returns the round id.
+    fn bcast_heartbeat(&mut self) -> u64 {
+        let round = self.next_round;
+        self.next_round += 1;
+        self.open_round = Some(round);
+        self.round_sent_at.insert(round, self.now);
+        while self.round_sent_at.len() > MAX_TRACKED_ROUNDS {
+            self.round_sent_at.pop_first();
+        }
+        let commit = self.log.committed();
+        let targets: Vec<(NodeId, LogIndex)> = self
+            .progress
+            .iter()
+            .map(|(&id, p)| (id, p.match_index.min(commit)))
+            .collect();
+        for (to, commit) in targets {
+            self.send(to, MessageBody::Heartbeat { commit, round });
+        }
+        round
+    }
+
+    fn send(&mut self, to: NodeId, body: MessageBody) {
+        self.send_with_term(to, self.term, body);
+    }
+
+    fn send_with_term(&mut self, to: NodeId, term: Term, body: MessageBody) {
+        self.msgs.push(Message {
+            from: self.cfg.id,
+            to,
+            term,
+            body,
+        });
+    }
+}
+
+fn append_ok(index: LogIndex) -> MessageBody {
+    MessageBody::AppendResponse {
+        success: true,
+        index,
+        hint_term: 0,
+        hint_index: 0,
+    }
+}

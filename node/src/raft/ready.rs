@@ -1,0 +1,127 @@
+//! What the core hands to the runtime, and the errors of its request methods.
+
+use super::message::Message;
+use super::types::{Entry, HardState, LogIndex, NodeId, Term};
+use thiserror::Error;
+
+/// The role of a node in its current term.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    /// Follows a leader (or waits for one).
+    Follower,
+    /// Asking for pre-votes; has not bumped its term.
+    PreCandidate,
+    /// Asking for votes in a new term.
+    Candidate,
+    /// Leads the current term.
+    Leader,
+}
+
+impl Role {
+    /// The lower-case name used in status output and logs.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Role::Follower => "follower",
+            Role::PreCandidate => "pre-candidate",
+            Role::Candidate => "candidate",
+            Role::Leader => "leader",
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A confirmed read index: once the state machine has applied `index`, a read for request
+/// `ctx` may be served locally and is linearizable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadState {
+    /// The id the caller gave to [`Raft::read_index`](super::Raft::read_index).
+    pub ctx: u64,
+    /// The read index.
+    pub index: LogIndex,
+}
+
+/// Everything the runtime must do now, in this order:
+/// 1. persist `hard_state` (if Some) and `entries` (an entry whose index is <= the last
+///    persisted index replaces that index and everything after it), and fsync once;
+/// 2. send `messages` (they may depend on step 1);
+/// 3. apply `committed` in order (all of them are already persisted locally), and serve
+///    `read_states` once applied reaches their index; report `failed_reads` as failed;
+///
+/// then call [`Raft::advance`](super::Raft::advance) with this Ready.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Ready {
+    /// New hard state to persist, if it changed.
+    pub hard_state: Option<HardState>,
+    /// Entries to persist.
+    pub entries: Vec<Entry>,
+    /// Messages to send after persisting.
+    pub messages: Vec<Message>,
+    /// Committed entries to apply, contiguous, starting just after the last applied one.
+    pub committed: Vec<Entry>,
+    /// Confirmed read indexes.
+    pub read_states: Vec<ReadState>,
+    /// Read requests (by ctx) that cannot be confirmed: leadership was lost or the leader
+    /// refused. The caller may retry.
+    pub failed_reads: Vec<u64>,
+}
+
+impl Ready {
+    /// True when there is nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.hard_state.is_none()
+            && self.entries.is_empty()
+            && self.messages.is_empty()
+            && self.committed.is_empty()
+            && self.read_states.is_empty()
+            && self.failed_reads.is_empty()
+    }
+}
+
+/// A snapshot of a node's state for status requests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RaftStatus {
+    /// This node.
+    pub id: NodeId,
+    /// Current role.
+    pub role: Role,
+    /// Current term.
+    pub term: Term,
+    /// The leader this node knows of in `term`.
+    pub leader: Option<NodeId>,
+    /// Commit index.
+    pub commit: LogIndex,
+    /// Highest index handed out for applying.
+    pub applied: LogIndex,
+    /// Last log index.
+    pub last_index: LogIndex,
+    /// Vote cast in `term`.
+    pub voted_for: Option<NodeId>,
+}
+
+/// Why a proposal was refused. A refused proposal certainly did not enter the log.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum ProposeError {
+    /// Only the leader accepts proposals.
+    #[error("not leader (leader: {leader:?})")]
+    NotLeader {
+        /// The leader this node knows of, if any.
+        leader: Option<NodeId>,
+    },
+}
+
+/// Why a read index request was refused at once.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum ReadError {
+    /// No leader is known to forward the request to.
+    #[error("no leader known")]
+    NoLeader,
+    /// The leader has not yet committed an entry of its own term, so its commit index may
+    /// lag (pitfall 1). Retry shortly.
+    #[error("leader has not committed an entry of its term yet")]
+    LeaderNotReady,
+}

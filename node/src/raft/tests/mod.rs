@@ -1,0 +1,7 @@
+//! Deterministic tests of the core over the simulated cluster in [`super::sim`]. Every test
+//! that uses randomness names its seed in the failure message.
+
+mod election;
+mod paper;
+mod random;
+mod rules;

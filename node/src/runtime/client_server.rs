@@ -1,0 +1,169 @@
+//! The client port: JSON requests in length-prefixed frames, answered in any order (each
+//! response names its request), so one connection may carry many requests at once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::codec::{FramedRead, FramedWrite};
+use tracing::Instrument;
+
+use crate::clock::Clock;
+use crate::protocol::{frame_codec, ErrorKind, ErrorReply, Operation, Reply, Request, Response};
+
+use super::raft_loop::{Handle, Input};
+
+/// Responses queued per connection before the connection is considered stuck.
+const RESPONSE_QUEUE: usize = 4096;
+
+/// Serves the client port forever.
+pub async fn serve(listener: TcpListener, handle: Handle, clock: Arc<Clock>, request_timeout: Duration) {
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed on the client port");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        tokio::spawn(
+            serve_connection(stream, handle.clone(), clock.clone(), request_timeout)
+                .instrument(tracing::Span::current()),
+        );
+    }
+}
+
+async fn serve_connection(stream: TcpStream, handle: Handle, clock: Arc<Clock>, timeout: Duration) {
+    let _ = stream.set_nodelay(true);
+    let remote = stream.peer_addr().ok();
+    let (read_half, write_half) = stream.into_split();
+    let mut frames = FramedRead::new(read_half, frame_codec());
+    let (tx, mut rx) = mpsc::channel::<Response>(RESPONSE_QUEUE);
+
+    let writer = tokio::spawn(async move {
+        let mut sink = FramedWrite::new(write_half, frame_codec());
+        while let Some(resp) = rx.recv().await {
+            let Ok(bytes) = serde_json::to_vec(&resp) else { continue };
+            if sink.feed(Bytes::from(bytes)).await.is_err() {
+                return;
+            }
+            while let Ok(more) = rx.try_recv() {
+                let Ok(bytes) = serde_json::to_vec(&more) else { continue };
+                if sink.feed(Bytes::from(bytes)).await.is_err() {
+                    return;
+                }
+            }
+            if sink.flush().await.is_err() {
+                return;
+            }
+        }
+    });
+
+    while let Some(frame) = frames.next().await {
+        let frame = match frame {
+            Ok(f) => f,
+            Err(e) => {
+                // Oversized or broken framing: we cannot find the next frame, so close.
+                tracing::warn!(?remote, error = %e, "bad frame on the client port; closing");
+                let _ = tx.send(error_response(0, ErrorKind::Invalid, format!("bad frame: {e}"))).await;
+                break;
+            }
+        };
+        let request: Request = match serde_json::from_slice(&frame) {
+            Ok(r) => r,
+            Err(e) => {
+                // The frame boundary is intact, so the connection can go on.
+                let id = serde_json::from_slice::<serde_json::Value>(&frame)
+                    .ok()
+                    .and_then(|v| v.get("id").and_then(|i| i.as_u64()))
+                    .unwrap_or(0);
+                let _ = tx
+                    .send(error_response(id, ErrorKind::Invalid, format!("malformed request: {e}")))
+                    .await;
+                continue;
+            }
+        };
+        let handle = handle.clone();
+        let clock = clock.clone();
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let result = answer(request.op, &handle, &clock, timeout).await;
+            let _ = tx.send(Response { id: request.id, result }).await;
+        });
+    }
+    drop(tx);
+    let _ = tokio::time::timeout(timeout, writer).await;
+}
+
+fn error_response(id: u64, kind: ErrorKind, message: String) -> Response {
+    Response {
+        id,
+        result: Err(ErrorReply {
+            kind,
+            definite: true,
+            message,
+        }),
+    }
+}
+
+async fn answer(
+    op: Operation,
+    handle: &Handle,
+    clock: &Clock,
+    timeout: Duration,
+) -> Result<Reply, ErrorReply> {
+    match op {
+        Operation::Clock { offset_ms, rate } => match clock.set(offset_ms, rate) {
+            Ok(state) => {
+                tracing::info!(offset_ms = state.offset_ms, rate = state.rate, "clock changed");
+                Ok(Reply::Clock(state))
+            }
+            Err(message) => Err(ErrorReply {
+                kind: ErrorKind::Invalid,
+                definite: true,
+                message,
+            }),
+        },
+        Operation::Status => {
+            let (tx, rx) = oneshot::channel();
+            if !handle.send(Input::Status(tx)) {
+                return Err(unavailable());
+            }
+            match tokio::time::timeout(timeout, rx).await {
+                Ok(Ok(status)) => Ok(Reply::Status(status)),
+                _ => Err(unavailable()),
+            }
+        }
+        op => {
+            let (tx, rx) = oneshot::channel();
+            if !handle.send(Input::Client { op, reply: tx }) {
+                return Err(unavailable());
+            }
+            match tokio::time::timeout(timeout, rx).await {
+                Ok(Ok(result)) => result,
+                Ok(Err(_)) => Err(ErrorReply {
+                    kind: ErrorKind::Unavailable,
+                    definite: false,
+                    message: "the node dropped the request".into(),
+                }),
+                Err(_) => Err(ErrorReply {
+                    kind: ErrorKind::Timeout,
+                    definite: false,
+                    message: format!("no answer within {} ms", timeout.as_millis()),
+                }),
+            }
+        }
+    }
+}
+
+fn unavailable() -> ErrorReply {
+    ErrorReply {
+        kind: ErrorKind::Unavailable,
+        definite: true,
+        message: "the node is shutting down".into(),
+    }
+}

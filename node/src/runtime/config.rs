@@ -1,0 +1,41 @@
+//! The node's configuration, as given on its command line.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use crate::protocol::ReadMode;
+use crate::raft::{Bugs, NodeId};
+use crate::storage::FsyncPolicy;
+
+/// Everything the runtime needs to start a node.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    pub id: NodeId,
+    /// Where this node accepts connections from its peers.
+    pub peer_listen: String,
+    /// Where this node accepts client and admin requests.
+    pub client_listen: String,
+    /// How this node reaches each other voter's peer port (possibly through a nemesis proxy).
+    pub peers: BTreeMap<NodeId, String>,
+    /// Each node's client address, so "not leader" replies can name where the leader is.
+    pub client_addrs: BTreeMap<NodeId, String>,
+    pub data_dir: PathBuf,
+    /// Length of one Raft tick on the node's clock.
+    pub tick_ms: u64,
+    pub heartbeat_ticks: u32,
+    pub election_ticks_min: u32,
+    pub election_ticks_max: u32,
+    /// The read path used when a request names none.
+    pub default_read_mode: ReadMode,
+    pub max_clock_drift: f64,
+    pub fsync: FsyncPolicy,
+    pub bugs: Bugs,
+    /// Deliberate bug `ack-before-persist`: send messages before the fsync of the batch.
+    pub ack_before_persist: bool,
+    /// Deliberate bug `follower-read-local`: follower reads answered without asking the leader.
+    pub follower_read_local: bool,
+    /// How long a client request may wait inside the node before it is answered `Timeout`.
+    pub request_timeout_ms: u64,
+    /// Seed of the core's randomized election timeouts.
+    pub seed: u64,
+}

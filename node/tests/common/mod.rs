@@ -1,0 +1,223 @@
+//! Helpers for end-to-end tests that start real `node` processes on loopback ports.
+//! Every process started here is killed by its PID when the [`Cluster`] is dropped.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use node::protocol::{ErrorReply, Operation, Reply, Request, Response, Status};
+
+/// A free loopback port (bound, then released; good enough for tests on one machine).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// One node process and its addresses.
+pub struct NodeProc {
+    pub id: u64,
+    pub peer_addr: String,
+    pub client_addr: String,
+    pub data_dir: PathBuf,
+    pub args: Vec<String>,
+    pub child: Option<Child>,
+}
+
+/// A cluster of real node processes, killed on drop.
+pub struct Cluster {
+    pub nodes: Vec<NodeProc>,
+    pub dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Starts `n` nodes (ids 1..=n) with `extra` arguments for every node.
+    pub fn start(n: u64, extra: &[&str]) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+        let client_addrs: Vec<String> = (1..=n)
+            .map(|i| format!("n{i}=127.0.0.1:{}", ports[(i - 1) as usize].1))
+            .collect();
+        let mut nodes = Vec::new();
+        for i in 1..=n {
+            let (pp, cp) = ports[(i - 1) as usize];
+            let peers: Vec<String> = (1..=n)
+                .filter(|&j| j != i)
+                .map(|j| format!("n{j}=127.0.0.1:{}", ports[(j - 1) as usize].0))
+                .collect();
+            let data_dir = dir.path().join(format!("n{i}"));
+            let mut args = vec![
+                "--id".to_string(),
+                format!("n{i}"),
+                "--peer-listen".into(),
+                format!("127.0.0.1:{pp}"),
+                "--client-listen".into(),
+                format!("127.0.0.1:{cp}"),
+                "--peers".into(),
+                peers.join(","),
+                "--client-addrs".into(),
+                client_addrs.join(","),
+                "--data-dir".into(),
+                data_dir.display().to_string(),
+            ];
+            args.extend(extra.iter().map(|s| s.to_string()));
+            nodes.push(NodeProc {
+                id: i,
+                peer_addr: format!("127.0.0.1:{pp}"),
+                client_addr: format!("127.0.0.1:{cp}"),
+                data_dir,
+                args,
+                child: None,
+            });
+        }
+        let mut c = Cluster { nodes, dir };
+        for i in 0..c.nodes.len() {
+            c.spawn(i);
+        }
+        c
+    }
+
+    /// Starts (or restarts) node at position `i` with its original arguments.
+    pub fn spawn(&mut self, i: usize) {
+        let log_path = self.dir.path().join(format!("n{}.log", self.nodes[i].id));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_node"))
+            .args(&self.nodes[i].args)
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn node");
+        self.nodes[i].child = Some(child);
+    }
+
+    /// SIGKILLs node at position `i` (by PID) and reaps it.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.nodes[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Whether node `i`'s process is still running.
+    pub fn is_running(&mut self, i: usize) -> bool {
+        match self.nodes[i].child.as_mut() {
+            Some(c) => c.try_wait().ok().flatten().is_none(),
+            None => false,
+        }
+    }
+
+    /// Waits (bounded) until some running node reports itself leader; returns its position.
+    pub fn wait_for_leader(&mut self, deadline: Duration) -> usize {
+        let start = Instant::now();
+        while start.elapsed() < deadline {
+            for i in 0..self.nodes.len() {
+                if self.nodes[i].child.is_none() {
+                    continue;
+                }
+                if let Ok(s) = status(&self.nodes[i].client_addr) {
+                    if s.role == "leader" {
+                        return i;
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("no leader within {deadline:?}; logs in {}", self.log_hint());
+    }
+
+    /// Where the node logs are (for failure messages).
+    pub fn log_hint(&self) -> String {
+        let mut s = String::new();
+        for n in &self.nodes {
+            let p = self.dir.path().join(format!("n{}.log", n.id));
+            let text = std::fs::read_to_string(&p).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(15).collect();
+            s.push_str(&format!("\n--- n{} ---\n", n.id));
+            for l in tail.into_iter().rev() {
+                s.push_str(l);
+                s.push('\n');
+            }
+        }
+        s
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.kill(i);
+        }
+    }
+}
+
+/// A blocking client connection speaking the node's frame protocol.
+pub struct Conn {
+    stream: TcpStream,
+    next_id: u64,
+}
+
+impl Conn {
+    /// Connects with a bounded timeout.
+    pub fn connect(addr: &str) -> std::io::Result<Conn> {
+        let stream = TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(1))?;
+        stream.set_read_timeout(Some(Duration::from_secs(6)))?;
+        stream.set_nodelay(true)?;
+        Ok(Conn { stream, next_id: 1 })
+    }
+
+    /// Writes raw bytes (for malformed-input tests).
+    pub fn write_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes)
+    }
+
+    /// Writes one frame.
+    pub fn write_frame(&mut self, payload: &[u8]) -> std::io::Result<()> {
+        let mut buf = (payload.len() as u32).to_be_bytes().to_vec();
+        buf.extend_from_slice(payload);
+        self.stream.write_all(&buf)
+    }
+
+    /// Reads one frame.
+    pub fn read_frame(&mut self) -> std::io::Result<Vec<u8>> {
+        let mut len = [0u8; 4];
+        self.stream.read_exact(&mut len)?;
+        let mut buf = vec![0u8; u32::from_be_bytes(len) as usize];
+        self.stream.read_exact(&mut buf)?;
+        Ok(buf)
+    }
+
+    /// Sends one request and waits for its response.
+    pub fn call(&mut self, op: Operation) -> std::io::Result<Result<Reply, ErrorReply>> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let req = serde_json::to_vec(&Request { id, op }).unwrap();
+        self.write_frame(&req)?;
+        loop {
+            let resp: Response = serde_json::from_slice(&self.read_frame()?)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+            if resp.id == id {
+                return Ok(resp.result);
+            }
+        }
+    }
+}
+
+/// A node's status, or an I/O error if it does not answer.
+pub fn status(addr: &str) -> std::io::Result<Status> {
+    let mut c = Conn::connect(addr)?;
+    c.stream.set_read_timeout(Some(Duration::from_millis(500)))?;
+    match c.call(Operation::Status)? {
+        Ok(Reply::Status(s)) => Ok(s),
+        other => Err(std::io::Error::other(format!("unexpected {other:?}"))),
+    }
+}

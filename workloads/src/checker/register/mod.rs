@@ -1,0 +1,155 @@
+//! Linearizability of the register model (read, write, cas on independent keys), per key and
+//! per read mode.
+//!
+//! Semantics (`shared/spec/history.md`): every key is a register that starts absent (`null`);
+//! a read returning `null` saw no value; `cas [expected, new]` succeeds only if the register
+//! holds `expected` (which may be `null`). `fail` operations are dropped; operations that end
+//! `info` or never end may take effect at any time after their invocation, or never; reads
+//! that do not end `ok` are dropped. With reads of several read modes, each mode is checked on
+//! the history of all writes and cas plus that mode's reads; reads without a `read_mode`
+//! form the mode `"default"`.
+
+mod cache;
+mod explain;
+mod prepare;
+mod race;
+mod search;
+
+pub use explain::{Anomaly, OpSummary};
+pub use prepare::{HistoryStats, DEFAULT_MODE};
+
+use super::{validate::pair, CheckOptions, Verdict};
+use crate::history::{Event, HistoryError};
+use search::Outcome;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+/// The result of one key in one read mode.
+#[derive(Clone, Debug, Serialize)]
+pub struct KeyReport {
+    /// The verdict for this key.
+    pub valid: Verdict,
+    /// Operations searched (after dropping failed ones and unobservable indeterminate ones).
+    pub ops: usize,
+    /// Time spent searching this key, in milliseconds.
+    pub elapsed_ms: f64,
+    /// Search steps taken.
+    pub steps: u64,
+    /// (linearized set, state) pairs cached.
+    pub cached_states: usize,
+    /// Why the verdict is `unknown`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// The result of one read mode.
+#[derive(Clone, Debug, Serialize)]
+pub struct ModeReport {
+    /// Invalid if any key is; else unknown if any key is; else valid.
+    pub valid: Verdict,
+    /// `ok` reads of this mode.
+    pub reads: usize,
+    /// One per invalid key.
+    pub anomalies: Vec<Anomaly>,
+    /// Per-key results.
+    pub keys: BTreeMap<String, KeyReport>,
+}
+
+/// The result of [`check_register`].
+#[derive(Clone, Debug, Serialize)]
+pub struct RegisterReport {
+    /// The worst verdict over all read modes.
+    pub valid: Verdict,
+    /// One entry per read mode in the history.
+    pub read_modes: BTreeMap<String, ModeReport>,
+    /// Counts of operations.
+    pub stats: HistoryStats,
+    /// Wall-clock time of the check, in milliseconds.
+    pub elapsed_ms: f64,
+}
+
+impl RegisterReport {
+    /// All anomalies of all modes.
+    pub fn anomalies(&self) -> impl Iterator<Item = &Anomaly> {
+        self.read_modes.values().flat_map(|m| m.anomalies.iter())
+    }
+}
+
+/// Checks a register history for linearizability, per read mode and key, within the budgets
+/// of `opts`. Validates the history first ([`super::validate`]); errors name the line.
+///
+/// Guarantees: `Valid` only if every (mode, key) sub-history has a linearization; `Invalid`
+/// only if some has none (with an [`Anomaly`]); anything undecided within the budgets is
+/// `Unknown`.
+pub fn check_register(events: &[Event], opts: &CheckOptions) -> Result<RegisterReport, HistoryError> {
+    let started = Instant::now();
+    let deadline = started + opts.timeout;
+    let pairs = pair(events)?;
+    let prep = prepare::prepare(events, &pairs)?;
+    let tasks = prep.tasks();
+    let groups: Vec<u32> = tasks.iter().map(|t| t.mode).collect();
+    let build = |i: usize| prep.search(&tasks[i]);
+    let results = race::race(
+        &groups,
+        &build,
+        opts.worker_threads(),
+        deadline,
+        opts.memory_limit,
+    );
+    let mut read_modes: BTreeMap<String, ModeReport> = prep
+        .modes
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            (
+                m.clone(),
+                ModeReport {
+                    valid: Verdict::Valid,
+                    reads: prep.reads[i],
+                    anomalies: Vec::new(),
+                    keys: BTreeMap::new(),
+                },
+            )
+        })
+        .collect();
+    for (task, fin) in tasks.iter().zip(results) {
+        let mode = &mut read_modes
+            .get_mut(&prep.modes[task.mode as usize])
+            .expect("every task's mode has a report");
+        let (valid, reason) = match fin.outcome {
+            Outcome::Valid => (Verdict::Valid, None),
+            Outcome::Invalid { prefix } => {
+                mode.anomalies
+                    .push(explain::explain(events, &prep, task, &prefix));
+                (Verdict::Invalid, None)
+            }
+            Outcome::GaveUp(r) => (Verdict::Unknown, Some(r)),
+            Outcome::Paused => (Verdict::Unknown, Some("search did not finish".into())),
+        };
+        mode.valid = mode.valid.worst(valid);
+        mode.keys.insert(
+            prep.keys[task.key as usize].clone(),
+            KeyReport {
+                valid,
+                ops: task.ops.len(),
+                elapsed_ms: fin.elapsed.as_secs_f64() * 1e3,
+                steps: fin.steps,
+                cached_states: fin.cached,
+                reason,
+            },
+        );
+    }
+    let valid = read_modes
+        .values()
+        .fold(Verdict::Valid, |v, m| v.worst(m.valid));
+    Ok(RegisterReport {
+        valid,
+        read_modes,
+        stats: prep.stats,
+        elapsed_ms: started.elapsed().as_secs_f64() * 1e3,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,607 @@
+//! A client process: performs intended operations against the cluster over the node's client
+//! protocol and records each one in the history.
+//!
+//! Every operation is recorded as one `invoke` (before anything is sent) and exactly one
+//! completion:
+//! - `ok` when the node answered that it took effect (a read's `ok` carries the value);
+//! - `fail` only when it certainly did not: the node said so (`ErrorReply.definite`), a cas
+//!   found another value (`"cas mismatch"`), or no request could be sent at all (connection
+//!   refused before sending);
+//! - `info` in every case of doubt: timeout, connection lost after sending, non-definite error,
+//!   an answer that makes no sense. After an `info` the client continues under a fresh process
+//!   id (Jepsen: id + concurrency) with fresh connections, as the spec requires.
+//!
+//! Writes, and reads in the `log`, `read-index` and `lease` modes, go to the leader: the client
+//! sends them to the last leader it learned of (else to its bound node) and follows
+//! `NotLeader { leader_addr }` hints a bounded number of times, keeping the same history
+//! operation and the same `WriteId`. `follower` and `stale` reads go to the bound node only.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{FutureExt, SinkExt, StreamExt};
+use node::protocol::{
+    frame_codec, ErrorKind, ErrorReply, Operation, ReadMode, Reply, Request, Response, Value,
+    WriteId,
+};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_util::codec::{Framed, LengthDelimitedCodec};
+
+use crate::generator::IntendedOp;
+use crate::history::EventType;
+use crate::recorder::{OpRecord, Recorder};
+
+/// A node as clients see it: its name in the history and its client address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeAddr {
+    /// The node's name, e.g. `n2` (recorded in each event's `node`).
+    pub name: String,
+    /// The node's client port (a loopback address).
+    pub client_addr: SocketAddr,
+}
+
+/// Per-client settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClientConfig {
+    /// The longest an operation may take, from invocation to completion, including connecting
+    /// and following leader hints; then it completes as `info` (`"timeout"`).
+    pub op_timeout: Duration,
+    /// How many `NotLeader` hints one operation follows before it completes as `fail`.
+    pub max_redirects: usize,
+    /// The longest pause between attempts while the bound node refuses connections (the
+    /// pause doubles from 10 ms up to this).
+    pub max_backoff: Duration,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            op_timeout: Duration::from_secs(1),
+            max_redirects: 3,
+            max_backoff: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The least pause after a refused connection.
+const MIN_BACKOFF: Duration = Duration::from_millis(10);
+
+/// Responses not matching the request's id that are skipped before giving up (they can only
+/// be late answers to earlier requests; a node never sends more than one per request).
+const MAX_STALE_RESPONSES: usize = 64;
+
+/// How a client gets a fresh process id after an `info`.
+#[derive(Clone, Debug)]
+pub enum ProcessIds {
+    /// Jepsen's convention: the next id is the current one plus `stride` (the concurrency).
+    Stride(u64),
+    /// Ask the recorder for an id above every one in use (for one-off clients).
+    Reserve,
+}
+
+/// How one operation ended, as recorded.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// It took effect; the completion's value.
+    Ok(serde_json::Value),
+    /// It certainly did not take effect; why.
+    Fail(String),
+    /// Unknown; why.
+    Info(String),
+}
+
+impl Outcome {
+    /// The history type of the completion.
+    pub fn event_type(&self) -> EventType {
+        match self {
+            Outcome::Ok(_) => EventType::Ok,
+            Outcome::Fail(_) => EventType::Fail,
+            Outcome::Info(_) => EventType::Info,
+        }
+    }
+}
+
+/// Where a request goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Target {
+    name: String,
+    addr: SocketAddr,
+}
+
+/// An operation whose `invoke` is recorded and that is not yet complete.
+#[derive(Debug)]
+pub struct Pending {
+    op: IntendedOp,
+    record: OpRecord,
+    write_id: Option<WriteId>,
+    target: Target,
+    to_leader: bool,
+}
+
+impl Pending {
+    /// The operation being performed.
+    pub fn op(&self) -> &IntendedOp {
+        &self.op
+    }
+}
+
+/// One attempt's result: done, or go to another node.
+enum Step {
+    Done(Outcome),
+    Redirect(Target),
+}
+
+type Conn = Framed<TcpStream, LengthDelimitedCodec>;
+
+/// A client process bound to one node. Holds at most one connection per node it talks to
+/// (its bound node and leaders it was sent to), so its state is bounded by the cluster size.
+pub struct Client {
+    process: u64,
+    ids: ProcessIds,
+    bound: Target,
+    nodes: Vec<NodeAddr>,
+    leader_hint: Option<Target>,
+    conns: HashMap<SocketAddr, Conn>,
+    next_request: u64,
+    write_seq: u64,
+    backoff: Duration,
+    config: ClientConfig,
+    recorder: Recorder,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("process", &self.process)
+            .field("bound", &self.bound)
+            .field("leader_hint", &self.leader_hint)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// A client with process id `process`, bound to `nodes[bound]`. `nodes` names every node
+    /// so that leader hints can be recorded by name.
+    ///
+    /// Panics if `bound` is out of range (a programming error, not input).
+    pub fn new(
+        process: u64,
+        ids: ProcessIds,
+        nodes: Vec<NodeAddr>,
+        bound: usize,
+        config: ClientConfig,
+        recorder: Recorder,
+    ) -> Client {
+        let b = &nodes[bound];
+        Client {
+            process,
+            ids,
+            bound: Target {
+                name: b.name.clone(),
+                addr: b.client_addr,
+            },
+            nodes,
+            leader_hint: None,
+            conns: HashMap::new(),
+            next_request: 0,
+            write_seq: 0,
+            backoff: Duration::ZERO,
+            config,
+            recorder,
+        }
+    }
+
+    /// The current logical process id.
+    pub fn process(&self) -> u64 {
+        self.process
+    }
+
+    /// How long to pause before the next operation because the bound node refused
+    /// connections (zero when it did not).
+    pub fn backoff(&self) -> Duration {
+        self.backoff
+    }
+
+    /// Records the invocation of `op` and returns it for [`Client::finish`]. Synchronous, so a
+    /// caller may draw the operation and invoke it under one lock (then the history's
+    /// invocations follow the generator's order).
+    pub fn begin(&mut self, op: IntendedOp) -> Pending {
+        let write_id = op.is_write().then(|| {
+            self.write_seq += 1;
+            WriteId {
+                client: self.process,
+                seq: self.write_seq,
+            }
+        });
+        let to_leader = match op.read_mode() {
+            None => true,
+            Some(ReadMode::Log | ReadMode::ReadIndex | ReadMode::Lease) => true,
+            Some(ReadMode::Follower | ReadMode::Stale) => false,
+        };
+        let target = match (&self.leader_hint, to_leader) {
+            (Some(l), true) => l.clone(),
+            _ => self.bound.clone(),
+        };
+        let record = OpRecord {
+            process: self.process,
+            f: op.f(),
+            key: op.key().to_string(),
+            value: op.invoke_value(),
+            node: target.name.clone(),
+            read_mode: op.read_mode(),
+        };
+        self.recorder.invoke(&record);
+        Pending {
+            op,
+            record,
+            write_id,
+            target,
+            to_leader,
+        }
+    }
+
+    /// Performs a begun operation and records its one completion. Takes at most the
+    /// configured `op_timeout` (plus scheduling noise).
+    pub async fn finish(&mut self, mut p: Pending) -> Outcome {
+        let deadline = Instant::now() + self.config.op_timeout;
+        let mut redirects = 0;
+        let outcome = loop {
+            match self.attempt(&p, deadline).await {
+                Step::Done(o) => break o,
+                Step::Redirect(t) => {
+                    if redirects >= self.config.max_redirects {
+                        break Outcome::Fail(format!(
+                            "not leader; gave up after {redirects} redirects"
+                        ));
+                    }
+                    redirects += 1;
+                    p.target = t;
+                }
+            }
+        };
+        let value = match &outcome {
+            Outcome::Ok(v) => v.clone(),
+            _ if p.op.is_write() => p.record.value.clone(),
+            _ => serde_json::Value::Null,
+        };
+        let error = match &outcome {
+            Outcome::Ok(_) => None,
+            Outcome::Fail(e) | Outcome::Info(e) => Some(e.clone()),
+        };
+        p.record.node = p.target.name.clone();
+        self.recorder
+            .complete(&p.record, outcome.event_type(), value, error);
+        if let Outcome::Info(_) = outcome {
+            self.become_fresh_process();
+        }
+        outcome
+    }
+
+    /// Begins and finishes `op`.
+    pub async fn perform(&mut self, op: IntendedOp) -> Outcome {
+        let p = self.begin(op);
+        self.finish(p).await
+    }
+
+    /// After an `info`: a new process id, new write ids, no connections, no leader guess.
+    fn become_fresh_process(&mut self) {
+        self.process = match self.ids {
+            ProcessIds::Stride(s) => self.process + s,
+            ProcessIds::Reserve => self.recorder.reserve_process(),
+        };
+        self.write_seq = 0;
+        self.conns.clear();
+        self.leader_hint = None;
+    }
+
+    /// One request to `p.target`.
+    async fn attempt(&mut self, p: &Pending, deadline: Instant) -> Step {
+        let target = p.target.clone();
+        if let Err(e) = self.ensure_connection(&target, deadline).await {
+            // Nothing was sent: the operation certainly did not happen here.
+            if self.leader_hint.as_ref() == Some(&target) {
+                self.leader_hint = None;
+            }
+            if target != self.bound && p.to_leader {
+                // A stale leader guess: ask the bound node instead (counts as a redirect).
+                return Step::Redirect(self.bound.clone());
+            }
+            if target == self.bound {
+                self.backoff =
+                    (self.backoff * 2).clamp(MIN_BACKOFF, self.config.max_backoff.max(MIN_BACKOFF));
+            }
+            return Step::Done(Outcome::Fail(format!("connect to {}: {e}", target.addr)));
+        }
+        if target == self.bound {
+            self.backoff = Duration::ZERO;
+        }
+        self.next_request += 1;
+        let id = self.next_request;
+        let Some(conn) = self.conns.get_mut(&target.addr) else {
+            return Step::Done(Outcome::Fail("connection vanished before sending".into()));
+        };
+        let request = Request {
+            id,
+            op: wire_operation(&p.op, p.write_id),
+        };
+        let bytes = match serde_json::to_vec(&request) {
+            Ok(b) => Bytes::from(b),
+            Err(e) => return Step::Done(Outcome::Fail(format!("cannot encode request: {e}"))),
+        };
+        let exchange = async {
+            conn.send(bytes)
+                .await
+                .map_err(|e| format!("connection lost while sending: {e}"))?;
+            for _ in 0..MAX_STALE_RESPONSES {
+                let frame = match conn.next().await {
+                    None => return Err("connection closed before the answer".to_string()),
+                    Some(Err(e)) => return Err(format!("connection lost: {e}")),
+                    Some(Ok(f)) => f,
+                };
+                let resp: Response = serde_json::from_slice(&frame)
+                    .map_err(|e| format!("malformed response: {e}"))?;
+                if resp.id == id {
+                    return Ok(resp);
+                }
+            }
+            Err("too many responses to other requests".to_string())
+        };
+        let resp = match tokio::time::timeout_at(deadline, exchange).await {
+            Err(_) => {
+                self.drop_connection(&target);
+                return Step::Done(Outcome::Info("timeout".into()));
+            }
+            Ok(Err(e)) => {
+                self.drop_connection(&target);
+                return Step::Done(Outcome::Info(e));
+            }
+            Ok(Ok(r)) => r,
+        };
+        match resp.result {
+            Ok(reply) => Step::Done(classify_reply(&p.op, reply)),
+            Err(err) => self.classify_error(p, &target, err),
+        }
+    }
+
+    fn classify_error(&mut self, p: &Pending, target: &Target, err: ErrorReply) -> Step {
+        if let ErrorKind::NotLeader {
+            leader,
+            leader_addr,
+        } = &err.kind
+        {
+            if self.leader_hint.as_ref() == Some(target) {
+                self.leader_hint = None;
+            }
+            if err.definite && p.to_leader {
+                if let Some(t) = leader_addr
+                    .as_deref()
+                    .and_then(|a| self.leader_target(*leader, a))
+                {
+                    if t != *target {
+                        self.leader_hint = Some(t.clone());
+                        return Step::Redirect(t);
+                    }
+                }
+            }
+        }
+        if err.definite {
+            Step::Done(Outcome::Fail(err.message))
+        } else {
+            Step::Done(Outcome::Info(err.message))
+        }
+    }
+
+    /// The node a leader hint names, if its address is a loopback socket address.
+    fn leader_target(&self, leader: Option<u64>, addr: &str) -> Option<Target> {
+        let sa: SocketAddr = addr.parse().ok()?;
+        if !sa.ip().is_loopback() {
+            return None;
+        }
+        let name = self
+            .nodes
+            .iter()
+            .find(|n| n.client_addr == sa)
+            .map(|n| n.name.clone())
+            .or_else(|| leader.map(|l| format!("n{l}")))
+            .unwrap_or_else(|| addr.to_string());
+        Some(Target { name, addr: sa })
+    }
+
+    fn drop_connection(&mut self, target: &Target) {
+        self.conns.remove(&target.addr);
+    }
+
+    /// A live connection to `target`: the cached one unless it was closed by the peer, else a
+    /// new one (connect bounded by `deadline`).
+    async fn ensure_connection(
+        &mut self,
+        target: &Target,
+        deadline: Instant,
+    ) -> Result<(), String> {
+        let alive = match self.conns.get_mut(&target.addr) {
+            Some(c) => is_alive(c),
+            None => false,
+        };
+        if !alive {
+            self.conns.remove(&target.addr);
+            // Bound the cache: it only ever holds nodes this client talked to, but leader
+            // addresses come from the network, so never let it grow past the cluster size.
+            if self.conns.len() > self.nodes.len() {
+                self.conns.clear();
+            }
+            let stream = tokio::time::timeout_at(deadline, TcpStream::connect(target.addr))
+                .await
+                .map_err(|_| "connect timed out".to_string())?
+                .map_err(|e| e.to_string())?;
+            let _ = stream.set_nodelay(true);
+            self.conns
+                .insert(target.addr, Framed::new(stream, frame_codec()));
+        }
+        Ok(())
+    }
+}
+
+/// True unless the peer closed the connection. Late answers to requests that timed out are
+/// read and discarded here, so they never meet a later request.
+fn is_alive(conn: &mut Conn) -> bool {
+    for _ in 0..MAX_STALE_RESPONSES {
+        match conn.next().now_or_never() {
+            None => return true,
+            Some(Some(Ok(_stale))) => continue,
+            Some(Some(Err(_))) | Some(None) => return false,
+        }
+    }
+    // A peer flooding us with frames is not a peer to keep talking to.
+    false
+}
+
+/// The request that performs `op`.
+fn wire_operation(op: &IntendedOp, write_id: Option<WriteId>) -> Operation {
+    let wid = write_id.unwrap_or(WriteId { client: 0, seq: 0 });
+    match op {
+        IntendedOp::Read { key, mode } => Operation::Get {
+            key: key.clone(),
+            mode: Some(*mode),
+        },
+        IntendedOp::Write { key, value } => Operation::Put {
+            key: key.clone(),
+            value: *value,
+            write_id: wid,
+        },
+        IntendedOp::Cas { key, expected, new } => Operation::Cas {
+            key: key.clone(),
+            expected: *expected,
+            new: *new,
+            write_id: wid,
+        },
+        IntendedOp::Add { key, element } => Operation::Add {
+            key: key.clone(),
+            element: *element,
+            write_id: wid,
+        },
+    }
+}
+
+/// What a successful reply means for `op`. A reply of the wrong kind is doubt (`info`).
+pub fn classify_reply(op: &IntendedOp, reply: Reply) -> Outcome {
+    match (op, reply) {
+        (IntendedOp::Read { .. }, Reply::Value { value }) => Outcome::Ok(match value {
+            None => serde_json::Value::Null,
+            Some(Value::Int(i)) => i.into(),
+            Some(Value::Set(mut v)) => {
+                v.sort_unstable();
+                v.into()
+            }
+        }),
+        (IntendedOp::Write { .. } | IntendedOp::Add { .. }, Reply::Written) => {
+            Outcome::Ok(op.invoke_value())
+        }
+        (IntendedOp::Cas { .. }, Reply::Cas { swapped: true, .. }) => {
+            Outcome::Ok(op.invoke_value())
+        }
+        (IntendedOp::Cas { .. }, Reply::Cas { swapped: false, .. }) => {
+            Outcome::Fail("cas mismatch".into())
+        }
+        (_, other) => Outcome::Info(format!("unexpected reply to {}: {other:?}", op.f())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cas() -> IntendedOp {
+        IntendedOp::Cas {
+            key: "k1".into(),
+            expected: Some(1),
+            new: 2,
+        }
+    }
+
+    #[test]
+    fn replies_are_classified_by_certainty() {
+        assert_eq!(
+            classify_reply(
+                &cas(),
+                Reply::Cas {
+                    swapped: false,
+                    current: Some(5)
+                }
+            ),
+            Outcome::Fail("cas mismatch".into())
+        );
+        assert_eq!(
+            classify_reply(
+                &cas(),
+                Reply::Cas {
+                    swapped: true,
+                    current: Some(1)
+                }
+            ),
+            Outcome::Ok(serde_json::json!([1, 2]))
+        );
+        // A write answered like a read is doubt, never fail.
+        assert!(matches!(
+            classify_reply(&cas(), Reply::Written),
+            Outcome::Info(_)
+        ));
+        let read = IntendedOp::Read {
+            key: "set".into(),
+            mode: ReadMode::Log,
+        };
+        assert_eq!(
+            classify_reply(
+                &read,
+                Reply::Value {
+                    value: Some(Value::Set(vec![3, 1, 2]))
+                }
+            ),
+            Outcome::Ok(serde_json::json!([1, 2, 3]))
+        );
+        assert_eq!(
+            classify_reply(&read, Reply::Value { value: None }),
+            Outcome::Ok(serde_json::Value::Null)
+        );
+    }
+
+    #[tokio::test]
+    async fn refused_connection_is_a_fail_with_backoff() {
+        // Bind then drop a listener so the port is (almost certainly) closed.
+        let addr = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let rec = Recorder::in_memory();
+        let nodes = vec![NodeAddr {
+            name: "n1".into(),
+            client_addr: addr,
+        }];
+        let mut c = Client::new(
+            0,
+            ProcessIds::Stride(1),
+            nodes,
+            0,
+            ClientConfig::default(),
+            rec.clone(),
+        );
+        let o = c
+            .perform(IntendedOp::Write {
+                key: "k0".into(),
+                value: 1,
+            })
+            .await;
+        assert!(
+            matches!(o, Outcome::Fail(ref e) if e.starts_with("connect")),
+            "{o:?}"
+        );
+        assert_eq!(c.process(), 0, "fail keeps the process");
+        assert!(c.backoff() >= MIN_BACKOFF);
+        let evs = rec.events();
+        assert_eq!(evs.len(), 2);
+        assert_eq!(evs[1].kind, EventType::Fail);
+        assert_eq!(evs[1].value, serde_json::json!(1));
+    }
+}
