@@ -299,7 +299,11 @@ fn assert_escaped(path: &Path, shown: bool) {
         "{}: unescaped <script",
         path.display()
     );
-    assert!(!html.contains("<i>grudge"), "{}: unescaped <i>", path.display());
+    assert!(
+        !html.contains("<i>grudge"),
+        "{}: unescaped <i>",
+        path.display()
+    );
     assert!(
         !shown || html.contains("&lt;script&gt;"),
         "{}: escaped text missing",
@@ -357,11 +361,17 @@ fn run_report_is_complete_linked_escaped_and_reproducible() {
         assert_escaped(&dir.join(page), true);
     }
     let timeline = std::fs::read_to_string(dir.join("timeline.html")).unwrap();
-    assert!(timeline.contains("class=\"o k a "), "anomaly op not highlighted");
+    assert!(
+        timeline.contains("class=\"o k a "),
+        "anomaly op not highlighted"
+    );
 
     // Rebuilding gives identical charts (acceptance 4) and, in the same state, pages.
     let snapshot = |names: &[&str]| -> Vec<Vec<u8>> {
-        names.iter().map(|p| std::fs::read(dir.join(p)).unwrap()).collect()
+        names
+            .iter()
+            .map(|p| std::fs::read(dir.join(p)).unwrap())
+            .collect()
     };
     let pages = ["index.html", "timeline.html"];
     let before = snapshot(&pngs);
@@ -377,7 +387,14 @@ fn report_without_results_says_unknown() {
     let seed = seed() + 1;
     eprintln!("seed {seed}");
     let tmp = tempfile::tempdir().unwrap();
-    let dir = write_run(tmp.path(), "register-none-lease", "t1", seed, (500, 10, 60.0), false);
+    let dir = write_run(
+        tmp.path(),
+        "register-none-lease",
+        "t1",
+        seed,
+        (500, 10, 60.0),
+        false,
+    );
     std::fs::remove_file(dir.join("test.json")).unwrap();
     report::build_run_report(&dir).unwrap();
     let html = std::fs::read_to_string(dir.join("index.html")).unwrap();
@@ -401,16 +418,34 @@ fn comparison_page_links_and_charts() {
     let seed = seed() + 2;
     eprintln!("seed {seed}");
     let tmp = tempfile::tempdir().unwrap();
-    let results = tmp.path().join("results");
-    let a = write_run(&results, "register-partition-all", "t1", seed, (3000, 10, 60.0), true);
-    let b = write_run(&results, "register-none-all", "t2", seed + 1, (3000, 10, 60.0), true);
+    let base = match std::env::var_os("REPORT_KEEP_DIR") {
+        Some(d) => PathBuf::from(d).join("cmp"),
+        None => tmp.path().to_path_buf(),
+    };
+    let results = base.join("results");
+    let a = write_run(
+        &results,
+        "register-partition-all",
+        "t1",
+        seed,
+        (3000, 10, 60.0),
+        true,
+    );
+    let b = write_run(
+        &results,
+        "register-none-all",
+        "t2",
+        seed + 1,
+        (3000, 10, 60.0),
+        true,
+    );
     std::fs::write(
         b.join("test.json"),
         json!({"test": "register-none-all", "nemesis": "none", "seed": seed + 1}).to_string(),
     )
     .unwrap();
     report::build_run_report(&a).unwrap();
-    let out = tmp.path().join("compare");
+    let out = base.join("compare");
     let page = report::compare(&[a.clone(), b.clone()], &out).unwrap();
     check_links(&page);
     assert_escaped(&page, false);
@@ -424,7 +459,7 @@ fn comparison_page_links_and_charts() {
     }
     assert!(charts >= 5, "{charts} charts");
     // One run: its read modes compared.
-    let one = report::compare(&[a], &tmp.path().join("one")).unwrap();
+    let one = report::compare(&[a], &base.join("one")).unwrap();
     check_links(&one);
 }
 
@@ -433,7 +468,18 @@ fn large_history_report_time() {
     let seed = seed() + 3;
     eprintln!("seed {seed}");
     let tmp = tempfile::tempdir().unwrap();
-    let dir = write_run(tmp.path(), "register-all-all", "big", seed, (140_000, 70, 600.0), true);
+    let base = match std::env::var_os("REPORT_KEEP_DIR") {
+        Some(d) => PathBuf::from(d).join("big"),
+        None => tmp.path().to_path_buf(),
+    };
+    let dir = write_run(
+        &base,
+        "register-all-all",
+        "big",
+        seed,
+        (140_000, 70, 600.0),
+        true,
+    );
     let lines = std::fs::read_to_string(dir.join("history.jsonl"))
         .unwrap()
         .lines()

@@ -107,8 +107,8 @@ async fn latency() {
     let mut proxied = connect(proxy.local_addr()).await;
     round_trips(&mut direct, RTT_WARMUP, None).await;
     round_trips(&mut proxied, RTT_WARMUP, None).await;
-    let mut hd = Histogram::<u64>::new(3).unwrap();
-    let mut hp = Histogram::<u64>::new(3).unwrap();
+    let mut hd = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).unwrap();
+    let mut hp = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).unwrap();
     for _ in 0..RTT_BLOCKS {
         round_trips(&mut direct, RTT_PER_BLOCK, Some(&mut hd)).await;
         round_trips(&mut proxied, RTT_PER_BLOCK, Some(&mut hp)).await;

@@ -127,6 +127,22 @@ pub async fn set_clock(
     }
 }
 
+/// Asks every node for its status at once and returns the leader with the highest term
+/// among the nodes that say they lead, with that term; `None` when no node answers as leader.
+/// Nodes that fail to answer are skipped (a paused or killed node is normal under faults).
+pub async fn find_leader(
+    nodes: &std::collections::BTreeMap<node::raft::NodeId, SocketAddr>,
+) -> Option<(node::raft::NodeId, u64)> {
+    let asks = nodes.values().map(|&addr| status(addr));
+    futures::future::join_all(asks)
+        .await
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|s| s.role == "leader")
+        .map(|s| (s.id, s.term))
+        .max_by_key(|&(id, term)| (term, std::cmp::Reverse(id)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,11 +201,42 @@ mod tests {
                 clock: clock(),
             };
             // A stray answer first: must be skipped.
-            vec![ok(req.id + 1000, Reply::Written), ok(req.id, Reply::Status(s))]
+            vec![
+                ok(req.id + 1000, Reply::Written),
+                ok(req.id, Reply::Status(s)),
+            ]
         })
         .await;
         let s = status(addr).await.unwrap();
         assert_eq!((s.id, s.leader, s.term), (2, Some(2), 4));
+    }
+
+    fn status_of(id: u64, role: &str, term: u64) -> Status {
+        Status {
+            id,
+            role: role.into(),
+            term,
+            leader: None,
+            commit_index: 0,
+            applied_index: 0,
+            last_log_index: 0,
+            clock: clock(),
+        }
+    }
+
+    #[tokio::test]
+    async fn find_leader_prefers_the_highest_term() {
+        let old = fake_node(|r| vec![ok(r.id, Reply::Status(status_of(1, "leader", 3)))]).await;
+        let new = fake_node(|r| vec![ok(r.id, Reply::Status(status_of(2, "leader", 5)))]).await;
+        let follower =
+            fake_node(|r| vec![ok(r.id, Reply::Status(status_of(3, "follower", 5)))]).await;
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let dead = l.local_addr().unwrap();
+        drop(l);
+        let nodes = [(1, old), (2, new), (3, follower), (4, dead)].into();
+        assert_eq!(find_leader(&nodes).await, Some((2, 5)));
+        let nodes = [(3, follower), (4, dead)].into();
+        assert_eq!(find_leader(&nodes).await, None);
     }
 
     #[tokio::test]
@@ -218,7 +265,10 @@ mod tests {
             Err(AdminError::BadResponse { .. })
         ));
         let closes = fake_node(|_| vec![]).await;
-        assert!(matches!(status(closes).await, Err(AdminError::Closed { .. })));
+        assert!(matches!(
+            status(closes).await,
+            Err(AdminError::Closed { .. })
+        ));
         let refuses = fake_node(|req| {
             let r = Response {
                 id: req.id,
@@ -231,7 +281,10 @@ mod tests {
             vec![serde_json::to_vec(&r).unwrap()]
         })
         .await;
-        assert!(matches!(status(refuses).await, Err(AdminError::Refused { .. })));
+        assert!(matches!(
+            status(refuses).await,
+            Err(AdminError::Refused { .. })
+        ));
         let wrong = fake_node(|req| vec![ok(req.id, Reply::Written)]).await;
         assert!(matches!(
             set_clock(wrong, None, None).await,

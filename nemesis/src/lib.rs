@@ -7,7 +7,9 @@
 //! - [`partition`]: seeded partition shapes, each a [`partition::Grudge`].
 //! - [`process`]: node process supervision (kill -9, restart, pause, resume) that leaves no
 //!   child behind.
-//! - [`admin`]: a small client for a node's admin requests (status, clock).
+//! - [`targets`]: which nodes a fault hits (one, minority, majority, leader, all).
+//! - [`schedule`]: the seeded planner of which fault comes next, and when.
+//! - [`admin`]: a small client for a node's admin requests (status, clock, find the leader).
 
 pub mod admin;
 pub mod link;
@@ -15,6 +17,8 @@ pub mod mesh;
 pub mod partition;
 pub mod process;
 pub mod proxy;
+pub mod schedule;
+pub mod targets;
 
 pub use link::{Direction, LinkControl, LinkState, LinkStats};
 pub use proxy::{Proxy, ProxyError};

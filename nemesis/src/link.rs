@@ -199,8 +199,10 @@ mod tests {
         let j = serde_json::to_string(&s).unwrap();
         assert_eq!(j, r#"{"state":"delay","fixed":20.0,"jitter":0.5}"#);
         assert_eq!(serde_json::from_str::<LinkState>(&j).unwrap(), s);
-        assert!(serde_json::from_str::<LinkState>(r#"{"state":"delay","fixed":-1,"jitter":0}"#)
-            .is_err());
+        assert!(
+            serde_json::from_str::<LinkState>(r#"{"state":"delay","fixed":-1,"jitter":0}"#)
+                .is_err()
+        );
         assert_eq!(
             serde_json::to_string(&LinkState::Cut).unwrap(),
             r#"{"state":"cut"}"#

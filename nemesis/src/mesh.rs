@@ -171,7 +171,10 @@ mod tests {
         assert_eq!(m.proxies.len(), 6);
         assert!(m.addr_for(1, 1).is_none());
         assert_ne!(m.addr_for(1, 2), m.addr_for(2, 1));
-        assert_eq!(m.peers_of(2).keys().copied().collect::<Vec<_>>(), vec![1, 3]);
+        assert_eq!(
+            m.peers_of(2).keys().copied().collect::<Vec<_>>(),
+            vec![1, 3]
+        );
         m.shutdown().await;
     }
 

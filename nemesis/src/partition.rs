@@ -72,6 +72,11 @@ impl Grudge {
             .flat_map(|(&to, froms)| froms.iter().map(move |&from| (from, to)))
     }
 
+    /// Each node that holds a grudge, with the nodes whose traffic it drops, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&NodeId, &BTreeSet<NodeId>)> + '_ {
+        self.0.iter()
+    }
+
     /// True when nothing is cut.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
@@ -337,9 +342,8 @@ mod tests {
             for seed in 0..SEEDS {
                 let ns = nodes(n);
                 let mut rng = ChaCha8Rng::seed_from_u64(seed);
-                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    check(&ns, &mut rng)
-                }));
+                let r =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(&ns, &mut rng)));
                 if let Err(e) = r {
                     eprintln!("failed with n = {n}, seed = {seed}");
                     std::panic::resume_unwind(e);
@@ -401,8 +405,7 @@ mod tests {
     fn majorities_ring_gives_everyone_a_distinct_majority() {
         for_each(|ns, rng| {
             let g = majorities_ring(ns, rng).unwrap();
-            let views: BTreeSet<BTreeSet<NodeId>> =
-                ns.iter().map(|&x| g.heard_by(x, ns)).collect();
+            let views: BTreeSet<BTreeSet<NodeId>> = ns.iter().map(|&x| g.heard_by(x, ns)).collect();
             assert_eq!(views.len(), ns.len(), "two nodes see the same majority");
             for &x in ns {
                 let v = g.heard_by(x, ns);
@@ -430,7 +433,11 @@ mod tests {
                 let v = g.heard_by(x, ns);
                 assert_eq!(v.len(), half + 1);
                 assert!(v.contains(&b));
-                assert_eq!(v.len(), majority(ns.len()), "odd n: each side is a majority");
+                assert_eq!(
+                    v.len(),
+                    majority(ns.len()),
+                    "odd n: each side is a majority"
+                );
             }
         });
     }
@@ -458,10 +465,7 @@ mod tests {
             let leader = *ns.choose(rng).unwrap();
             let g = leader_in_minority(ns, leader, rng).unwrap();
             assert!(is_symmetric(&g, ns));
-            assert_eq!(
-                g.heard_by(leader, ns).len(),
-                ns.len() - majority(ns.len())
-            );
+            assert_eq!(g.heard_by(leader, ns).len(), ns.len() - majority(ns.len()));
             let g = leader_in_majority(ns, leader, rng).unwrap();
             assert!(is_symmetric(&g, ns));
             assert_eq!(g.heard_by(leader, ns).len(), majority(ns.len()));

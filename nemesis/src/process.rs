@@ -452,9 +452,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let sup = Supervisor::new();
         assert!(matches!(sup.kill("nope"), Err(ProcessError::Unknown(_))));
-        let spec = ProcessSpec::new("/nonexistent/program", Vec::<String>::new(), dir.path().join("l"));
-        assert!(matches!(sup.spawn("a", spec), Err(ProcessError::Spawn { .. })));
+        let spec = ProcessSpec::new(
+            "/nonexistent/program",
+            Vec::<String>::new(),
+            dir.path().join("l"),
+        );
+        assert!(matches!(
+            sup.spawn("a", spec),
+            Err(ProcessError::Spawn { .. })
+        ));
         let spec = ProcessSpec::new("sleep", ["1"], dir.path().join("no/such/dir/log"));
-        assert!(matches!(sup.spawn("b", spec), Err(ProcessError::Log { .. })));
+        assert!(matches!(
+            sup.spawn("b", spec),
+            Err(ProcessError::Log { .. })
+        ));
     }
 }

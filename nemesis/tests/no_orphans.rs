@@ -116,7 +116,12 @@ fn wait_helper(helper: &mut Child) -> ExitStatus {
 fn run(mode: &str, signal: Option<Signal>) -> ExitStatus {
     let dir = tempfile::tempdir().unwrap();
     let helper = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "orphan_helper", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "orphan_helper",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(MODE_ENV, mode)
         .env(DIR_ENV, dir.path())
         .stdout(std::process::Stdio::null())
@@ -146,7 +151,10 @@ fn run(mode: &str, signal: Option<Signal>) -> ExitStatus {
         std::thread::sleep(Duration::from_millis(10));
     }
     let left: Vec<u32> = pids.iter().copied().filter(|&p| !gone(p)).collect();
-    assert!(left.is_empty(), "mode {mode}: children left behind: {left:?}");
+    assert!(
+        left.is_empty(),
+        "mode {mode}: children left behind: {left:?}"
+    );
     status
 }
 

@@ -139,8 +139,14 @@ async fn healthy_link_passes_frames_unchanged() {
         let b = recv_within(&mut c, Duration::from_secs(10)).await.unwrap();
         assert_eq!(&b[..], &i.to_be_bytes());
     }
-    assert_eq!(p.stats(Direction::ToTarget).forwarded, sizes.len() as u64 + 500);
-    assert_eq!(p.stats(Direction::ToClient).forwarded, sizes.len() as u64 + 500);
+    assert_eq!(
+        p.stats(Direction::ToTarget).forwarded,
+        sizes.len() as u64 + 500
+    );
+    assert_eq!(
+        p.stats(Direction::ToClient).forwarded,
+        sizes.len() as u64 + 500
+    );
     p.shutdown().await;
 }
 
@@ -183,7 +189,11 @@ async fn cut_direction_delivers_nothing_while_the_other_works_and_heal_is_fast()
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(&f[..], b"after", "frames sent while cut must be lost, not late");
+    assert_eq!(
+        &f[..],
+        b"after",
+        "frames sent while cut must be lost, not late"
+    );
     let took = at - sent;
     assert!(took < Duration::from_millis(100), "heal took {took:?}");
 
@@ -196,7 +206,9 @@ async fn cut_direction_delivers_nothing_while_the_other_works_and_heal_is_fast()
         .unwrap()
         .unwrap();
     assert_eq!(&f[..], b"up");
-    assert!(recv_within(&mut c, Duration::from_millis(300)).await.is_none());
+    assert!(recv_within(&mut c, Duration::from_millis(300))
+        .await
+        .is_none());
     p.heal();
     let sent = Instant::now();
     sink.push.send(Bytes::from_static(b"back")).unwrap();
@@ -227,7 +239,11 @@ async fn new_connections_are_held_while_cut_and_proceed_on_heal() {
         .unwrap()
         .unwrap();
     assert_eq!(&f[..], b"late");
-    assert!(at - sent < Duration::from_millis(100), "took {:?}", at - sent);
+    assert!(
+        at - sent < Duration::from_millis(100),
+        "took {:?}",
+        at - sent
+    );
     p.shutdown().await;
 }
 
@@ -301,11 +317,31 @@ async fn delays_are_within_bounds_and_keep_order() {
     let slack = Duration::from_millis(25);
     for (i, d) in delays.iter().enumerate() {
         assert!(*d >= fixed, "seed {seed}: frame {i} early: {d:?}");
-        assert!(*d <= fixed + jitter + slack, "seed {seed}: frame {i} late: {d:?}");
+        assert!(
+            *d <= fixed + jitter + slack,
+            "seed {seed}: frame {i} late: {d:?}"
+        );
     }
-    // Jitter really varies the delay.
-    let min = delays.iter().min().unwrap();
-    let max = delays.iter().max().unwrap();
+    // Jitter really varies the delay: frames spaced further apart than the largest delay
+    // are independent of each other (in a burst, keeping order evens delays out).
+    let mut spaced = Vec::new();
+    for i in 0..20u32 {
+        let t = Instant::now();
+        c.send(Bytes::from(i.to_be_bytes().to_vec())).await.unwrap();
+        let (at, _) = tokio::time::timeout(Duration::from_secs(10), sink.got.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        let d = at - t;
+        assert!(
+            d >= fixed && d <= fixed + jitter + slack,
+            "seed {seed}: {d:?}"
+        );
+        spaced.push(d);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let min = spaced.iter().min().unwrap();
+    let max = spaced.iter().max().unwrap();
     assert!(*max - *min >= jitter / 2, "seed {seed}: {min:?}..{max:?}");
     p.shutdown().await;
 }
@@ -350,12 +386,10 @@ async fn dropping_the_proxy_closes_everything() {
         .await
         .expect("held connection must be closed");
     assert!(matches!(r, Ok(0) | Err(_)));
-    assert!(
-        tokio::time::timeout(Duration::from_secs(5), c.next())
-            .await
-            .expect("proxied connection must be closed")
-            .is_none_or(|r| r.is_err())
-    );
+    assert!(tokio::time::timeout(Duration::from_secs(5), c.next())
+        .await
+        .expect("proxied connection must be closed")
+        .is_none_or(|r| r.is_err()));
     // Nobody listens any more (bounded retries: the listener closes asynchronously).
     let mut refused = false;
     for _ in 0..50 {
@@ -366,4 +400,41 @@ async fn dropping_the_proxy_closes_everything() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(refused, "listener still open after drop");
+}
+
+#[tokio::test]
+async fn target_down_closes_the_client_and_a_restarted_target_is_reached() {
+    use tokio::io::AsyncReadExt;
+    // A port with nobody listening, as when the node behind the proxy was killed.
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target = l.local_addr().unwrap();
+    drop(l);
+    let p = proxy_to(target, 6).await;
+    let mut s = TcpStream::connect(p.local_addr()).await.unwrap();
+    let mut buf = [0u8; 4];
+    let r = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .expect("the proxy must close a connection it cannot forward");
+    assert!(matches!(r, Ok(0) | Err(_)), "{r:?}");
+    // The "node" comes back on the same port: new connections reach it, no proxy restart.
+    let Ok(l) = TcpListener::bind(target).await else {
+        eprintln!("port {target} was taken meanwhile; skipping the restart half");
+        return;
+    };
+    let server = tokio::spawn(async move {
+        let (s, _) = l.accept().await.unwrap();
+        let mut f = Framed::new(s, frame_codec());
+        while let Some(Ok(frame)) = f.next().await {
+            if f.send(frame.freeze()).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut c = connect(p.local_addr()).await;
+    c.send(Bytes::from_static(b"back")).await.unwrap();
+    assert_eq!(
+        recv_within(&mut c, Duration::from_secs(5)).await.as_deref(),
+        Some(&b"back"[..])
+    );
+    server.abort();
 }

@@ -8,8 +8,11 @@
 //! - [`clock`]: the skewable clock through which the runtime reads all time.
 //! - [`runtime`]: drives the core with sockets, files and the clock (the `node` binary).
 
+pub mod cli;
 pub mod clock;
 pub mod kv;
 pub mod protocol;
 pub mod raft;
+pub mod runtime;
+
 pub mod storage;

@@ -1,6 +1,5 @@
-//! The `node` binary: one member of a Raft key-value cluster.
+//! The `node` binary: one member of a Raft key-value cluster. See `node --help`.
 
-fn main() {
-    eprintln!("node: runtime not built yet");
-    std::process::exit(255);
+fn main() -> std::process::ExitCode {
+    node::cli::main_with_args(std::env::args_os())
 }

@@ -75,7 +75,9 @@ impl std::str::FromStr for ReadMode {
             .into_iter()
             .find(|m| m.as_str() == s)
             .ok_or_else(|| {
-                format!("unknown read mode {s:?} (expected log, read-index, lease, follower or stale)")
+                format!(
+                    "unknown read mode {s:?} (expected log, read-index, lease, follower or stale)"
+                )
             })
     }
 }
@@ -101,10 +103,7 @@ pub struct WriteId {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Operation {
     /// Read a key through the given path (the node's `--read-mode` when `None`).
-    Get {
-        key: String,
-        mode: Option<ReadMode>,
-    },
+    Get { key: String, mode: Option<ReadMode> },
     /// Set a key to an integer.
     Put {
         key: String,
@@ -154,12 +153,17 @@ pub struct Response {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Reply {
     /// A read's value (`None`: no value).
-    Value { value: Option<Value> },
+    Value {
+        value: Option<Value>,
+    },
     /// A write (put, add) took effect.
     Written,
     /// A cas: `swapped` false means the current value was not the expected one (a definite
     /// no-op); `current` is the value it saw.
-    Cas { swapped: bool, current: Option<i64> },
+    Cas {
+        swapped: bool,
+        current: Option<i64>,
+    },
     Status(Status),
     Clock(ClockState),
 }
@@ -241,7 +245,10 @@ mod tests {
     fn read_mode_names_round_trip() {
         for m in ReadMode::ALL {
             assert_eq!(m.as_str().parse::<ReadMode>().unwrap(), m);
-            assert_eq!(serde_json::to_string(&m).unwrap(), format!("\"{}\"", m.as_str()));
+            assert_eq!(
+                serde_json::to_string(&m).unwrap(),
+                format!("\"{}\"", m.as_str())
+            );
         }
         assert!("fast".parse::<ReadMode>().is_err());
     }

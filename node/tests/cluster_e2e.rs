@@ -90,7 +90,13 @@ fn three_nodes_survive_leader_kill_and_bad_input() {
         new: 100,
         write_id: w,
     });
-    assert_eq!(r, Reply::Cas { swapped: true, current: Some(19) });
+    assert_eq!(
+        r,
+        Reply::Cas {
+            swapped: true,
+            current: Some(19)
+        }
+    );
     let w = wid();
     let r = write(&cluster, || Operation::Cas {
         key: "k3".into(),
@@ -116,7 +122,11 @@ fn three_nodes_survive_leader_kill_and_bad_input() {
     assert_ne!(new_leader, leader);
     let naddr = cluster.nodes[new_leader].client_addr.clone();
     for (k, v) in &acked {
-        assert_eq!(read(&naddr, k, ReadMode::Log), Some(Value::Int(*v)), "key {k}");
+        assert_eq!(
+            read(&naddr, k, ReadMode::Log),
+            Some(Value::Int(*v)),
+            "key {k}"
+        );
     }
     let w = wid();
     write(&cluster, || Operation::Put {
@@ -152,12 +162,18 @@ fn three_nodes_survive_leader_kill_and_bad_input() {
     c.write_frame(b"{not json").unwrap();
     let resp: serde_json::Value = serde_json::from_slice(&c.read_frame().unwrap()).unwrap();
     assert!(resp["result"]["Err"].is_object(), "{resp}");
-    assert!(matches!(c.call(Operation::Status), Ok(Ok(Reply::Status(_)))));
+    assert!(matches!(
+        c.call(Operation::Status),
+        Ok(Ok(Reply::Status(_)))
+    ));
     // Oversized length prefix: the node closes the connection.
     let mut c = Conn::connect(&naddr).unwrap();
     c.write_raw(&u32::MAX.to_be_bytes()).unwrap();
     let closed = c.read_frame().and_then(|_| c.read_frame());
-    assert!(closed.is_err(), "oversized frame should close the connection");
+    assert!(
+        closed.is_err(),
+        "oversized frame should close the connection"
+    );
     // Truncated frame then hang-up.
     let mut c = Conn::connect(&naddr).unwrap();
     c.write_raw(&[0, 0, 0, 100, b'{']).unwrap();
@@ -180,6 +196,11 @@ fn three_nodes_survive_leader_kill_and_bad_input() {
         Reply::Written
     );
     for i in 0..cluster.nodes.len() {
-        assert!(cluster.is_running(i), "n{} died on bad input{}", i + 1, cluster.log_hint());
+        assert!(
+            cluster.is_running(i),
+            "n{} died on bad input{}",
+            i + 1,
+            cluster.log_hint()
+        );
     }
 }

@@ -141,7 +141,10 @@ fn shade_faults(
     let to_px = |ns: u64| xr.start + ((ns as f64 / 1e9 / x_max).clamp(0.0, 1.0) * w) as i32;
     for f in faults {
         let c = fault_color(&f.kind);
-        let (x0, x1) = (to_px(f.start_ns), to_px(f.end_ns).max(to_px(f.start_ns) + 2));
+        let (x0, x1) = (
+            to_px(f.start_ns),
+            to_px(f.end_ns).max(to_px(f.start_ns) + 2),
+        );
         root.draw(&Rectangle::new(
             [(x0, yr.start), (x1, yr.end)],
             c.mix(0.13).filled(),
@@ -155,7 +158,14 @@ fn shade_faults(
         .map_err(pe)?;
         if label && x1 - x0 >= 44 {
             let lane = kinds.iter().position(|k| *k == f.kind).unwrap_or(0) as i32;
-            let y = yr.start + 4 + (lane % 4) * 18;
+            let y = yr.start + 4 + (lane % 4) * 20;
+            // A light backing keeps the label readable over dense points.
+            let tw = 9 * f.kind.chars().count() as i32 + 6;
+            root.draw(&Rectangle::new(
+                [(x0 + 1, y - 1), (x0 + 1 + tw, y + 18)],
+                WHITE.mix(0.75).filled(),
+            ))
+            .map_err(pe)?;
             root.draw(&Text::new(
                 f.kind.clone(),
                 (x0 + 4, y),
@@ -165,6 +175,12 @@ fn shade_faults(
         }
     }
     Ok(())
+}
+
+/// Tick label: no trailing zeros ("10", "2.5", "0.25").
+fn tick(v: &f64) -> String {
+    let s = format!("{v:.3}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 fn darker(c: RGBColor) -> RGBColor {
@@ -244,14 +260,14 @@ fn fault_legend(d: &Digest) -> Vec<(String, Mark)> {
         .collect()
 }
 
-/// Splits the canvas into the plot and the legend column; draws the title.
-fn frame<'a>(root: &Area<'a>, title: &str) -> Result<(Area<'a>, Area<'a>)> {
+/// Splits the canvas into the plot and a legend column of `legend_w` px; draws the title.
+fn frame<'a>(root: &Area<'a>, title: &str, legend_w: u32) -> Result<(Area<'a>, Area<'a>)> {
     root.fill(&WHITE).map_err(pe)?;
     let titled = root
         .titled(title, (FONT, 26).into_font().color(&BLACK))
         .map_err(pe)?;
     let (w, _) = titled.dim_in_pixel();
-    Ok(titled.split_horizontally(w.saturating_sub(LEGEND_W)))
+    Ok(titled.split_horizontally(w.saturating_sub(legend_w)))
 }
 
 /// `latency-raw.png`: every completed operation as a point at (invocation time, latency),
@@ -259,7 +275,11 @@ fn frame<'a>(root: &Area<'a>, title: &str) -> Result<(Area<'a>, Area<'a>)> {
 /// latency, fault windows shaded and labelled.
 pub fn latency_raw(d: &Digest, path: &Path) -> Result<()> {
     let root = BitMapBackend::new(path, (WIDTH, RAW_HEIGHT)).into_drawing_area();
-    let (plot, legend) = frame(&root, "Latency of every operation (by invocation time)")?;
+    let (plot, legend) = frame(
+        &root,
+        "Latency of every operation (by invocation time)",
+        LEGEND_W,
+    )?;
     let done: Vec<&Op> = d.ops.iter().filter(|o| o.completed()).collect();
     let (lo, hi) = latency_bounds(done.iter().map(|o| o.latency_ms()));
     let xm = x_max(d);
@@ -274,6 +294,8 @@ pub fn latency_raw(d: &Digest, path: &Path) -> Result<()> {
         .x_desc("time since test start (s)")
         .y_desc("latency (ms, log scale)")
         .label_style((FONT, 16))
+        .x_label_formatter(&tick)
+        .y_label_formatter(&tick)
         .axis_desc_style((FONT, 18))
         .light_line_style(RGBColor(235, 235, 235))
         .draw()
@@ -362,6 +384,7 @@ pub fn latency_quantiles(d: &Digest, path: &Path) -> Result<()> {
     let (plot, legend) = frame(
         &root,
         &format!("Latency quantiles of ok operations per {bucket} s bucket, by read mode"),
+        LEGEND_W,
     )?;
     let groups = ordered_groups(&d.ops);
     let nb = ((xm / bucket).ceil() as usize).max(1);
@@ -390,9 +413,10 @@ pub fn latency_quantiles(d: &Digest, path: &Path) -> Result<()> {
     );
     let kinds = d.fault_kinds();
     let panels = plot.split_evenly((2, 2));
-    for (panel, (qname, q)) in panels
-        .iter()
-        .zip([("p50", 0.5), ("p95", 0.95), ("p99", 0.99), ("max", 1.0)])
+    for (panel, (qname, q)) in
+        panels
+            .iter()
+            .zip([("p50", 0.5), ("p95", 0.95), ("p99", 0.99), ("max", 1.0)])
     {
         let mut chart = ChartBuilder::on(panel)
             .margin(10)
@@ -406,6 +430,8 @@ pub fn latency_quantiles(d: &Digest, path: &Path) -> Result<()> {
             .x_desc("time (s)")
             .y_desc("latency (ms)")
             .label_style((FONT, 15))
+            .x_label_formatter(&tick)
+            .y_label_formatter(&tick)
             .axis_desc_style((FONT, 16))
             .light_line_style(RGBColor(235, 235, 235))
             .draw()
@@ -456,6 +482,7 @@ pub fn rate(d: &Digest, path: &Path) -> Result<()> {
     let (plot, legend) = frame(
         &root,
         &format!("Completed operations per second ({bucket} s buckets)"),
+        LEGEND_W,
     )?;
     let names = ordered_ops(&d.ops);
     let nb = ((xm / bucket).ceil() as usize).max(1);
@@ -484,7 +511,7 @@ pub fn rate(d: &Digest, path: &Path) -> Result<()> {
                 format!("{} per second", outcome.as_str()),
                 (FONT, 19).into_font().style(FontStyle::Bold),
             )
-            .x_label_area_size(36)
+            .x_label_area_size(44)
             .y_label_area_size(70)
             .build_cartesian_2d(0f64..xm, 0f64..ymax)
             .map_err(pe)?;
@@ -493,6 +520,8 @@ pub fn rate(d: &Digest, path: &Path) -> Result<()> {
             .x_desc("time (s)")
             .y_desc("ops/s")
             .label_style((FONT, 15))
+            .x_label_formatter(&tick)
+            .y_label_formatter(&tick)
             .axis_desc_style((FONT, 16))
             .y_labels(5)
             .light_line_style(RGBColor(235, 235, 235))
@@ -537,7 +566,8 @@ pub struct CdfSeries {
 /// Curves are downsampled to at most 2,000 points each (exact at every sampled rank).
 pub fn latency_cdf(title: &str, series: &[CdfSeries], path: &Path) -> Result<()> {
     let root = BitMapBackend::new(path, (WIDTH, RAW_HEIGHT)).into_drawing_area();
-    let (plot, legend) = frame(&root, title)?;
+    // Curve labels name runs and read modes: a wider legend keeps them whole.
+    let (plot, legend) = frame(&root, title, 460)?;
     let (lo, hi) = latency_bounds(series.iter().flat_map(|s| s.latencies_ms.iter().copied()));
     let mut chart = ChartBuilder::on(&plot)
         .margin(12)
@@ -550,6 +580,8 @@ pub fn latency_cdf(title: &str, series: &[CdfSeries], path: &Path) -> Result<()>
         .x_desc("latency (ms, log scale)")
         .y_desc("fraction of ok operations ≤ latency")
         .label_style((FONT, 16))
+        .x_label_formatter(&tick)
+        .y_label_formatter(&tick)
         .axis_desc_style((FONT, 18))
         .light_line_style(RGBColor(235, 235, 235))
         .draw()
@@ -598,6 +630,9 @@ mod tests {
         assert_eq!(quantile_sorted(&v, 0.99), 99.0);
         assert_eq!(quantile_sorted(&v, 1.0), 100.0);
         assert!(quantile_sorted(&[], 0.5).is_nan());
+        assert_eq!(tick(&10.0), "10");
+        assert_eq!(tick(&2.5), "2.5");
+        assert_eq!(tick(&0.25), "0.25");
     }
 
     #[test]

@@ -142,7 +142,11 @@ pub fn compare(run_dirs: &[PathBuf], out_dir: &Path) -> Result<PathBuf> {
     }
     if !overview.is_empty() {
         let f = "cdf-reads.png".to_string();
-        latency_cdf("Read latency CDF by read mode", &overview, &out_dir.join(&f))?;
+        latency_cdf(
+            "Read latency CDF by read mode",
+            &overview,
+            &out_dir.join(&f),
+        )?;
         charts.push((f, "Read latency CDF, one curve per read mode".into()));
     }
     for g in &groups {
@@ -174,7 +178,11 @@ pub fn compare(run_dirs: &[PathBuf], out_dir: &Path) -> Result<PathBuf> {
         if rs.is_empty() {
             return None;
         }
-        let verdict = rs.iter().map(|r| r.verdict(g)).max().unwrap_or(Verdict::Unknown);
+        let verdict = rs
+            .iter()
+            .map(|r| r.verdict(g))
+            .max()
+            .unwrap_or(Verdict::Unknown);
         let q = quantiles_of(
             rs.iter()
                 .flat_map(|r| r.digest.ops.iter().filter(move |o| o.group() == g)),
@@ -185,17 +193,30 @@ pub fn compare(run_dirs: &[PathBuf], out_dir: &Path) -> Result<PathBuf> {
     let body = html! {
         main {
             h1 { "Comparison of " (runs.len()) " run" @if runs.len() != 1 { "s" } }
-            p.sub { "Latencies are of ok operations. Verdicts of reads are per read mode; other operations show the run's overall verdict." }
+            p.sub { "Latencies are of ok operations only." }
             h2 { "Read mode × nemesis" }
             table {
                 tr { th { "operation" } @for n in &nemeses { th { "nemesis: " (n) } } }
+                tr {
+                    th { "overall" }
+                    @for n in &nemeses {
+                        @let rs: Vec<&Loaded> = runs.iter().filter(|r| r.nemesis == *n).collect();
+                        td {
+                            (verdict_pill(rs.iter().map(|r| r.run.results.overall).max().unwrap_or(Verdict::Unknown)))
+                            br;
+                            (rs.len()) " run" @if rs.len() != 1 { "s" } " · "
+                            b { (format!("{:.1}", rs.iter().map(|r| r.stats.ok_per_s).sum::<f64>() / rs.len().max(1) as f64)) }
+                            " ok ops/s"
+                        }
+                    }
+                }
                 @for g in &groups {
                     tr {
                         th { (g) }
                         @for n in &nemeses {
                             td {
                                 @if let Some((v, q)) = cell(g, n) {
-                                    (verdict_pill(v)) br;
+                                    @if g.starts_with("read") { (verdict_pill(v)) br; }
                                     "p50 " b { (fmt_ms(q.p50)) } " · p99 " b { (fmt_ms(q.p99)) } " ms"
                                     br; small.note { (q.count) " ok" }
                                 } @else { "–" }
@@ -204,6 +225,7 @@ pub fn compare(run_dirs: &[PathBuf], out_dir: &Path) -> Result<PathBuf> {
                     }
                 }
             }
+            p.note { "A read mode's verdict covers the writes plus the reads of that mode; the overall verdict is the worst of the runs with that nemesis. Throughput is the mean over those runs." }
             h2 { "Charts" }
             @for (f, alt) in &charts { img.chart src=(f) alt=(alt); }
             h2 { "Runs" }

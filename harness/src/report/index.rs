@@ -43,6 +43,8 @@ pub fn find_runs(results_dir: &Path) -> Vec<PathBuf> {
 /// Writes `results_dir/index.html` listing every run (see [`find_runs`]) with its verdict per
 /// read mode, and a link to its report. Runs without `results.json` show `unknown`.
 pub fn rebuild_results_index(results_dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(results_dir)
+        .with_context(|| format!("creating {}", results_dir.display()))?;
     let runs: Vec<Run> = find_runs(results_dir)
         .iter()
         .map(|d| Run::load_meta(d))
@@ -108,7 +110,10 @@ pub fn update_latest(results_dir: &Path, run_dir: &Path) -> Result<()> {
     let latest = results_dir.join("latest");
     if let Ok(md) = std::fs::symlink_metadata(&latest) {
         if !md.file_type().is_symlink() {
-            bail!("{} exists and is not a symlink; not replacing it", latest.display());
+            bail!(
+                "{} exists and is not a symlink; not replacing it",
+                latest.display()
+            );
         }
     }
     let target = run_dir.strip_prefix(results_dir).unwrap_or(run_dir);
@@ -151,7 +156,12 @@ mod tests {
     fn lists_newest_first_and_latest_link_is_replaced() {
         let t = tempfile::tempdir().unwrap();
         let r = t.path();
-        let a = mk(r, "register-none-lease", "20260101T000000", r#"{"valid":true}"#);
+        let a = mk(
+            r,
+            "register-none-lease",
+            "20260101T000000",
+            r#"{"valid":true}"#,
+        );
         let b = mk(
             r,
             "register-kill-<b>",
@@ -170,7 +180,10 @@ mod tests {
         let html = std::fs::read_to_string(r.join("index.html")).unwrap();
         assert!(html.contains("register-kill-&lt;b&gt;"));
         assert!(!html.contains("<b>/"));
-        let (pa, pb) = (html.find("20260101").unwrap(), html.find("20260102").unwrap());
+        let (pa, pb) = (
+            html.find("20260101").unwrap(),
+            html.find("20260102").unwrap(),
+        );
         assert!(pb < pa, "newest first");
         assert!(html.contains("INVALID"));
     }

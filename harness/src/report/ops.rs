@@ -189,26 +189,14 @@ impl Digest {
         }
         kinds
     }
-
-    /// Read modes used by reads, sorted.
-    pub fn read_modes(&self) -> Vec<String> {
-        let mut modes: Vec<String> = self
-            .ops
-            .iter()
-            .filter_map(|o| o.read_mode.clone())
-            .collect();
-        modes.sort();
-        modes.dedup();
-        modes
-    }
 }
 
 /// The fault kind named by a nemesis event's value.
 fn fault_kind(v: &serde_json::Value) -> Option<String> {
     match v {
-        serde_json::Value::Object(m) => m.get("fault").and_then(|f| match f {
-            serde_json::Value::String(s) => Some(s.clone()),
-            other => Some(other.to_string()),
+        serde_json::Value::Object(m) => m.get("fault").map(|f| match f {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
         }),
         serde_json::Value::String(s) => Some(s.clone()),
         _ => None,

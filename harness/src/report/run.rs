@@ -140,8 +140,10 @@ impl RunResults {
         }
         if let Some(Value::Object(cs)) = v.get("checkers") {
             for (name, c) in cs {
-                r.checkers
-                    .insert(name.clone(), (Verdict::from_json(c.get("valid")), c.clone()));
+                r.checkers.insert(
+                    name.clone(),
+                    (Verdict::from_json(c.get("valid")), c.clone()),
+                );
             }
         }
         r.anomalies = anomalies;
@@ -246,8 +248,8 @@ impl Run {
         }
     }
 
-    /// The test's name: `test.json` "test", else `results.json` is not consulted and the
-    /// parent directory's name is used (the results layout is `<test>/<timestamp>`).
+    /// The test's name: `test.json`'s `"test"`, else the parent directory's name (the results
+    /// layout is `<test>/<timestamp>`), else `run`.
     pub fn name(&self) -> String {
         self.test.text("test").unwrap_or_else(|| {
             self.dir
@@ -306,8 +308,11 @@ mod tests {
         assert!(!run.results.present);
         assert_eq!(run.results.overall, Verdict::Unknown);
         std::fs::write(d.path().join("results.json"), b"{not json").unwrap();
-        std::fs::write(d.path().join("test.json"), br#"{"test":"t","command_line":["a","b"]}"#)
-            .unwrap();
+        std::fs::write(
+            d.path().join("test.json"),
+            br#"{"test":"t","command_line":["a","b"]}"#,
+        )
+        .unwrap();
         let run = Run::load_meta(d.path());
         assert!(!run.results.present);
         assert_eq!(run.name(), "t");

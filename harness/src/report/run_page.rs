@@ -20,7 +20,12 @@ const MAX_ANOMALY_LINES: usize = 60;
 /// exist, in a fixed order; node logs sorted by node id.
 pub fn run_files(dir: &Path) -> Vec<(String, String)> {
     let mut files = Vec::new();
-    for f in ["history.jsonl", "test.json", "results.json", "timeline.html"] {
+    for f in [
+        "history.jsonl",
+        "test.json",
+        "results.json",
+        "timeline.html",
+    ] {
         if dir.join(f).is_file() {
             files.push((f.to_string(), f.to_string()));
         }
@@ -61,6 +66,11 @@ pub fn timeline_anchors(d: &Digest) -> HashMap<u64, String> {
         m.insert(w.start_index, id);
     }
     m
+}
+
+/// "1 anomaly", "2 anomalies".
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 fn stats_row(name: &str, g: &GroupStats) -> Markup {
@@ -108,13 +118,43 @@ fn stats_table(s: &Stats) -> Markup {
     }
 }
 
-fn event_row(e: &Event, anchors: &HashMap<u64, String>) -> Markup {
+/// Maps each line of a client operation to both of its lines (invocation, completion).
+fn line_pairs(d: &Digest) -> HashMap<u64, (u64, Option<u64>)> {
+    let mut m = HashMap::new();
+    for op in &d.ops {
+        let pair = (op.invoke_index, op.complete_index);
+        m.insert(op.invoke_index, pair);
+        if let Some(c) = op.complete_index {
+            m.insert(c, pair);
+        }
+    }
+    m
+}
+
+/// The lines to show for an anomaly: each named line together with the other line of its
+/// operation, so that every operation is seen from invocation to completion; sorted.
+fn op_lines(named: &[u64], pairs: &HashMap<u64, (u64, Option<u64>)>) -> Vec<u64> {
+    let mut lines: Vec<u64> = named
+        .iter()
+        .flat_map(|ix| match pairs.get(ix) {
+            Some((i, Some(c))) => vec![*i, *c],
+            Some((i, None)) => vec![*i],
+            None => vec![*ix],
+        })
+        .collect();
+    lines.sort_unstable();
+    lines.dedup();
+    lines
+}
+
+/// One history line as a table row; `named` lines (those the checker cited) are bold.
+fn event_row(e: &Event, anchors: &HashMap<u64, String>, named: bool) -> Markup {
     let process = match e.process {
         Process::Client(p) => p.to_string(),
         Process::Nemesis => "nemesis".to_string(),
     };
     html! {
-        tr {
+        tr style=[named.then_some("font-weight:bold")] {
             td.n {
                 @if let Some(a) = anchors.get(&e.index) {
                     a href={"timeline.html#" (a)} { (e.index) }
@@ -137,6 +177,7 @@ fn anomalies_section(run: &Run, events: &[Event], d: &Digest) -> Markup {
     let anomalies = &run.results.anomalies;
     let by_index: HashMap<u64, &Event> = events.iter().map(|e| (e.index, e)).collect();
     let anchors = timeline_anchors(d);
+    let pairs = line_pairs(d);
     html! {
         h2 id="anomalies" { "Anomalies (" (anomalies.len()) ")" }
         @if anomalies.is_empty() {
@@ -148,10 +189,10 @@ fn anomalies_section(run: &Run, events: &[Event], d: &Digest) -> Markup {
                 b { "#" (i + 1) }
                 @if let Some(k) = &a.key { " · key " code { (k) } }
                 @if let Some(m) = &a.read_mode { " · read mode " b { (m) } }
-                p { (a.explanation) }
+                p.explain { (a.explanation) }
                 @if !a.ops.is_empty() {
                     p.note {
-                        "Operations involved (click to see them in the timeline): "
+                        "Lines cited by the checker (bold below; click to see them in the timeline): "
                         @for (j, ix) in a.ops.iter().enumerate() {
                             @if j > 0 { ", " }
                             @if let Some(id) = anchors.get(ix) {
@@ -162,8 +203,8 @@ fn anomalies_section(run: &Run, events: &[Event], d: &Digest) -> Markup {
                     table {
                         tr { th { "line" } th { "time s" } th { "process" } th { "type" } th { "f" }
                              th { "key" } th { "value" } th { "read mode" } th { "node" } th { "error" } }
-                        @for ix in a.ops.iter().take(MAX_ANOMALY_LINES) {
-                            @if let Some(e) = by_index.get(ix) { (event_row(e, &anchors)) }
+                        @for ix in op_lines(&a.ops, &pairs).iter().take(MAX_ANOMALY_LINES) {
+                            @if let Some(e) = by_index.get(ix) { (event_row(e, &anchors, a.ops.contains(ix))) }
                         }
                     }
                 }
@@ -192,7 +233,7 @@ fn verdict_header(run: &Run, stats: &Stats) -> Markup {
                         small {
                             @if let Some(n) = m.reads { (n) " reads · " }
                             @else if let Some(g) = stats.by_read_mode.get(mode) { (g.counts.total) " reads · " }
-                            (m.anomalies) " anomalies"
+                            (plural(m.anomalies, "anomaly", "anomalies"))
                         }
                     }
                 }
@@ -230,16 +271,16 @@ pub fn render(run: &Run, events: &[Event], d: &Digest, stats: &Stats) -> String 
             }
             (verdict_header(run, stats))
             @if !run.results.anomalies.is_empty() {
-                p { a href="#anomalies" { (run.results.anomalies.len()) " anomalies explained below" }
+                p { a href="#anomalies" { (plural(run.results.anomalies.len(), "anomaly", "anomalies")) " explained below" }
                     " · " a href="timeline.html" { "timeline" } }
             } @else {
                 p { a href="timeline.html" { "timeline of every operation" } }
             }
-            h2 { "Reproduce" }
+            h2 id="reproduce" { "Reproduce" }
             @if let Some(cmd) = run.test.command_line() { pre { (cmd) } }
             @else { p.note { "test.json records no command line." } }
             @if let Some(s) = &seed { p { "Seed: " code { (s) } " (every random choice of the harness flows from it)." } }
-            h2 { "Charts" }
+            h2 id="charts" { "Charts" }
             @for (file, alt) in charts {
                 @if run.dir.join(file).is_file() {
                     figure style="margin:0" {
@@ -247,9 +288,9 @@ pub fn render(run: &Run, events: &[Event], d: &Digest, stats: &Stats) -> String 
                     }
                 }
             }
-            h2 { "Statistics" }
+            h2 id="statistics" { "Statistics" }
             (stats_table(stats))
-            h2 { "Fault windows (" (d.faults.len()) ")" }
+            h2 id="faults" { "Fault windows (" (d.faults.len()) ")" }
             @if d.faults.is_empty() { p { "No faults were injected." } }
             @else {
                 table {
@@ -267,7 +308,7 @@ pub fn render(run: &Run, events: &[Event], d: &Digest, stats: &Stats) -> String 
                 }
             }
             (anomalies_section(run, events, d))
-            h2 { "Configuration" }
+            h2 id="configuration" { "Configuration" }
             @if run.test.raw.is_empty() { p.note { "No test.json." } }
             @else {
                 table {
@@ -285,7 +326,7 @@ pub fn render(run: &Run, events: &[Event], d: &Digest, stats: &Stats) -> String 
                     }
                 }
             }
-            h2 { "Files" }
+            h2 id="files" { "Files" }
             ul {
                 @for (label, href) in &files { li { a href=(href) { (label) } } }
             }

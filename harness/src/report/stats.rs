@@ -247,7 +247,10 @@ mod tests {
         e.push(ev(i + 3, t + 10, 3, Invoke, "cas", None));
         e.push(ev(i + 4, t + 20, 3, Info, "cas", None));
         let s = compute(&e);
-        assert_eq!((s.ops, s.ok, s.fail, s.info, s.pending), (103, 100, 1, 2, 1));
+        assert_eq!(
+            (s.ops, s.ok, s.fail, s.info, s.pending),
+            (103, 100, 1, 2, 1)
+        );
         let r = &s.by_read_mode["lease"];
         assert_eq!(r.counts.ok, 100);
         assert!((r.latency_ms.p50 - 50.0).abs() < 0.1, "{:?}", r.latency_ms);

@@ -76,7 +76,10 @@ fn thread_columns(d: &Digest, c: u64) -> Option<Columns> {
             let mut ps: Vec<u64> = ops.iter().map(|o| o.process).collect();
             ps.dedup();
             let list: Vec<String> = ps.iter().map(u64::to_string).collect();
-            (format!("t{t}"), format!("thread {t}: processes {}", list.join(", ")))
+            (
+                format!("t{t}"),
+                format!("thread {t}: processes {}", list.join(", ")),
+            )
         })
         .collect();
     Some(Columns {

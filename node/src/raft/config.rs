@@ -180,7 +180,10 @@ mod tests {
         assert_eq!(c.validate(), Err(ConfigError::NotAVoter(4)));
         c.id = 1;
         c.election_ticks_max = 5;
-        assert!(matches!(c.validate(), Err(ConfigError::BadElectionRange { .. })));
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::BadElectionRange { .. })
+        ));
         let r = c.repaired();
         assert!(r.election_ticks_max > r.election_ticks_min);
         assert!(r.heartbeat_ticks < r.election_ticks_min);

@@ -81,7 +81,10 @@ impl Raft {
         let cfg = config.repaired();
         let (log, dropped) = RaftLog::recover(entries, hard_state.commit);
         if dropped > 0 {
-            error!(dropped, "recovered log is not contiguous from index 1; dropped its tail");
+            error!(
+                dropped,
+                "recovered log is not contiguous from index 1; dropped its tail"
+            );
         }
         // Mix the id into the seed so that nodes given the same seed still draw different
         // election timeouts.
@@ -210,7 +213,10 @@ impl Raft {
                     .quorum
                     .has_quorum(|v| v == me || progress.get(&v).is_some_and(|p| p.recent_active));
                 if !active {
-                    warn!(term = self.term, "leader lost contact with a majority; stepping down");
+                    warn!(
+                        term = self.term,
+                        "leader lost contact with a majority; stepping down"
+                    );
                     self.become_follower(self.term, None);
                     return;
                 }
@@ -250,7 +256,8 @@ impl Raft {
     }
 
     /// Everything the runtime must do now; see [`Ready`] for the order. Call
-    /// [`Raft::advance`] with it once done. Messages, read states and failed reads are
+    /// [`Raft::advance`] with it once done, before the next call to `ready` (steps and ticks
+    /// in between are fine: an entry replaced meanwhile is not marked persisted). Messages, read states and failed reads are
     /// handed out once; entries, hard state and committed entries are handed out again
     /// until acknowledged by `advance`.
     pub fn ready(&mut self) -> Ready {
@@ -508,7 +515,11 @@ impl Raft {
         // An entry of the new term: committing it commits every earlier entry (Figure 8) and
         // lets reads be served.
         self.log.push(self.term, EntryPayload::Noop);
-        info!(term = self.term, last_index = self.log.last_index(), "became leader");
+        info!(
+            term = self.term,
+            last_index = self.log.last_index(),
+            "became leader"
+        );
         self.bcast_append();
     }
 
@@ -518,14 +529,22 @@ impl Raft {
     /// unknown sender, impossible indexes) is dropped with a debug log.
     pub fn step(&mut self, m: Message) {
         if m.to != self.cfg.id || m.from == self.cfg.id || !self.quorum.contains(m.from) {
-            debug!(from = m.from, to = m.to, "dropping message not meant for this node");
+            debug!(
+                from = m.from,
+                to = m.to,
+                "dropping message not meant for this node"
+            );
             return;
         }
         if m.term > self.term {
             match &m.body {
                 MessageBody::RequestVote { pre_vote, .. } => {
                     if self.in_lease() {
-                        debug!(from = m.from, term = m.term, "ignoring vote request: leader stickiness");
+                        debug!(
+                            from = m.from,
+                            term = m.term,
+                            "ignoring vote request: leader stickiness"
+                        );
                         return;
                     }
                     if !pre_vote {
@@ -637,7 +656,11 @@ impl Raft {
     fn accept_leader(&mut self, from: NodeId) -> bool {
         match self.role {
             Role::Leader => {
-                error!(term = self.term, other = from, "two leaders in one term; ignoring");
+                error!(
+                    term = self.term,
+                    other = from,
+                    "two leaders in one term; ignoring"
+                );
                 false
             }
             Role::Follower => {
@@ -772,7 +795,11 @@ impl Raft {
                     .map_or(hint_index, |i| i + 1)
             };
             if pr.maybe_decrease_to(index, hint_next) {
-                debug!(to = from, next = pr.next_index, "follower rejected append; probing");
+                debug!(
+                    to = from,
+                    next = pr.next_index,
+                    "follower rejected append; probing"
+                );
                 self.send_append(from, true);
             }
             return;

@@ -205,7 +205,8 @@ impl RaftLog {
     /// Notes that the entry at `index` changes, so it and all after it must be persisted again.
     fn mark_replaced(&mut self, index: LogIndex) {
         self.stabled = self.stabled.min(index - 1);
-        self.truncated_since_ready = Some(self.truncated_since_ready.map_or(index, |t| t.min(index)));
+        self.truncated_since_ready =
+            Some(self.truncated_since_ready.map_or(index, |t| t.min(index)));
     }
 
     /// The rejection hint for a failed consistency check at `prev_index`: `(0, last + 1)` if
@@ -390,7 +391,10 @@ mod tests {
         assert_eq!(log.conflict_hint(5), (4, 3));
         assert_eq!(log.last_index_of_term(1, 5), Some(2));
         assert_eq!(log.last_index_of_term(2, 5), None);
-        assert!(!log.maybe_commit(2, 4, false), "old-term entry is not committed by count");
+        assert!(
+            !log.maybe_commit(2, 4, false),
+            "old-term entry is not committed by count"
+        );
         assert!(log.maybe_commit(2, 4, true));
         assert!(log.maybe_commit(4, 4, false));
         assert_eq!(log.next_committed(10).len(), 4);

@@ -216,7 +216,10 @@ mod tests {
     #[test]
     fn stale_rejections_are_ignored() {
         let mut p = Progress::new(10, 4);
-        assert!(!p.maybe_decrease_to(5, 3), "probe: rejection of another prev_index");
+        assert!(
+            !p.maybe_decrease_to(5, 3),
+            "probe: rejection of another prev_index"
+        );
         assert!(p.maybe_decrease_to(9, 4));
         assert_eq!(p.next_index, 4);
         let mut r = Progress::new(1, 4);

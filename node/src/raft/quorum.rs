@@ -91,7 +91,8 @@ impl MajorityConfig {
 
     /// Whether the voters for which `active` holds form a majority.
     pub fn has_quorum(&self, active: impl Fn(NodeId) -> bool) -> bool {
-        !self.voters.is_empty() && self.voters.iter().filter(|&&v| active(v)).count() >= self.quorum()
+        !self.voters.is_empty()
+            && self.voters.iter().filter(|&&v| active(v)).count() >= self.quorum()
     }
 }
 

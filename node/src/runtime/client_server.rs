@@ -20,7 +20,12 @@ use super::raft_loop::{Handle, Input};
 const RESPONSE_QUEUE: usize = 4096;
 
 /// Serves the client port forever.
-pub async fn serve(listener: TcpListener, handle: Handle, clock: Arc<Clock>, request_timeout: Duration) {
+pub async fn serve(
+    listener: TcpListener,
+    handle: Handle,
+    clock: Arc<Clock>,
+    request_timeout: Duration,
+) {
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(x) => x,
@@ -47,17 +52,21 @@ async fn serve_connection(stream: TcpStream, handle: Handle, clock: Arc<Clock>, 
     let writer = tokio::spawn(async move {
         let mut sink = FramedWrite::new(write_half, frame_codec());
         while let Some(resp) = rx.recv().await {
-            let Ok(bytes) = serde_json::to_vec(&resp) else { continue };
+            let Ok(bytes) = serde_json::to_vec(&resp) else {
+                continue;
+            };
             if sink.feed(Bytes::from(bytes)).await.is_err() {
                 return;
             }
             while let Ok(more) = rx.try_recv() {
-                let Ok(bytes) = serde_json::to_vec(&more) else { continue };
+                let Ok(bytes) = serde_json::to_vec(&more) else {
+                    continue;
+                };
                 if sink.feed(Bytes::from(bytes)).await.is_err() {
                     return;
                 }
             }
-            if sink.flush().await.is_err() {
+            if SinkExt::<Bytes>::flush(&mut sink).await.is_err() {
                 return;
             }
         }
@@ -69,7 +78,13 @@ async fn serve_connection(stream: TcpStream, handle: Handle, clock: Arc<Clock>, 
             Err(e) => {
                 // Oversized or broken framing: we cannot find the next frame, so close.
                 tracing::warn!(?remote, error = %e, "bad frame on the client port; closing");
-                let _ = tx.send(error_response(0, ErrorKind::Invalid, format!("bad frame: {e}"))).await;
+                let _ = tx
+                    .send(error_response(
+                        0,
+                        ErrorKind::Invalid,
+                        format!("bad frame: {e}"),
+                    ))
+                    .await;
                 break;
             }
         };
@@ -82,7 +97,11 @@ async fn serve_connection(stream: TcpStream, handle: Handle, clock: Arc<Clock>, 
                     .and_then(|v| v.get("id").and_then(|i| i.as_u64()))
                     .unwrap_or(0);
                 let _ = tx
-                    .send(error_response(id, ErrorKind::Invalid, format!("malformed request: {e}")))
+                    .send(error_response(
+                        id,
+                        ErrorKind::Invalid,
+                        format!("malformed request: {e}"),
+                    ))
                     .await;
                 continue;
             }
@@ -92,7 +111,12 @@ async fn serve_connection(stream: TcpStream, handle: Handle, clock: Arc<Clock>, 
         let tx = tx.clone();
         tokio::spawn(async move {
             let result = answer(request.op, &handle, &clock, timeout).await;
-            let _ = tx.send(Response { id: request.id, result }).await;
+            let _ = tx
+                .send(Response {
+                    id: request.id,
+                    result,
+                })
+                .await;
         });
     }
     drop(tx);
@@ -119,7 +143,11 @@ async fn answer(
     match op {
         Operation::Clock { offset_ms, rate } => match clock.set(offset_ms, rate) {
             Ok(state) => {
-                tracing::info!(offset_ms = state.offset_ms, rate = state.rate, "clock changed");
+                tracing::info!(
+                    offset_ms = state.offset_ms,
+                    rate = state.rate,
+                    "clock changed"
+                );
                 Ok(Reply::Clock(state))
             }
             Err(message) => Err(ErrorReply {

@@ -46,7 +46,8 @@ pub fn run(config: NodeConfig) -> anyhow::Result<()> {
         anyhow::Ok((p, c))
     })?;
 
-    let (handle, raft_thread) = raft_loop::start(config.clone(), clock.clone(), rt.handle().clone())?;
+    let (handle, raft_thread) =
+        raft_loop::start(config.clone(), clock.clone(), rt.handle().clone())?;
 
     rt.spawn(peer_net::serve(peer_listener, config.id, handle.clone()).instrument(span.clone()));
     rt.spawn(

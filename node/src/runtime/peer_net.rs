@@ -59,7 +59,11 @@ async fn sender_task(from: NodeId, to: NodeId, addr: String, mut rx: mpsc::Recei
             let bytes = match bincode::serialize(&msg) {
                 Ok(b) if b.len() <= MAX_FRAME_BYTES => b,
                 Ok(b) => {
-                    tracing::warn!(peer = to, bytes = b.len(), "message larger than a frame; dropped");
+                    tracing::warn!(
+                        peer = to,
+                        bytes = b.len(),
+                        "message larger than a frame; dropped"
+                    );
                     continue;
                 }
                 Err(e) => {
@@ -80,7 +84,7 @@ async fn sender_task(from: NodeId, to: NodeId, addr: String, mut rx: mpsc::Recei
                     Err(_) => break,
                 }
             }
-            if !ok || sink.flush().await.is_err() {
+            if !ok || SinkExt::<Bytes>::flush(&mut sink).await.is_err() {
                 tracing::debug!(peer = to, "peer connection broke; reconnecting");
                 break;
             }

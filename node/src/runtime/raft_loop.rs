@@ -13,7 +13,9 @@ use tokio::sync::{mpsc, oneshot};
 use crate::clock::Clock;
 use crate::kv::{Command, KvStore, Outcome};
 use crate::protocol::{ErrorKind, ErrorReply, Operation, ReadMode, Reply, Status};
-use crate::raft::{Config as RaftConfig, EntryPayload, LogIndex, Message, NodeId, Raft, Role, Term};
+use crate::raft::{
+    Config as RaftConfig, EntryPayload, LogIndex, Message, NodeId, Raft, Role, Term,
+};
 use crate::storage::{Storage, StorageOptions};
 
 use super::peer_net;
@@ -170,7 +172,9 @@ impl RaftLoop {
                     next_tick = now + tick_ms;
                 }
             }
-            let wait = self.clock.real_duration_for(next_tick - self.clock.now_ms());
+            let wait = self
+                .clock
+                .real_duration_for(next_tick - self.clock.now_ms());
             match rx.recv_timeout(wait) {
                 Ok(input) => {
                     self.handle(input);
@@ -350,6 +354,15 @@ impl RaftLoop {
             }
             if !buggy {
                 self.send_all(&rd.messages);
+            }
+            for ctx in &rd.failed_reads {
+                if let Some(pr) = self.pending_read_index.remove(ctx) {
+                    let _ = pr.reply.send(Err(ErrorReply {
+                        kind: ErrorKind::LeadershipLost,
+                        definite: true,
+                        message: "the read could not be confirmed by a leader".into(),
+                    }));
+                }
             }
             for rs in &rd.read_states {
                 if let Some(pr) = self.pending_read_index.remove(&rs.ctx) {

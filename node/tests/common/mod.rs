@@ -13,7 +13,11 @@ use node::protocol::{ErrorReply, Operation, Reply, Request, Response, Status};
 
 /// A free loopback port (bound, then released; good enough for tests on one machine).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// One node process and its addresses.
@@ -215,7 +219,8 @@ impl Conn {
 /// A node's status, or an I/O error if it does not answer.
 pub fn status(addr: &str) -> std::io::Result<Status> {
     let mut c = Conn::connect(addr)?;
-    c.stream.set_read_timeout(Some(Duration::from_millis(500)))?;
+    c.stream
+        .set_read_timeout(Some(Duration::from_millis(500)))?;
     match c.call(Operation::Status)? {
         Ok(Reply::Status(s)) => Ok(s),
         other => Err(std::io::Error::other(format!("unexpected {other:?}"))),

@@ -71,21 +71,22 @@ pub fn generate(cfg: &GenConfig) -> Vec<Event> {
             break;
         }
         let c = rng.gen_range(0..conc);
-        let mut push = |kind: EventType, f: &str, key: usize, value: Value, mode: &Option<String>| {
-            let i = events.len() as u64;
-            events.push(Event {
-                index: i,
-                time: i * 1000,
-                process: Process::Client(procs[c]),
-                kind,
-                f: f.to_string(),
-                key: Some(format!("k{key}")),
-                value,
-                node: None,
-                read_mode: mode.clone(),
-                error: None,
-            });
-        };
+        let mut push =
+            |kind: EventType, f: &str, key: usize, value: Value, mode: &Option<String>| {
+                let i = events.len() as u64;
+                events.push(Event {
+                    index: i,
+                    time: i * 1000,
+                    process: Process::Client(procs[c]),
+                    kind,
+                    f: f.to_string(),
+                    key: Some(format!("k{key}")),
+                    value,
+                    node: None,
+                    read_mode: mode.clone(),
+                    error: None,
+                });
+            };
         match flight[c].take() {
             None => {
                 if invoked >= cfg.ops {
@@ -131,7 +132,13 @@ pub fn generate(cfg: &GenConfig) -> Vec<Event> {
                         applied: None,
                     }
                 };
-                push(EventType::Invoke, op.f, key, op.value.clone(), &op.read_mode);
+                push(
+                    EventType::Invoke,
+                    op.f,
+                    key,
+                    op.value.clone(),
+                    &op.read_mode,
+                );
                 invoked += 1;
                 open += 1;
                 flight[c] = Some(op);
@@ -140,11 +147,23 @@ pub fn generate(cfg: &GenConfig) -> Vec<Event> {
                 let roll: f64 = rng.gen();
                 if roll < cfg.info_rate / 2.0 {
                     // times out without taking effect
-                    push(EventType::Info, op.f, op.key, op.value.clone(), &op.read_mode);
+                    push(
+                        EventType::Info,
+                        op.f,
+                        op.key,
+                        op.value.clone(),
+                        &op.read_mode,
+                    );
                     procs[c] += conc as u64;
                     open -= 1;
                 } else if op.f != "read" && roll < cfg.info_rate / 2.0 + cfg.fail_rate {
-                    push(EventType::Fail, op.f, op.key, op.value.clone(), &op.read_mode);
+                    push(
+                        EventType::Fail,
+                        op.f,
+                        op.key,
+                        op.value.clone(),
+                        &op.read_mode,
+                    );
                     open -= 1;
                 } else if rng.gen_bool(0.5) {
                     let reg = &mut regs[op.key];
@@ -171,7 +190,13 @@ pub fn generate(cfg: &GenConfig) -> Vec<Event> {
             Some(op) => {
                 let result = op.applied.clone().unwrap_or(Value::Null);
                 if rng.gen_bool(cfg.info_rate / 2.0) {
-                    push(EventType::Info, op.f, op.key, op.value.clone(), &op.read_mode);
+                    push(
+                        EventType::Info,
+                        op.f,
+                        op.key,
+                        op.value.clone(),
+                        &op.read_mode,
+                    );
                     procs[c] += conc as u64;
                 } else {
                     match op.f {

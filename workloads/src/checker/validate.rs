@@ -46,7 +46,10 @@ pub(crate) fn pair(events: &[Event]) -> Result<Vec<Paired>, HistoryError> {
         if e.time < last_time {
             return Err(HistoryError::at(
                 pos,
-                format!("time {} is before the previous event's time {last_time}", e.time),
+                format!(
+                    "time {} is before the previous event's time {last_time}",
+                    e.time
+                ),
             ));
         }
         last_time = e.time;

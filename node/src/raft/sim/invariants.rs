@@ -25,6 +25,7 @@ pub struct Invariants {
 }
 
 impl Invariants {
+    /// Forgets per-run cursors of a node that restarts.
     pub fn on_restart(&mut self, id: NodeId) {
         self.last_applied.insert(id, 0);
         self.checked_commit.insert(id, 0);
@@ -34,7 +35,8 @@ impl Invariants {
     pub fn on_apply(&mut self, id: NodeId, e: &Entry) {
         let last = self.last_applied.entry(id).or_insert(0);
         if e.index != *last + 1 && self.apply_violation.is_none() {
-            self.apply_violation = Some(format!("node {id} applied index {} after {last}", e.index));
+            self.apply_violation =
+                Some(format!("node {id} applied index {} after {last}", e.index));
         }
         *last = e.index;
         match self.applied.get(&e.index) {
@@ -57,6 +59,7 @@ impl Invariants {
         self.applied.get(&index)
     }
 
+    /// Checks every invariant over the live nodes; Err describes the first violation.
     pub fn check(&mut self, nodes: &[(NodeId, Option<&Raft>)]) -> Result<(), String> {
         if let Some(v) = self.apply_violation.take() {
             return Err(v);
@@ -87,7 +90,9 @@ impl Invariants {
             let start = self.checked_commit.get(&id).copied().unwrap_or(0) + 1;
             let upto = r.log().committed();
             for idx in start..=upto {
-                if let (Some((want, _)), Some(have)) = (self.committed.get(&idx), r.log().entry(idx)) {
+                if let (Some((want, _)), Some(have)) =
+                    (self.committed.get(&idx), r.log().entry(idx))
+                {
                     if want != have {
                         return Err(format!(
                             "node {id} holds {have:?} at committed index {idx}, but {want:?} was committed"
@@ -115,6 +120,19 @@ impl Invariants {
             }
             let end = self.committed.keys().next_back().copied().unwrap_or(0);
             self.completeness.insert(key, end.max(start));
+        }
+        // Terms never decrease along a log (each leader appends in its own, newer term).
+        for r in &live {
+            let e = r.log().entries();
+            if let Some(w) = e.windows(2).find(|w| w[1].term < w[0].term) {
+                return Err(format!(
+                    "log of node {} has term {} after term {} at index {}",
+                    r.id(),
+                    w[1].term,
+                    w[0].term,
+                    w[1].index
+                ));
+            }
         }
         // Log matching: if two logs hold an entry with the same index and term, they are
         // identical up to it. One pass per pair: after the first difference, no index may

@@ -18,9 +18,13 @@ const MAX_READY_ROUNDS: usize = 64;
 
 /// One simulated node: its core (None while crashed), its disk and what it applied.
 pub struct SimNode {
+    /// The node's configuration (kept across restarts).
     pub cfg: Config,
+    /// The live core; None while crashed.
     pub raft: Option<Raft>,
+    /// The hard state as persisted through Readies.
     pub disk_hs: HardState,
+    /// The log as persisted through Readies.
     pub disk_log: Vec<Entry>,
     /// Entries applied since the last (re)start, in order.
     pub applied: Vec<Entry>,
@@ -28,25 +32,32 @@ pub struct SimNode {
     pub read_states: Vec<ReadState>,
     /// Failed read ctxs delivered since the last (re)start.
     pub failed_reads: Vec<u64>,
+    /// How many times the node was started.
     pub starts: u64,
 }
 
 /// The simulated cluster.
 pub struct Sim {
+    /// The seed every random choice derives from.
     pub seed: u64,
+    /// Node `i + 1` is `nodes[i]`.
     pub nodes: Vec<SimNode>,
     /// Messages sent and not yet delivered or dropped.
     pub in_flight: Vec<Message>,
     /// Directed links (from, to) that drop every message delivered over them.
     pub cut: BTreeSet<(NodeId, NodeId)>,
+    /// The invariant checker.
     pub inv: Invariants,
+    /// The seeded generator for test decisions.
     pub rng: ChaCha8Rng,
 }
 
 impl Sim {
     /// A cold-started cluster of nodes 1..=n, each with `Config::new` adjusted by `tweak`.
     pub fn new(n: u64, seed: u64, tweak: impl Fn(&mut Config)) -> Sim {
-        let states = (1..=n).map(|_| (HardState::default(), Vec::new())).collect();
+        let states = (1..=n)
+            .map(|_| (HardState::default(), Vec::new()))
+            .collect();
         Sim::with_states(seed, states, tweak)
     }
 
@@ -85,6 +96,7 @@ impl Sim {
         sim
     }
 
+    /// All node ids, ascending.
     pub fn ids(&self) -> Vec<NodeId> {
         (1..=self.nodes.len() as NodeId).collect()
     }
@@ -102,25 +114,34 @@ impl Sim {
         self.node(id).raft.as_ref().expect("node is crashed")
     }
 
+    /// The live core of `id`, mutably; panics (test bug) if it is crashed.
     pub fn raft_mut(&mut self, id: NodeId) -> &mut Raft {
         self.node_mut(id).raft.as_mut().expect("node is crashed")
     }
 
+    /// Whether `id` is running.
     pub fn is_up(&self, id: NodeId) -> bool {
         self.node(id).raft.is_some()
     }
 
+    /// Entries `id` applied since its last start.
     pub fn applied(&self, id: NodeId) -> &[Entry] {
         &self.node(id).applied
     }
 
+    /// Read states `id` received since its last start.
     pub fn read_states(&self, id: NodeId) -> &[ReadState] {
         &self.node(id).read_states
     }
 
     /// Terms (index 1 first) of the node's in-memory log.
     pub fn log_terms(&self, id: NodeId) -> Vec<u64> {
-        self.raft(id).log().entries().iter().map(|e| e.term).collect()
+        self.raft(id)
+            .log()
+            .entries()
+            .iter()
+            .map(|e| e.term)
+            .collect()
     }
 
     /// Live leaders with their terms.
@@ -161,12 +182,6 @@ impl Sim {
         panic!("seed {}: node {id} never ran out of Ready", self.seed);
     }
 
-    pub fn flush_all(&mut self) {
-        for id in self.ids() {
-            self.flush(id);
-        }
-    }
-
     /// Ticks one node (if up) and carries out its Ready.
     pub fn tick(&mut self, id: NodeId) {
         if let Some(r) = self.node_mut(id).raft.as_mut() {
@@ -175,9 +190,21 @@ impl Sim {
         }
     }
 
+    /// Ticks every live node once, in id order.
     pub fn tick_all(&mut self) {
         for id in self.ids() {
             self.tick(id);
+        }
+    }
+
+    /// Steps one message into its receiver without processing the Ready, so that several
+    /// messages land in one Ready as in a runtime that batches (then call [`Sim::flush`]).
+    pub fn step_only(&mut self, m: Message) {
+        if self.cut.contains(&(m.from, m.to)) || m.to == 0 || m.to > self.nodes.len() as u64 {
+            return;
+        }
+        if let Some(r) = self.node_mut(m.to).raft.as_mut() {
+            r.step(m);
         }
     }
 
@@ -196,7 +223,11 @@ impl Sim {
     /// Delivers in-flight messages in FIFO order, including the ones they cause, until none
     /// is left (or `max_msgs` were handled). Messages for which `keep` is false are dropped.
     /// Returns the number of messages handled.
-    pub fn deliver_all_filtered(&mut self, max_msgs: usize, mut keep: impl FnMut(&Message) -> bool) -> usize {
+    pub fn deliver_all_filtered(
+        &mut self,
+        max_msgs: usize,
+        mut keep: impl FnMut(&Message) -> bool,
+    ) -> usize {
         let mut handled = 0;
         while handled < max_msgs && !self.in_flight.is_empty() {
             let batch = std::mem::take(&mut self.in_flight);
@@ -210,6 +241,7 @@ impl Sim {
         handled
     }
 
+    /// Delivers everything in flight, and what it causes, in FIFO order.
     pub fn deliver_all(&mut self) -> usize {
         self.deliver_all_filtered(100_000, |_| true)
     }
@@ -287,6 +319,7 @@ impl Sim {
         }
     }
 
+    /// Restores every link.
     pub fn heal(&mut self) {
         self.cut.clear();
     }
@@ -333,7 +366,11 @@ impl Sim {
 fn persist_entries(disk: &mut Vec<Entry>, entries: &[Entry]) {
     if let Some(first) = entries.first() {
         disk.truncate(first.index.saturating_sub(1) as usize);
-        assert_eq!(disk.len() as u64 + 1, first.index, "Ready entries leave a gap on disk");
+        assert_eq!(
+            disk.len() as u64 + 1,
+            first.index,
+            "Ready entries leave a gap on disk"
+        );
         disk.extend_from_slice(entries);
     }
 }

@@ -4,4 +4,5 @@
 mod election;
 mod paper;
 mod random;
+mod reads;
 mod rules;

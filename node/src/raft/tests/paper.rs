@@ -87,11 +87,18 @@ fn figure8(bugs: crate::raft::Bugs) -> Figure8 {
     // (a) S1 restarts and leads term 2; its index 2 reaches S2 only.
     sim.crash(1);
     sim.restart(1);
-    let s1_s2 = |m: &Message| is_vote(m) || (m.from == 1 && m.to == 2) || (m.from == 2 && m.to == 1);
+    let s1_s2 =
+        |m: &Message| is_vote(m) || (m.from == 1 && m.to == 2) || (m.from == 2 && m.to == 1);
     campaign_until_leader(&mut sim, 1, &s1_s2);
     assert_eq!(sim.raft(1).term(), 2);
     note(&mut sim, &mut first_violation);
-    for (id, want) in [(1, vec![1, 2]), (2, vec![1, 2]), (3, vec![1]), (4, vec![1]), (5, vec![1])] {
+    for (id, want) in [
+        (1, vec![1, 2]),
+        (2, vec![1, 2]),
+        (3, vec![1]),
+        (4, vec![1]),
+        (5, vec![1]),
+    ] {
         assert_eq!(sim.log_terms(id), want, "(a) node {id}");
     }
     // (b) S1 crashes; S5 wins term 3 with S3 and S4; its entry stays local.
@@ -111,11 +118,14 @@ fn figure8(bugs: crate::raft::Bugs) -> Figure8 {
             return true;
         }
         match &m.body {
-            MessageBody::AppendEntries { entries, .. } if m.from == 1 && m.to == 2 => !entries.is_empty(),
+            MessageBody::AppendEntries { entries, .. } if m.from == 1 && m.to == 2 => {
+                !entries.is_empty()
+            }
             // The first append to S3 (prev index 2) is rejected by S3 and makes S1 back off
             // to index 2; later ones may carry only index 2.
             MessageBody::AppendEntries { entries, .. } if m.from == 1 && m.to == 3 => {
-                first_to_s3.replace(false) || (!entries.is_empty() && entries.iter().all(|e| e.term <= 2))
+                first_to_s3.replace(false)
+                    || (!entries.is_empty() && entries.iter().all(|e| e.term <= 2))
             }
             _ => false,
         }
@@ -171,8 +181,13 @@ fn figure8_with_commit_by_count_bug_commits_wrongly_and_is_caught() {
         ..Default::default()
     };
     let f = figure8(bugs);
-    assert!(f.s1_committed_old_entry, "the bug should commit index 2 of term 2");
-    let err = f.check.expect_err("the checker must see the overwritten committed entry");
+    assert!(
+        f.s1_committed_old_entry,
+        "the bug should commit index 2 of term 2"
+    );
+    let err = f
+        .check
+        .expect_err("the checker must see the overwritten committed entry");
     assert!(err.contains("state machine safety"), "{err}");
 }
 
@@ -185,14 +200,16 @@ fn figure8_e_entry_of_current_term_commits_earlier_ones() {
     sim.deliver_all();
     sim.crash(1);
     sim.restart(1);
-    let s1_s2 = |m: &Message| is_vote(m) || (m.from == 1 && m.to == 2) || (m.from == 2 && m.to == 1);
+    let s1_s2 =
+        |m: &Message| is_vote(m) || (m.from == 1 && m.to == 2) || (m.from == 2 && m.to == 1);
     campaign_until_leader(&mut sim, 1, &s1_s2);
     sim.crash(1);
     campaign_until_leader(&mut sim, 5, &is_vote);
     sim.crash(5);
     sim.restart(1);
     // This time S1's current-term entry reaches S2 and S3.
-    let to_s2_s3 = |m: &Message| is_vote(m) || [(1, 2), (2, 1), (1, 3), (3, 1)].contains(&(m.from, m.to));
+    let to_s2_s3 =
+        |m: &Message| is_vote(m) || [(1, 2), (2, 1), (1, 3), (3, 1)].contains(&(m.from, m.to));
     campaign_until_leader(&mut sim, 1, &to_s2_s3);
     sim.deliver_all_filtered(10_000, to_s2_s3);
     assert_eq!(sim.raft(1).log().committed(), 3);
@@ -202,7 +219,11 @@ fn figure8_e_entry_of_current_term_commits_earlier_ones() {
     for _ in 0..200 {
         sim.tick(5);
         sim.deliver_all();
-        assert_ne!(sim.raft(5).role(), Role::Leader, "S5 won without the committed entries");
+        assert_ne!(
+            sim.raft(5).role(),
+            Role::Leader,
+            "S5 won without the committed entries"
+        );
     }
     sim.check().unwrap();
 }
@@ -259,7 +280,11 @@ fn figure7_every_divergent_follower_is_repaired() {
         let mut want: Vec<Term> = leader_log.to_vec();
         want.push(8);
         assert_eq!(sim.log_terms(2), want, "case ({name}) not repaired");
-        assert_eq!(sim.raft(1).log().entries(), sim.raft(2).log().entries(), "case {name}");
+        assert_eq!(
+            sim.raft(1).log().entries(),
+            sim.raft(2).log().entries(),
+            "case {name}"
+        );
         assert_eq!(sim.raft(2).log().committed(), 11, "case {name}");
         sim.check().unwrap_or_else(|e| panic!("case {name}: {e}"));
     }

@@ -2,9 +2,7 @@
 //! stale-term answers, and robustness against arbitrary messages.
 
 use crate::raft::sim::Sim;
-use crate::raft::{
-    Config, Entry, EntryPayload, HardState, Message, MessageBody, Raft, Role, Term,
-};
+use crate::raft::{Config, Entry, EntryPayload, HardState, Message, MessageBody, Raft, Role, Term};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -55,7 +53,8 @@ fn vote_answer(r: &mut Raft) -> Option<(Term, bool)> {
 fn vote_requires_an_up_to_date_log() {
     let no_quorum = |c: &mut Config| c.check_quorum = false;
     // Log terms [1, 1, 2]: last (index 3, term 2).
-    for (last_index, last_term, want) in [(5, 1, false), (2, 2, false), (3, 2, true), (1, 3, true)] {
+    for (last_index, last_term, want) in [(5, 1, false), (2, 2, false), (3, 2, true), (1, 3, true)]
+    {
         let mut r = node_with_log(&[1, 1, 2], 2, no_quorum);
         r.step(vote_request(3, false, last_index, last_term));
         assert_eq!(
@@ -87,17 +86,28 @@ fn one_vote_per_term() {
     // The vote is persisted before the answer leaves: both are in the same Ready.
     r.step(vote_request(3, false, 1, 1));
     let rd = r.ready();
-    assert_eq!(rd.hard_state.map(|h| (h.term, h.voted_for)), Some((3, Some(2))));
+    assert_eq!(
+        rd.hard_state.map(|h| (h.term, h.voted_for)),
+        Some((3, Some(2)))
+    );
 }
 
 #[test]
 fn pre_vote_changes_no_term_or_vote() {
     let mut r = node_with_log(&[1, 1], 1, |c| c.check_quorum = false);
     r.step(vote_request(2, true, 2, 1));
-    assert_eq!(vote_answer(&mut r), Some((2, true)), "pre-vote granted in the future term");
+    assert_eq!(
+        vote_answer(&mut r),
+        Some((2, true)),
+        "pre-vote granted in the future term"
+    );
     assert_eq!((r.term(), r.status().voted_for), (1, None));
     r.step(vote_request(2, true, 1, 1));
-    assert_eq!(vote_answer(&mut r), Some((1, false)), "stale log: refused with own term");
+    assert_eq!(
+        vote_answer(&mut r),
+        Some((1, false)),
+        "stale log: refused with own term"
+    );
     assert_eq!(r.term(), 1);
 }
 
@@ -109,11 +119,19 @@ fn partitioned_node_with_pre_vote_does_not_disturb_the_cluster() {
     let lonely = if leader == 3 { 2 } else { 3 };
     sim.isolate(lonely);
     sim.run(200);
-    assert_eq!(sim.raft(lonely).term(), term, "pre-candidate bumped its own term");
+    assert_eq!(
+        sim.raft(lonely).term(),
+        term,
+        "pre-candidate bumped its own term"
+    );
     assert_ne!(sim.raft(lonely).role(), Role::Leader);
     sim.heal();
     sim.run(30);
-    assert_eq!(sim.leaders(), vec![(leader, term)], "rejoining node disturbed the leader");
+    assert_eq!(
+        sim.leaders(),
+        vec![(leader, term)],
+        "rejoining node disturbed the leader"
+    );
     sim.check().unwrap();
 }
 
@@ -129,7 +147,9 @@ fn without_pre_vote_a_rejoining_node_forces_a_new_term() {
     sim.run(100);
     assert!(sim.raft(lonely).term() > term);
     sim.heal();
-    let new_leader = sim.wait_stable_leader(200).expect("seed 12: cluster never recovered");
+    let new_leader = sim
+        .wait_stable_leader(200)
+        .expect("seed 12: cluster never recovered");
     assert!(sim.raft(new_leader).term() > term);
     sim.check().unwrap();
 }
@@ -185,7 +205,11 @@ fn follower_that_hears_a_leader_ignores_votes_stickiness() {
         },
     };
     sim.raft_mut(f).step(req.clone());
-    assert_eq!(sim.raft(f).term(), term, "sticky follower adopted the candidate's term");
+    assert_eq!(
+        sim.raft(f).term(),
+        term,
+        "sticky follower adopted the candidate's term"
+    );
     assert!(!sim.raft_mut(f).has_ready(), "sticky follower answered");
     // After a full minimum election timeout without the leader, the follower listens again.
     sim.isolate(leader);
@@ -223,7 +247,10 @@ fn lower_term_append_gets_an_answer_that_frees_the_stale_leader() {
         from: 2,
         to: 1,
         term: 3,
-        body: MessageBody::Heartbeat { commit: 0, round: 1 },
+        body: MessageBody::Heartbeat {
+            commit: 0,
+            round: 1,
+        },
     });
     let rd = r.ready();
     assert!(rd
@@ -280,8 +307,12 @@ fn arbitrary_messages_never_panic() {
                 commit: pick(&mut rng),
                 round: pick(&mut rng),
             },
-            5 => MessageBody::HeartbeatResponse { round: pick(&mut rng) },
-            6 => MessageBody::ReadIndexRequest { ctx: pick(&mut rng) },
+            5 => MessageBody::HeartbeatResponse {
+                round: pick(&mut rng),
+            },
+            6 => MessageBody::ReadIndexRequest {
+                ctx: pick(&mut rng),
+            },
             _ => MessageBody::ReadIndexResponse {
                 ctx: pick(&mut rng),
                 index: Some(pick(&mut rng)),
@@ -290,7 +321,11 @@ fn arbitrary_messages_never_panic() {
         let m = Message {
             from: rng.gen_range(0..=4),
             to,
-            term: if rng.gen_bool(0.9) { sim.raft(to).term() } else { pick(&mut rng) },
+            term: if rng.gen_bool(0.9) {
+                sim.raft(to).term()
+            } else {
+                pick(&mut rng)
+            },
             body,
         };
         let r = sim.raft_mut(to);
@@ -303,4 +338,77 @@ fn arbitrary_messages_never_panic() {
         let _ = i;
     }
     let _ = seed;
+}
+
+#[test]
+fn replication_is_batched_and_pipelined_within_the_inflight_bound() {
+    let mut sim = Sim::new(3, 16, |c| {
+        c.max_entries_per_msg = 2;
+        c.max_inflight_msgs = 3;
+    });
+    let l = sim.wait_stable_leader(100).expect("seed 16: no leader");
+    // Followers are in replicate state now; hold every message while proposing.
+    for i in 0..20u8 {
+        sim.raft_mut(l).propose(vec![i]).unwrap();
+    }
+    sim.flush(l);
+    for f in sim.ids().into_iter().filter(|&f| f != l) {
+        let appends: Vec<usize> = sim
+            .in_flight
+            .iter()
+            .filter(|m| m.to == f)
+            .filter_map(|m| match &m.body {
+                MessageBody::AppendEntries { entries, .. } if !entries.is_empty() => {
+                    Some(entries.len())
+                }
+                _ => None,
+            })
+            .collect();
+        assert!(
+            appends.len() <= 3,
+            "follower {f}: {} appends in flight",
+            appends.len()
+        );
+        assert!(
+            appends.iter().all(|&n| n <= 2),
+            "follower {f}: batch sizes {appends:?}"
+        );
+    }
+    // Released, the pipeline drains everything.
+    sim.run(10);
+    for id in sim.ids() {
+        assert_eq!(
+            sim.raft(id).log().committed(),
+            sim.raft(l).log().last_index(),
+            "node {id}"
+        );
+    }
+    sim.check().unwrap();
+}
+
+#[test]
+fn leader_applies_only_entries_it_persisted_even_if_followers_acked_them() {
+    let mut sim = Sim::new(3, 17, |_| {});
+    let l = sim.wait_stable_leader(100).expect("seed 17: no leader");
+    let (index, _) = sim.raft_mut(l).propose(b"p".to_vec()).unwrap();
+    // The leader hands out the entry but has not yet fsynced it (no advance).
+    let rd1 = sim.raft_mut(l).ready();
+    for m in rd1.messages.clone() {
+        sim.deliver(m);
+    }
+    // Followers persisted and acked: a majority without the leader, so it is committed.
+    for m in std::mem::take(&mut sim.in_flight) {
+        if m.to == l {
+            sim.raft_mut(l).step(m);
+        }
+    }
+    assert_eq!(sim.raft(l).log().committed(), index);
+    let rd2 = sim.raft_mut(l).ready();
+    assert!(
+        rd2.committed.iter().all(|e| e.index < index),
+        "an entry not yet persisted locally was handed out for applying"
+    );
+    sim.raft_mut(l).advance(&rd2);
+    let rd3 = sim.raft_mut(l).ready();
+    assert_eq!(rd3.committed.last().map(|e| e.index), Some(index));
 }

@@ -116,6 +116,7 @@ pub(crate) fn explain(events: &[Event], prep: &Prepared, task: &Task, prefix: &[
             a: o.a,
             b: o.b,
             required: o.end == End::Ok,
+            absorbable: false,
         }
     };
     let mut in_prefix = vec![false; n];
@@ -202,7 +203,10 @@ pub(crate) fn explain(events: &[Event], prep: &Prepared, task: &Task, prefix: &[
             val(b.a),
             shown(&possible_values)
         ),
-        Kind::Write => "no order of the operations concurrent with it lets every later read see what it saw".to_string(),
+        Kind::Write => {
+            "no order of the operations concurrent with it lets every later read see what it saw"
+                .to_string()
+        }
     };
     let key = prep.keys[task.key as usize].clone();
     let mode = prep.modes[task.mode as usize].clone();

@@ -82,7 +82,10 @@ impl RegisterReport {
 /// Guarantees: `Valid` only if every (mode, key) sub-history has a linearization; `Invalid`
 /// only if some has none (with an [`Anomaly`]); anything undecided within the budgets is
 /// `Unknown`.
-pub fn check_register(events: &[Event], opts: &CheckOptions) -> Result<RegisterReport, HistoryError> {
+pub fn check_register(
+    events: &[Event],
+    opts: &CheckOptions,
+) -> Result<RegisterReport, HistoryError> {
     let started = Instant::now();
     let deadline = started + opts.timeout;
     let pairs = pair(events)?;

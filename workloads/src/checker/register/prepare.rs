@@ -32,7 +32,10 @@ impl Interner {
         match v {
             Value::Null => NULL,
             Value::Number(n) if n.as_i64().is_some() => {
-                let id = *self.ints.entry(n.as_i64().unwrap_or_default()).or_insert(next);
+                let id = *self
+                    .ints
+                    .entry(n.as_i64().unwrap_or_default())
+                    .or_insert(next);
                 if id == next {
                     self.values.push(v.clone());
                 }
@@ -184,8 +187,8 @@ pub(crate) fn prepare(events: &[Event], pairs: &[Paired]) -> Result<Prepared, Hi
             }
             "write" => (Kind::Write, values.intern(&inv.value), NULL, 0),
             "cas" => {
-                let (e, n) = int_pair(&inv.value)
-                    .ok_or_else(|| bad("cas value must be [expected, new]"))?;
+                let (e, n) =
+                    int_pair(&inv.value).ok_or_else(|| bad("cas value must be [expected, new]"))?;
                 (Kind::Cas, values.intern(e), values.intern(n), 0)
             }
             other => {
@@ -267,6 +270,13 @@ impl Prepared {
 
     /// The search for a task.
     pub(crate) fn search(&self, task: &Task) -> Search {
+        let mut observed: HashSet<Val> = HashSet::new();
+        for &i in &task.ops {
+            let op = &self.ops[i as usize];
+            if matches!(op.kind, Kind::Read | Kind::Cas) {
+                observed.insert(op.a);
+            }
+        }
         let mut rops = Vec::with_capacity(task.ops.len());
         let mut pts: Vec<(usize, Ent)> = Vec::with_capacity(task.ops.len() * 2);
         for (j, &i) in task.ops.iter().enumerate() {
@@ -277,6 +287,7 @@ impl Prepared {
                 a: op.a,
                 b: op.b,
                 required,
+                absorbable: required && op.kind == Kind::Write && !observed.contains(&op.a),
             });
             pts.push((
                 op.pair.invoke,

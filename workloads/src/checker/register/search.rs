@@ -43,6 +43,12 @@ pub(crate) struct ROp {
     /// The operation completed (`ok`), so it must be linearized; `false` for `info` and
     /// never-completed operations, which may also never take effect.
     pub required: bool,
+    /// A completed write whose value no read or cas of the sub-history observed. After it the
+    /// register holds a value nobody saw, so the next state-changing operation must be a
+    /// blind write (or nothing): the search never tries it on its own but places it
+    /// immediately before the next write it linearizes ("absorbs" it), or at the end. This
+    /// removes the factorial choice among concurrent unread writes.
+    pub absorbable: bool,
 }
 
 /// The sequential register: `Some(next state)` if `op` may run in `state`.
@@ -105,6 +111,8 @@ pub(crate) struct Search {
     ent_call: Vec<bool>,
     /// For a call entry, its return entry (or `NIL` if it has none); unused for returns.
     ent_match: Vec<u32>,
+    /// For a return entry, its call entry; unused for calls.
+    ret_call: Vec<u32>,
     next: Vec<u32>,
     prev: Vec<u32>,
     head: u32,
@@ -114,14 +122,16 @@ pub(crate) struct Search {
     /// One past the last nonzero word of `bits`.
     high: usize,
     state: Val,
-    /// Lifted call entries with the state before each.
-    stack: Vec<(u32, Val)>,
+    /// Choices made: the chosen call entry, the state before it, and `lin.len()` before it.
+    stack: Vec<(u32, Val, u32)>,
+    /// Linearized call entries in order (chosen ones and the writes they absorbed).
+    lin: Vec<u32>,
     cursor: u32,
     /// Completed operations not yet linearized.
     required_left: usize,
     cache: Cache,
     best: Vec<u32>,
-    /// `best[..common] == stack[..common]` (entry ids).
+    /// `best[..common] == lin[..common]` (entry ids).
     common: usize,
     mem_reported: usize,
     /// Loop iterations so far (for statistics).
@@ -143,6 +153,7 @@ impl Search {
             last = i;
         }
         let mut ent_match = vec![NIL; n];
+        let mut ret_call = vec![NIL; n];
         let mut call_of = vec![NIL; ops.len()];
         for (i, e) in ents.iter().enumerate() {
             if e.call {
@@ -150,16 +161,18 @@ impl Search {
             } else if let Some(&c) = call_of.get(e.op as usize) {
                 if c != NIL {
                     ent_match[c as usize] = i as u32;
+                    ret_call[i] = c;
                 }
             }
         }
-        let required_left = ops.iter().filter(|o| o.required).count();
+        let required_left = ops.iter().filter(|o| o.required && !o.absorbable).count();
         let cursor = next[head as usize];
         let words = ops.len().div_ceil(64);
         Search {
             ent_op: ents.iter().map(|e| e.op).collect(),
             ent_call: ents.iter().map(|e| e.call).collect(),
             ent_match,
+            ret_call,
             next,
             prev,
             head,
@@ -168,6 +181,7 @@ impl Search {
             high: 0,
             state: NULL,
             stack: Vec::new(),
+            lin: Vec::new(),
             cursor,
             required_left,
             cache: Cache::default(),
@@ -301,55 +315,127 @@ impl Search {
             }
             if self.ent_call[e as usize] {
                 let opi = self.ent_op[e as usize];
-                let op = self.ops[opi as usize];
-                if let Some(ns) = step(self.state, &op) {
-                    self.set_bit(opi);
-                    let hi = self.high.max(self.low);
-                    if self
-                        .cache
-                        .insert(self.low as u32, &self.bits[self.low..hi], ns)
-                    {
-                        self.stack.push((e, self.state));
-                        self.state = ns;
-                        if op.required {
-                            self.required_left -= 1;
-                        }
-                        self.lift(e);
-                        self.cursor = self.next[self.head as usize];
-                        if self.stack.len() > self.best.len() {
-                            self.best.truncate(self.common);
-                            let c = self.common;
-                            self.best.extend(self.stack[c..].iter().map(|s| s.0));
-                            self.common = self.stack.len();
-                        }
-                        continue;
-                    }
-                    self.clear_bit(opi);
+                if self.ops[opi as usize].absorbable || !self.try_linearize(e) {
+                    self.cursor = self.next[e as usize];
                 }
-                self.cursor = self.next[e as usize];
-            } else if !self.backtrack() {
-                return self.invalid();
+            } else {
+                // The scan reached the return of an op that is not linearized. An unread write
+                // can still go here (the latest moment it can); anything else cannot.
+                let opi = self.ent_op[e as usize];
+                let call = self.ret_call[e as usize];
+                let forced =
+                    self.ops[opi as usize].absorbable && call != NIL && self.try_linearize(call);
+                if !forced && !self.backtrack() {
+                    return self.invalid();
+                }
             }
+        }
+    }
+
+    /// Linearizes the op of call entry `e` next if the model allows it and the resulting
+    /// (set, state) is new: lifts it (with the unread writes it absorbs), records the choice,
+    /// restarts the scan. Returns whether it did.
+    fn try_linearize(&mut self, e: u32) -> bool {
+        let opi = self.ent_op[e as usize];
+        let op = self.ops[opi as usize];
+        let Some(ns) = step(self.state, &op) else {
+            return false;
+        };
+        let lin_before = self.lin.len();
+        self.set_bit(opi);
+        if op.kind == Kind::Write {
+            self.collect_absorbed(e);
+        }
+        let hi = self.high.max(self.low);
+        if !self
+            .cache
+            .insert(self.low as u32, &self.bits[self.low..hi], ns)
+        {
+            for i in lin_before..self.lin.len() {
+                let a = self.ent_op[self.lin[i] as usize];
+                self.clear_bit(a);
+            }
+            self.lin.truncate(lin_before);
+            self.clear_bit(opi);
+            return false;
+        }
+        self.stack.push((e, self.state, lin_before as u32));
+        self.state = ns;
+        if op.required && !op.absorbable {
+            self.required_left -= 1;
+        }
+        self.lift(e);
+        for i in lin_before..self.lin.len() {
+            let a = self.lin[i];
+            self.lift(a);
+        }
+        self.lin.push(e);
+        self.cursor = self.next[self.head as usize];
+        if self.lin.len() > self.best.len() {
+            self.best.truncate(self.common);
+            let c = self.common;
+            self.best.extend_from_slice(&self.lin[c..]);
+            self.common = self.lin.len();
+        }
+        true
+    }
+
+    /// Appends to `lin` (and marks linearized) every absorbable write that could go right
+    /// now, i.e. whose call entry comes before the first return entry, other than `except`.
+    fn collect_absorbed(&mut self, except: u32) {
+        let mut e = self.next[self.head as usize];
+        while e != NIL && self.ent_call[e as usize] {
+            let opi = self.ent_op[e as usize];
+            if e != except && self.ops[opi as usize].absorbable {
+                self.lin.push(e);
+                self.set_bit(opi);
+            }
+            e = self.next[e as usize];
         }
     }
 
     /// Undoes the last linearization step and moves past it; `false` if there is none.
     fn backtrack(&mut self) -> bool {
-        let Some((e, s)) = self.stack.pop() else {
-            return false;
+        loop {
+            let Some(e) = self.undo() else {
+                return false;
+            };
+            // An unread write is only ever placed when the scan reaches its return (see
+            // `run`): once undone, that return is reached again with nothing left to try.
+            if !self.ops[self.ent_op[e as usize] as usize].absorbable {
+                self.cursor = self.next[e as usize];
+                return true;
+            }
+        }
+    }
+
+    /// Undoes the last choice; returns its call entry.
+    fn undo(&mut self) -> Option<u32> {
+        let Some((e, prev_state, lin_before)) = self.stack.pop() else {
+            return None;
         };
-        if self.stack.len() < self.common {
-            self.common = self.stack.len();
+        let lin_before = lin_before as usize;
+        // `lin` ends with the absorbed writes then `e`: undo in reverse order of lifting.
+        let chosen = self.lin.pop();
+        debug_assert_eq!(chosen, Some(e));
+        while self.lin.len() > lin_before {
+            if let Some(a) = self.lin.pop() {
+                self.clear_bit(self.ent_op[a as usize]);
+                self.unlift(a);
+            }
+        }
+        if self.lin.len() < self.common {
+            self.common = self.lin.len();
         }
         let opi = self.ent_op[e as usize];
-        if self.ops[opi as usize].required {
+        let op = self.ops[opi as usize];
+        if op.required && !op.absorbable {
             self.required_left += 1;
         }
-        self.state = s;
+        self.state = prev_state;
         self.clear_bit(opi);
         self.unlift(e);
-        self.cursor = self.next[e as usize];
-        true
+        Some(e)
     }
 
     fn invalid(&self) -> Outcome {
@@ -396,6 +482,7 @@ mod tests {
             a,
             b: 0,
             required,
+            absorbable: false,
         }
     }
     fn r(a: Val) -> ROp {
@@ -404,6 +491,7 @@ mod tests {
             a,
             b: 0,
             required: true,
+            absorbable: false,
         }
     }
     fn cas(a: Val, b: Val, required: bool) -> ROp {
@@ -412,6 +500,7 @@ mod tests {
             a,
             b,
             required,
+            absorbable: false,
         }
     }
 
@@ -472,6 +561,41 @@ mod tests {
     fn info_write_cannot_take_effect_before_its_call() {
         let s = search(&[(0, Some(1), r(1)), (2, None, w(1, false))]);
         assert!(matches!(run(s), Outcome::Invalid { .. }));
+    }
+
+    fn unread_w(a: Val) -> ROp {
+        ROp {
+            absorbable: true,
+            ..w(a, true)
+        }
+    }
+
+    #[test]
+    fn unread_writes_are_placed_before_a_later_write_or_at_the_end() {
+        // unread write 9 overlaps write 1; read 1 follows: 9 must go right before 1.
+        let s = search(&[
+            (0, Some(3), unread_w(9)),
+            (1, Some(2), w(1, true)),
+            (4, Some(5), r(1)),
+        ]);
+        assert!(matches!(run(s), Outcome::Valid));
+        // unread write 9 last of all.
+        let s = search(&[(0, Some(1), w(1, true)), (2, Some(3), unread_w(9))]);
+        assert!(matches!(run(s), Outcome::Valid));
+    }
+
+    #[test]
+    fn unread_write_cannot_hide_between_write_and_read() {
+        // write 1 ends, unread write 9 runs alone, then read 1: 9 would be current.
+        let s = search(&[
+            (0, Some(1), w(1, true)),
+            (2, Some(3), unread_w(9)),
+            (4, Some(5), r(1)),
+        ]);
+        match run(s) {
+            Outcome::Invalid { prefix } => assert_eq!(prefix, vec![0, 1]),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

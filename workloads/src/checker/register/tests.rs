@@ -68,7 +68,11 @@ fn failed_write_is_dropped_and_stale_read_explained() {
     assert_eq!(a.state_after_prefix, json!(3));
     assert_eq!(a.possible_values, vec![json!(3), json!(4)]);
     assert!(a.ops.contains(&6) && a.ops.contains(&8) && a.ops.contains(&7));
-    assert!(a.explanation.contains("cannot be placed"), "{}", a.explanation);
+    assert!(
+        a.explanation.contains("cannot be placed"),
+        "{}",
+        a.explanation
+    );
 }
 
 #[test]

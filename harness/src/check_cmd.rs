@@ -1,0 +1,260 @@
+//! `harness check HISTORY.jsonl... [--model register|set] [--json] [--check-timeout SECS]`:
+//! checks recorded histories (`shared/spec/history.md`) and prints one verdict per file.
+//!
+//! Output: one line per file, `FILE: valid|INVALID|unknown (stats)`, followed for an invalid
+//! or unknown file by the explanation (indented); with `--json`, one JSON object per file per
+//! line with `file`, `model`, `valid` (true, false or "unknown") and the checker's report
+//! (per read mode verdicts and anomalies for registers; lost/unexpected/recovered for sets).
+//! A file that cannot be read or is malformed prints `FILE: error: line N: reason` (or a JSON
+//! object with `error`). Exit code: the worst over all files, 255 (malformed or I/O error) >
+//! 1 (invalid) > 2 (unknown) > 0 (valid).
+
+use std::path::PathBuf;
+use std::time::Duration;
+use workloads::checker::{
+    check_register, check_set, detect_model, CheckOptions, Model, RegisterReport, SetReport,
+    Verdict,
+};
+use workloads::history::read_events;
+
+/// Which checker to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ModelArg {
+    /// Linearizability of read/write/cas per key and per read mode.
+    Register,
+    /// Lost and unexpected elements of unique adds.
+    Set,
+}
+
+/// Options of `harness check`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct CheckArgs {
+    /// History files (JSON Lines, one event per line).
+    #[arg(required = true, value_name = "HISTORY.jsonl")]
+    pub files: Vec<PathBuf>,
+    /// The model to check against; by default `set` if the history has `add` operations,
+    /// else `register`.
+    #[arg(long, value_enum)]
+    pub model: Option<ModelArg>,
+    /// Print one JSON object per file per line instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Seconds the checker may spend on each file before answering `unknown`.
+    #[arg(long, value_name = "SECS", default_value_t = 300.0)]
+    pub check_timeout: f64,
+    /// Memory budget of the linearizability search per file, in MiB; beyond it a key is
+    /// `unknown`.
+    #[arg(long, value_name = "MIB", default_value_t = 1024)]
+    pub check_memory: usize,
+    /// Checker threads (0 = one per core).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+}
+
+/// Exit code of a file that could not be read or is malformed.
+const EXIT_ERROR: i32 = 255;
+
+/// The worse of two exit codes: 255 > 1 > 2 > 0.
+fn worst_code(a: i32, b: i32) -> i32 {
+    let rank = |c: i32| match c {
+        0 => 0,
+        2 => 1,
+        1 => 2,
+        _ => 3,
+    };
+    if rank(a) >= rank(b) {
+        a
+    } else {
+        b
+    }
+}
+
+/// Runs `harness check`; prints to stdout and returns the exit code.
+pub fn run(args: &CheckArgs) -> i32 {
+    let opts = CheckOptions {
+        timeout: Duration::from_secs_f64(args.check_timeout.clamp(0.0, 1e9)),
+        memory_limit: args.check_memory.saturating_mul(1 << 20),
+        threads: args.threads,
+    };
+    let mut code = 0;
+    for file in &args.files {
+        let (line, c) = check_file(file, args, &opts);
+        println!("{line}");
+        code = worst_code(code, c);
+    }
+    code
+}
+
+enum Outcome {
+    Register(RegisterReport),
+    Set(SetReport),
+}
+
+/// Checks one file; returns what to print and its exit code.
+fn check_file(file: &PathBuf, args: &CheckArgs, opts: &CheckOptions) -> (String, i32) {
+    let name = file.display().to_string();
+    let result = read_events(file).and_then(|events| {
+        let model = match args.model {
+            Some(ModelArg::Register) => Model::Register,
+            Some(ModelArg::Set) => Model::Set,
+            None => detect_model(&events),
+        };
+        match model {
+            Model::Register => check_register(&events, opts).map(Outcome::Register),
+            Model::Set => check_set(&events).map(Outcome::Set),
+        }
+    });
+    let outcome = match result {
+        Ok(o) => o,
+        Err(e) => {
+            // read_events errors already carry the path; structure errors do not.
+            let msg = e.to_string();
+            let msg = msg
+                .strip_prefix(&format!("{name}:"))
+                .map(|s| s.trim_start().to_string())
+                .unwrap_or(msg);
+            let text = if args.json {
+                serde_json::json!({"file": name, "valid": "unknown", "error": msg}).to_string()
+            } else {
+                format!("{name}: error: {msg}")
+            };
+            return (text, EXIT_ERROR);
+        }
+    };
+    let verdict = match &outcome {
+        Outcome::Register(r) => r.valid,
+        Outcome::Set(s) => s.valid,
+    };
+    let text = if args.json {
+        json_line(&name, &outcome)
+    } else {
+        match &outcome {
+            Outcome::Register(r) => register_text(&name, r),
+            Outcome::Set(s) => set_text(&name, s),
+        }
+    };
+    (text, verdict.exit_code())
+}
+
+fn json_line(name: &str, outcome: &Outcome) -> String {
+    let (model, report) = match outcome {
+        Outcome::Register(r) => ("register", serde_json::to_value(r)),
+        Outcome::Set(s) => ("set", serde_json::to_value(s)),
+    };
+    let mut obj = serde_json::Map::new();
+    obj.insert("file".into(), name.into());
+    obj.insert("model".into(), model.into());
+    match report {
+        Ok(serde_json::Value::Object(m)) => obj.extend(m),
+        Ok(other) => {
+            obj.insert("report".into(), other);
+        }
+        Err(e) => {
+            obj.insert("valid".into(), "unknown".into());
+            obj.insert("error".into(), e.to_string().into());
+        }
+    }
+    serde_json::Value::Object(obj).to_string()
+}
+
+fn register_text(name: &str, r: &RegisterReport) -> String {
+    let s = &r.stats;
+    let modes: Vec<String> = r
+        .read_modes
+        .iter()
+        .map(|(m, rep)| format!("{m}={}", rep.valid.label()))
+        .collect();
+    let mut out = format!(
+        "{name}: {} (register; {} ops: {} ok, {} fail, {} info, {} pending; {} keys; read modes {}; {:.1} ms)",
+        r.valid.label(),
+        s.ops,
+        s.ok,
+        s.fail,
+        s.info,
+        s.pending,
+        s.keys,
+        modes.join(", "),
+        r.elapsed_ms
+    );
+    for a in r.anomalies() {
+        out.push('\n');
+        let lines: Vec<String> = a
+            .explanation
+            .lines()
+            .map(|l| format!("  {l}"))
+            .collect();
+        out.push_str(&lines.join("\n"));
+        let idx: Vec<String> = a.ops.iter().map(|i| i.to_string()).collect();
+        out.push_str(&format!("\n  history lines (index): {}", idx.join(", ")));
+    }
+    if r.valid != Verdict::Valid {
+        for (m, rep) in &r.read_modes {
+            for (k, kr) in &rep.keys {
+                if let (Verdict::Unknown, Some(reason)) = (kr.valid, &kr.reason) {
+                    if rep.valid == Verdict::Unknown {
+                        out.push_str(&format!("\n  key {k:?}, read mode {m}: unknown: {reason}"));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+fn set_text(name: &str, s: &SetReport) -> String {
+    let show = |v: &[i64]| {
+        let mut parts: Vec<String> = v.iter().take(20).map(|x| x.to_string()).collect();
+        if v.len() > 20 {
+            parts.push(format!("... ({} more)", v.len() - 20));
+        }
+        parts.join(", ")
+    };
+    let mut out = format!(
+        "{name}: {} (set; {} adds: {} ok, {} fail, {} indeterminate; {} reads; lost {}, unexpected {}, recovered {}; {:.1} ms)",
+        s.valid.label(),
+        s.attempted,
+        s.acknowledged,
+        s.failed,
+        s.indeterminate,
+        s.reads,
+        s.lost.count,
+        s.unexpected.count,
+        s.recovered.count,
+        s.elapsed_ms
+    );
+    if s.lost.count > 0 {
+        out.push_str(&format!(
+            "\n  lost (acknowledged, missing from a later read): {}",
+            show(&s.lost.elements)
+        ));
+    }
+    if s.unexpected.count > 0 {
+        out.push_str(&format!(
+            "\n  unexpected (read, never successfully added): {}",
+            show(&s.unexpected.elements)
+        ));
+    }
+    if !s.bad_reads.is_empty() {
+        out.push_str(&format!(
+            "\n  reads at history lines (index): {}",
+            show(&s.bad_reads.iter().map(|&i| i as i64).collect::<Vec<_>>())
+        ));
+    }
+    if s.reads == 0 {
+        out.push_str("\n  no read completed ok: nothing to check against");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_code_ranks_error_over_invalid_over_unknown() {
+        assert_eq!(worst_code(0, 2), 2);
+        assert_eq!(worst_code(2, 1), 1);
+        assert_eq!(worst_code(1, 255), 255);
+        assert_eq!(worst_code(0, 0), 0);
+    }
+}

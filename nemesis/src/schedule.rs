@@ -1,0 +1,432 @@
+//! The fault schedule's planner: which fault comes next, and when, drawn from the test's
+//! seed. It is pure (no I/O); the harness applies and heals what it plans and records each
+//! start and stop in the history.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::json;
+
+use crate::partition::{self, Grudge};
+use crate::targets::{self, Target};
+use node::raft::{node_name, NodeId};
+
+/// A family of faults, as named by `--nemesis`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FaultFamily {
+    /// Network partitions of several shapes (proxy cuts).
+    Partition,
+    /// Every link delayed (fixed plus jitter).
+    Delay,
+    /// Every link drops frames with some probability.
+    Loss,
+    /// kill -9 and, at heal, restart on the same data directory.
+    Kill,
+    /// SIGSTOP and, at heal, SIGCONT.
+    Pause,
+    /// Clock rate skew and offset bumps through the node's admin request.
+    Clock,
+    /// Remove a node and add it back through joint consensus.
+    Membership,
+}
+
+impl FaultFamily {
+    /// Every family, in the order `--nemesis all` lists them.
+    pub const ALL: [FaultFamily; 7] = [
+        FaultFamily::Partition,
+        FaultFamily::Delay,
+        FaultFamily::Loss,
+        FaultFamily::Kill,
+        FaultFamily::Pause,
+        FaultFamily::Clock,
+        FaultFamily::Membership,
+    ];
+
+    /// The name on the command line and in history events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FaultFamily::Partition => "partition",
+            FaultFamily::Delay => "delay",
+            FaultFamily::Loss => "loss",
+            FaultFamily::Kill => "kill",
+            FaultFamily::Pause => "pause",
+            FaultFamily::Clock => "clock",
+            FaultFamily::Membership => "membership",
+        }
+    }
+}
+
+/// Parses `--nemesis`: `none`, `all`, or a comma-separated list of families (order kept,
+/// duplicates removed).
+pub fn parse_families(s: &str) -> Result<Vec<FaultFamily>, String> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim) {
+        match part {
+            "none" | "" => {}
+            "all" => {
+                for f in FaultFamily::ALL {
+                    if !out.contains(&f) {
+                        out.push(f);
+                    }
+                }
+            }
+            name => {
+                let f = FaultFamily::ALL
+                    .into_iter()
+                    .find(|f| f.as_str() == name)
+                    .ok_or_else(|| {
+                        format!(
+                            "unknown nemesis {name:?} (expected none, partition, delay, loss, kill, \
+                             pause, clock, membership or all)"
+                        )
+                    })?;
+                if !out.contains(&f) {
+                    out.push(f);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// One clock change on one node.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ClockSkew {
+    /// Offset to set (ms), jumping the node's clock by that much.
+    pub offset_ms: f64,
+    /// Rate to set (1.0 = real time).
+    pub rate: f64,
+}
+
+/// A fault, fully described: the harness applies it, heals it, and records it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Fault {
+    /// Cut the links the grudge names.
+    Partition { shape: &'static str, grudge: Grudge },
+    /// Delay every frame on every link.
+    Delay { fixed_ms: u64, jitter_ms: u64 },
+    /// Drop each frame on every link with probability `p`.
+    Loss { p: f64 },
+    /// SIGKILL these nodes (restarted at heal).
+    Kill { target: Target, nodes: Vec<NodeId> },
+    /// SIGSTOP these nodes (resumed at heal).
+    Pause { target: Target, nodes: Vec<NodeId> },
+    /// Change these nodes' clocks (reset at heal).
+    Clock { skews: BTreeMap<NodeId, ClockSkew> },
+}
+
+impl Fault {
+    /// The family this fault belongs to.
+    pub fn family(&self) -> FaultFamily {
+        match self {
+            Fault::Partition { .. } => FaultFamily::Partition,
+            Fault::Delay { .. } => FaultFamily::Delay,
+            Fault::Loss { .. } => FaultFamily::Loss,
+            Fault::Kill { .. } => FaultFamily::Kill,
+            Fault::Pause { .. } => FaultFamily::Pause,
+            Fault::Clock { .. } => FaultFamily::Clock,
+        }
+    }
+
+    /// The history event value: `{"fault": kind, ...}` with node names like `n3`.
+    pub fn describe(&self) -> serde_json::Value {
+        let names = |v: &[NodeId]| v.iter().map(|&n| node_name(n)).collect::<Vec<_>>();
+        match self {
+            Fault::Partition { shape, grudge } => {
+                let mut g = serde_json::Map::new();
+                for (to, froms) in grudge.iter() {
+                    let froms: Vec<NodeId> = froms.iter().copied().collect();
+                    g.insert(node_name(*to), json!(names(&froms)));
+                }
+                json!({"fault": "partition", "shape": shape, "grudge": g})
+            }
+            Fault::Delay {
+                fixed_ms,
+                jitter_ms,
+            } => json!({"fault": "delay", "fixed_ms": fixed_ms, "jitter_ms": jitter_ms}),
+            Fault::Loss { p } => json!({"fault": "loss", "p": p}),
+            Fault::Kill { target, nodes } => {
+                json!({"fault": "kill", "target": target.as_str(), "nodes": names(nodes)})
+            }
+            Fault::Pause { target, nodes } => {
+                json!({"fault": "pause", "target": target.as_str(), "nodes": names(nodes)})
+            }
+            Fault::Clock { skews } => {
+                let mut m = serde_json::Map::new();
+                for (n, s) in skews {
+                    m.insert(
+                        node_name(*n),
+                        json!({"offset_ms": s.offset_ms, "rate": s.rate}),
+                    );
+                }
+                json!({"fault": "clock", "nodes": m})
+            }
+        }
+    }
+}
+
+/// Options of the planner.
+#[derive(Clone, Debug)]
+pub struct PlannerConfig {
+    /// Enabled families (membership is refused: see [`Planner::new`]).
+    pub families: Vec<FaultFamily>,
+    /// The cluster's nodes.
+    pub nodes: Vec<NodeId>,
+    /// Range of clock rates the clock nemesis draws from.
+    pub clock_rate_min: f64,
+    pub clock_rate_max: f64,
+    /// Largest clock offset bump, in ms either way.
+    pub clock_bump_ms: f64,
+}
+
+/// Draws faults and intervals from one seeded generator: the same seed and the same answers
+/// to "who is the leader" give the same sequence of faults.
+pub struct Planner {
+    rng: ChaCha8Rng,
+    config: PlannerConfig,
+}
+
+impl Planner {
+    /// A planner for `config`, seeded. Fails if a family cannot be planned here.
+    pub fn new(seed: u64, config: PlannerConfig) -> Result<Planner, String> {
+        if config.families.contains(&FaultFamily::Membership) {
+            return Err(
+                "the membership nemesis needs joint-consensus membership change in the node, \
+                 which is not built yet"
+                    .into(),
+            );
+        }
+        if !(config.clock_rate_min > 0.0 && config.clock_rate_min <= config.clock_rate_max) {
+            return Err(format!(
+                "need 0 < --clock-rate-min <= --clock-rate-max, got {} and {}",
+                config.clock_rate_min, config.clock_rate_max
+            ));
+        }
+        if config.nodes.is_empty() {
+            return Err("no nodes".into());
+        }
+        Ok(Planner {
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            config,
+        })
+    }
+
+    /// Whether any fault is enabled.
+    pub fn is_active(&self) -> bool {
+        !self.config.families.is_empty()
+    }
+
+    /// A duration around `mean`: uniform in [0.5, 1.5] × mean.
+    pub fn next_interval(&mut self, mean: Duration) -> Duration {
+        mean.mul_f64(self.rng.gen_range(0.5..1.5))
+    }
+
+    /// The next fault, given the current leader (as reported by the nodes).
+    pub fn next_fault(&mut self, leader: Option<NodeId>) -> Option<Fault> {
+        let family = *self.config.families.choose(&mut self.rng)?;
+        let nodes = self.config.nodes.clone();
+        let rng = &mut self.rng;
+        let fault = match family {
+            FaultFamily::Partition => {
+                let mut shapes: Vec<(&'static str, partition::Shape)> = vec![
+                    ("isolate-one", partition::Shape::Isolate { target: None }),
+                    ("halves", partition::Shape::Halves),
+                    ("majorities-ring", partition::Shape::MajoritiesRing),
+                    ("bridge", partition::Shape::Bridge),
+                ];
+                if let Some(l) = leader {
+                    shapes.push((
+                        "isolate-leader",
+                        partition::Shape::Isolate { target: Some(l) },
+                    ));
+                    shapes.push((
+                        "leader-in-minority",
+                        partition::Shape::LeaderInMinority { leader: l },
+                    ));
+                    shapes.push((
+                        "one-way-leader-deaf",
+                        partition::Shape::OneWayDeaf { target: l },
+                    ));
+                }
+                // Shapes that need more nodes than we have are skipped (bounded retries).
+                let mut chosen = None;
+                for _ in 0..8 {
+                    let (name, shape) = *shapes.choose(rng).expect("non-empty");
+                    if let Ok(g) = shape.grudge(&nodes, rng) {
+                        chosen = Some(Fault::Partition {
+                            shape: name,
+                            grudge: g,
+                        });
+                        break;
+                    }
+                }
+                chosen.unwrap_or_else(|| Fault::Partition {
+                    shape: "isolate-one",
+                    grudge: partition::isolate(&nodes, nodes[0]).unwrap_or_default(),
+                })
+            }
+            FaultFamily::Delay => Fault::Delay {
+                fixed_ms: rng.gen_range(20..=150),
+                jitter_ms: rng.gen_range(0..=100),
+            },
+            FaultFamily::Loss => Fault::Loss {
+                p: (rng.gen_range(0.1..0.5f64) * 100.0).round() / 100.0,
+            },
+            FaultFamily::Kill => {
+                let target = *[Target::One, Target::Minority, Target::Leader, Target::All]
+                    .choose(rng)
+                    .expect("non-empty");
+                let target = if target == Target::Leader && leader.is_none() {
+                    Target::One
+                } else {
+                    target
+                };
+                let nodes = targets::select(target, &nodes, leader, rng).unwrap_or_default();
+                Fault::Kill { target, nodes }
+            }
+            FaultFamily::Pause => {
+                let target = *[Target::One, Target::Leader, Target::Minority]
+                    .choose(rng)
+                    .expect("non-empty");
+                let target = if target == Target::Leader && leader.is_none() {
+                    Target::One
+                } else {
+                    target
+                };
+                let nodes = targets::select(target, &nodes, leader, rng).unwrap_or_default();
+                Fault::Pause { target, nodes }
+            }
+            FaultFamily::Clock => {
+                let target = if leader.is_some() && rng.gen_bool(0.5) {
+                    Target::Leader
+                } else {
+                    Target::Minority
+                };
+                let chosen = targets::select(target, &nodes, leader, rng).unwrap_or_default();
+                let mut skews = BTreeMap::new();
+                for n in chosen {
+                    let rate = if self.config.clock_rate_min < self.config.clock_rate_max {
+                        rng.gen_range(self.config.clock_rate_min..=self.config.clock_rate_max)
+                    } else {
+                        self.config.clock_rate_min
+                    };
+                    let bump = self.config.clock_bump_ms;
+                    let offset_ms = if bump > 0.0 && rng.gen_bool(0.5) {
+                        rng.gen_range(-bump..=bump).round()
+                    } else {
+                        0.0
+                    };
+                    skews.insert(
+                        n,
+                        ClockSkew {
+                            offset_ms,
+                            rate: (rate * 1000.0).round() / 1000.0,
+                        },
+                    );
+                }
+                Fault::Clock { skews }
+            }
+            FaultFamily::Membership => unreachable!("refused in Planner::new"),
+        };
+        Some(fault)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(families: Vec<FaultFamily>) -> PlannerConfig {
+        PlannerConfig {
+            families,
+            nodes: vec![1, 2, 3, 4, 5],
+            clock_rate_min: 0.5,
+            clock_rate_max: 2.0,
+            clock_bump_ms: 200.0,
+        }
+    }
+
+    #[test]
+    fn parses_lists_none_and_all() {
+        assert_eq!(parse_families("none").unwrap(), vec![]);
+        assert_eq!(
+            parse_families("partition,kill,partition").unwrap(),
+            vec![FaultFamily::Partition, FaultFamily::Kill]
+        );
+        assert_eq!(parse_families("all").unwrap().len(), 7);
+        assert!(parse_families("partition,flood")
+            .unwrap_err()
+            .contains("flood"));
+    }
+
+    #[test]
+    fn same_seed_same_faults() {
+        let fams = vec![
+            FaultFamily::Partition,
+            FaultFamily::Kill,
+            FaultFamily::Clock,
+            FaultFamily::Pause,
+            FaultFamily::Delay,
+            FaultFamily::Loss,
+        ];
+        for seed in 0..20u64 {
+            let mut a = Planner::new(seed, config(fams.clone())).unwrap();
+            let mut b = Planner::new(seed, config(fams.clone())).unwrap();
+            for i in 0..50 {
+                let leader = Some(1 + i % 5);
+                let fa = a.next_fault(leader).map(|f| f.describe());
+                let fb = b.next_fault(leader).map(|f| f.describe());
+                assert_eq!(fa, fb, "seed {seed}");
+                assert_eq!(
+                    a.next_interval(Duration::from_secs(5)),
+                    b.next_interval(Duration::from_secs(5))
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn faults_respect_their_bounds() {
+        let mut p = Planner::new(7, config(vec![FaultFamily::Clock, FaultFamily::Kill])).unwrap();
+        for _ in 0..200 {
+            match p.next_fault(Some(3)).unwrap() {
+                Fault::Clock { skews } => {
+                    assert!(!skews.is_empty());
+                    for s in skews.values() {
+                        assert!((0.5..=2.0).contains(&s.rate));
+                        assert!(s.offset_ms.abs() <= 200.0);
+                    }
+                }
+                Fault::Kill { target, nodes } => {
+                    assert!(!nodes.is_empty());
+                    if target == Target::Leader {
+                        assert_eq!(nodes, vec![3]);
+                    }
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        let d = p.next_interval(Duration::from_secs(4));
+        assert!(d >= Duration::from_secs(2) && d <= Duration::from_secs(6));
+    }
+
+    #[test]
+    fn membership_is_refused_clearly() {
+        let e = Planner::new(1, config(vec![FaultFamily::Membership]))
+            .err()
+            .unwrap();
+        assert!(e.contains("membership"));
+    }
+
+    #[test]
+    fn partition_descriptions_name_nodes() {
+        let mut p = Planner::new(3, config(vec![FaultFamily::Partition])).unwrap();
+        let d = p.next_fault(Some(2)).unwrap().describe();
+        assert_eq!(d["fault"], "partition");
+        let g = d["grudge"].as_object().unwrap();
+        assert!(g.keys().all(|k| k.starts_with('n')));
+    }
+}
