@@ -17,6 +17,28 @@ pub struct Cli {
 pub enum Command {
     /// Start a cluster, run a workload under a nemesis, check the history, write a report.
     Test(TestArgs),
+    /// Check histories (linearizability per key and read mode, or lost set elements).
+    Check(crate::check_cmd::CheckArgs),
+    /// (Re)build a run's charts and HTML from its history.jsonl and test.json.
+    Report {
+        /// The run directory (results/<test>/<timestamp>).
+        run_dir: PathBuf,
+    },
+    /// One page comparing runs: verdict and latency per read mode and nemesis.
+    Compare {
+        /// Run directories to compare (one run with several read modes works too).
+        #[arg(required = true)]
+        run_dirs: Vec<PathBuf>,
+        /// Where to write the page (default: results/compare/<timestamp>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Run the node itself (used when no `node` binary is beside `harness`).
+    #[command(hide = true, disable_help_flag = true)]
+    Node {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 /// Which workload a test runs.

@@ -1,4 +1,4 @@
-//! The results layout: `results/<test>/<timestamp>/`, `results/latest`.
+//! The results layout: `results/<test>/<timestamp>/` (the `latest` link is the report's).
 
 use std::path::{Path, PathBuf};
 
@@ -60,16 +60,6 @@ pub fn create(results_dir: &Path, test: &str) -> anyhow::Result<PathBuf> {
     anyhow::bail!("cannot find a free run directory name under {}", base.display())
 }
 
-/// Points `results_dir/latest` at `run_dir` (relative link, replaced atomically).
-pub fn update_latest(results_dir: &Path, run_dir: &Path) -> anyhow::Result<()> {
-    let rel = run_dir.strip_prefix(results_dir).unwrap_or(run_dir);
-    let tmp = results_dir.join(format!(".latest.{}", std::process::id()));
-    let _ = std::fs::remove_file(&tmp);
-    std::os::unix::fs::symlink(rel, &tmp).context("creating the latest link")?;
-    std::fs::rename(&tmp, results_dir.join("latest")).context("replacing the latest link")?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,15 +72,11 @@ mod tests {
     }
 
     #[test]
-    fn runs_get_distinct_dirs_and_latest_follows() {
+    fn runs_get_distinct_dirs() {
         let d = tempfile::tempdir().unwrap();
         let a = create(d.path(), "register-none-log").unwrap();
         let b = create(d.path(), "register-none-log").unwrap();
         assert_ne!(a, b);
         assert!(a.join("nodes").is_dir());
-        update_latest(d.path(), &a).unwrap();
-        update_latest(d.path(), &b).unwrap();
-        let target = std::fs::read_link(d.path().join("latest")).unwrap();
-        assert_eq!(d.path().join(target), b);
     }
 }

@@ -22,7 +22,7 @@ pub mod timeline;
 
 pub use compare::compare;
 pub use index::{rebuild_results_index, update_latest};
-pub use stats::{compute, Stats};
+pub use stats::compute;
 
 use anyhow::{Context, Result};
 use std::collections::HashSet;

@@ -1,6 +1,8 @@
 //! Basic Raft vocabulary shared by the core, storage and runtime.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::sync::Arc;
 
 /// A node's identity inside the cluster (`n1` on the command line is id 1).
 pub type NodeId = u64;
@@ -17,6 +19,70 @@ pub enum EntryPayload {
     Noop,
     /// An opaque command for the state machine (the key-value store decodes it).
     Command(Vec<u8>),
+    /// A cluster configuration. It takes effect on a node as soon as it is in that node's
+    /// log (committed or not), and is reverted if the entry is truncated away.
+    Config(ClusterConfig),
+}
+
+/// A cluster configuration: who votes, and during a joint-consensus change also who voted
+/// before. Elections and commitment need a majority of `voters` and, while `outgoing` is not
+/// empty, separately a majority of `outgoing` too.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterConfig {
+    /// The voters (C_new during a joint change).
+    pub voters: BTreeSet<NodeId>,
+    /// The previous voters while the configuration is joint (C_old,new); empty otherwise.
+    pub outgoing: BTreeSet<NodeId>,
+    /// Opaque data the runtime attaches (the members' addresses); the core never reads it.
+    pub context: Vec<u8>,
+}
+
+impl ClusterConfig {
+    /// A simple (non-joint) configuration of `voters` with no context.
+    pub fn simple(voters: impl IntoIterator<Item = NodeId>) -> ClusterConfig {
+        ClusterConfig {
+            voters: voters.into_iter().collect(),
+            outgoing: BTreeSet::new(),
+            context: Vec::new(),
+        }
+    }
+
+    /// True while a joint-consensus change is in progress.
+    pub fn is_joint(&self) -> bool {
+        !self.outgoing.is_empty()
+    }
+
+    /// Whether `id` votes in either half of the configuration.
+    pub fn is_voter(&self, id: NodeId) -> bool {
+        self.voters.contains(&id) || self.outgoing.contains(&id)
+    }
+
+    /// Every voter of either half, ascending.
+    pub fn all_voters(&self) -> BTreeSet<NodeId> {
+        self.voters.union(&self.outgoing).copied().collect()
+    }
+}
+
+/// What a snapshot covers: the state machine after applying every entry up to `index`
+/// (whose term is `term`), and the configuration in effect at that index.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotMeta {
+    /// The last index the snapshot includes.
+    pub index: LogIndex,
+    /// The term of the entry at `index`.
+    pub term: Term,
+    /// The configuration in effect at `index` (the last config entry at or before it).
+    pub config: ClusterConfig,
+}
+
+/// A snapshot: its metadata and the serialized state machine (opaque to the core). The data
+/// is shared, not copied, between the core, Readies and storage.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// What the snapshot covers.
+    pub meta: SnapshotMeta,
+    /// The state machine's bytes.
+    pub data: Arc<Vec<u8>>,
 }
 
 /// One log entry. Two entries with the same index and term are identical (log matching).

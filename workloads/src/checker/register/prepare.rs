@@ -277,6 +277,12 @@ impl Prepared {
                 observed.insert(op.a);
             }
         }
+        // Dense per-task value ids keep the search's per-value tables small.
+        let mut local: HashMap<Val, Val> = HashMap::from([(NULL, NULL)]);
+        let mut lid = |v: Val| {
+            let n = local.len() as Val;
+            *local.entry(v).or_insert(n)
+        };
         let mut rops = Vec::with_capacity(task.ops.len());
         let mut pts: Vec<(usize, Ent)> = Vec::with_capacity(task.ops.len() * 2);
         for (j, &i) in task.ops.iter().enumerate() {
@@ -284,8 +290,8 @@ impl Prepared {
             let required = op.end == End::Ok;
             rops.push(ROp {
                 kind: op.kind,
-                a: op.a,
-                b: op.b,
+                a: lid(op.a),
+                b: if op.kind == Kind::Cas { lid(op.b) } else { NULL },
                 required,
                 absorbable: required && op.kind == Kind::Write && !observed.contains(&op.a),
             });

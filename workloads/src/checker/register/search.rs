@@ -127,8 +127,15 @@ pub(crate) struct Search {
     /// Linearized call entries in order (chosen ones and the writes they absorbed).
     lin: Vec<u32>,
     cursor: u32,
+    /// The current configuration was just entered: look for a read to place greedily first.
+    fresh: bool,
     /// Completed operations not yet linearized.
     required_left: usize,
+    /// Per value: is exactly one thing ever the source of it (one op writing it, or for
+    /// `null` no op at all: the initial state)?
+    unique_source: Vec<bool>,
+    /// Per value: completed reads of it and completed cas expecting it, not yet linearized.
+    pending_obs: Vec<u32>,
     cache: Cache,
     best: Vec<u32>,
     /// `best[..common] == lin[..common]` (entry ids).
@@ -167,6 +174,25 @@ impl Search {
         }
         let required_left = ops.iter().filter(|o| o.required && !o.absorbable).count();
         let cursor = next[head as usize];
+        let n_vals = ops
+            .iter()
+            .map(|o| o.a.max(o.b) as usize + 1)
+            .max()
+            .unwrap_or(1);
+        let mut sources = vec![0u32; n_vals];
+        sources[NULL as usize] = 1;
+        let mut pending_obs = vec![0u32; n_vals];
+        for o in &ops {
+            match o.kind {
+                Kind::Write => sources[o.a as usize] += 1,
+                Kind::Cas => sources[o.b as usize] += 1,
+                Kind::Read => {}
+            }
+            if o.required && matches!(o.kind, Kind::Read | Kind::Cas) {
+                pending_obs[o.a as usize] += 1;
+            }
+        }
+        let unique_source = sources.iter().map(|&c| c == 1).collect();
         let words = ops.len().div_ceil(64);
         Search {
             ent_op: ents.iter().map(|e| e.op).collect(),
@@ -183,7 +209,10 @@ impl Search {
             stack: Vec::new(),
             lin: Vec::new(),
             cursor,
+            fresh: true,
             required_left,
+            unique_source,
+            pending_obs,
             cache: Cache::default(),
             best: Vec::new(),
             common: 0,
@@ -305,6 +334,19 @@ impl Search {
                 }
             }
             self.steps += 1;
+            if self.fresh {
+                self.fresh = false;
+                if let Some(r) = self.matching_read() {
+                    // A read that could go now and agrees with the state may always go first
+                    // (moving it to the front of any linearization keeps it valid), so it is
+                    // placed without trying alternatives; if that configuration was already
+                    // seen (and failed), so does this one.
+                    if !self.try_linearize(r) && !self.backtrack() {
+                        return self.invalid();
+                    }
+                    continue;
+                }
+            }
             let e = self.cursor;
             if e == NIL {
                 // Only possible if required ops have no return entry: treat like a return.
@@ -341,6 +383,15 @@ impl Search {
         let Some(ns) = step(self.state, &op) else {
             return false;
         };
+        let consumes = op.required && matches!(op.kind, Kind::Read | Kind::Cas);
+        if ns != self.state && self.unique_source[self.state as usize] {
+            // The current value can never come back: whoever still has to observe it must
+            // do so before it changes.
+            let waiting = self.pending_obs[self.state as usize] - u32::from(consumes);
+            if waiting > 0 {
+                return false;
+            }
+        }
         let lin_before = self.lin.len();
         self.set_bit(opi);
         if op.kind == Kind::Write {
@@ -359,6 +410,9 @@ impl Search {
             self.clear_bit(opi);
             return false;
         }
+        if consumes {
+            self.pending_obs[op.a as usize] -= 1;
+        }
         self.stack.push((e, self.state, lin_before as u32));
         self.state = ns;
         if op.required && !op.absorbable {
@@ -371,6 +425,7 @@ impl Search {
         }
         self.lin.push(e);
         self.cursor = self.next[self.head as usize];
+        self.fresh = true;
         if self.lin.len() > self.best.len() {
             self.best.truncate(self.common);
             let c = self.common;
@@ -378,6 +433,20 @@ impl Search {
             self.common = self.lin.len();
         }
         true
+    }
+
+    /// The first read that could go now (its call entry comes before the first return entry)
+    /// and returns the current state.
+    fn matching_read(&self) -> Option<u32> {
+        let mut e = self.next[self.head as usize];
+        while e != NIL && self.ent_call[e as usize] {
+            let op = &self.ops[self.ent_op[e as usize] as usize];
+            if op.kind == Kind::Read && op.a == self.state {
+                return Some(e);
+            }
+            e = self.next[e as usize];
+        }
+        None
     }
 
     /// Appends to `lin` (and marks linearized) every absorbable write that could go right
@@ -400,10 +469,13 @@ impl Search {
             let Some(e) = self.undo() else {
                 return false;
             };
-            // An unread write is only ever placed when the scan reaches its return (see
-            // `run`): once undone, that return is reached again with nothing left to try.
-            if !self.ops[self.ent_op[e as usize] as usize].absorbable {
+            // An unread write is only ever placed when the scan reaches its return, and a
+            // read only greedily (see `run`): once undone, there is nothing else to try in
+            // that configuration, so undo further.
+            let op = &self.ops[self.ent_op[e as usize] as usize];
+            if !op.absorbable && op.kind != Kind::Read {
                 self.cursor = self.next[e as usize];
+                self.fresh = false;
                 return true;
             }
         }
@@ -431,6 +503,9 @@ impl Search {
         let op = self.ops[opi as usize];
         if op.required && !op.absorbable {
             self.required_left += 1;
+        }
+        if op.required && matches!(op.kind, Kind::Read | Kind::Cas) {
+            self.pending_obs[op.a as usize] += 1;
         }
         self.state = prev_state;
         self.clear_bit(opi);

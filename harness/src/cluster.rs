@@ -1,0 +1,365 @@
+//! A cluster of real `node` processes behind a nemesis proxy mesh: start, find the leader,
+//! apply and heal faults, stop. Every process is started through a [`Supervisor`], so none
+//! outlives the harness (panic, error or Ctrl-C).
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use nemesis::mesh::ProxyMesh;
+use nemesis::process::{ProcState, ProcessSpec, Supervisor};
+use nemesis::schedule::Fault;
+use nemesis::LinkState;
+use node::raft::{node_name, NodeId};
+
+/// How to start a node: a program and the arguments that come before the node's own.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct NodeCommand {
+    pub program: PathBuf,
+    pub prefix_args: Vec<String>,
+}
+
+impl NodeCommand {
+    /// `--node-bin` if given; else the `node` binary beside this `harness`; else this
+    /// `harness` itself run as `harness node` (same code, so `cargo run -p harness` works
+    /// without building `node` separately).
+    pub fn resolve(node_bin: Option<&Path>) -> anyhow::Result<NodeCommand> {
+        if let Some(p) = node_bin {
+            if !p.is_file() {
+                bail!("--node-bin {}: no such file", p.display());
+            }
+            return Ok(NodeCommand {
+                program: p.to_path_buf(),
+                prefix_args: vec![],
+            });
+        }
+        let me = std::env::current_exe().context("finding the harness executable")?;
+        let dir = me.parent().map(Path::to_path_buf).unwrap_or_default();
+        // Beside harness, or one level up (test binaries live in target/*/deps/).
+        for cand in [dir.join("node"), dir.join("../node")] {
+            if cand.is_file() {
+                return Ok(NodeCommand {
+                    program: cand.canonicalize().unwrap_or(cand),
+                    prefix_args: vec![],
+                });
+            }
+        }
+        Ok(NodeCommand {
+            program: me,
+            prefix_args: vec!["node".into()],
+        })
+    }
+}
+
+/// One node as the harness sees it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct NodeInfo {
+    pub id: NodeId,
+    pub name: String,
+    pub peer_addr: SocketAddr,
+    pub client_addr: SocketAddr,
+    pub data_dir: PathBuf,
+    pub log_path: PathBuf,
+    /// The full command line (program first).
+    pub command: Vec<String>,
+}
+
+/// A running cluster.
+pub struct Cluster {
+    pub nodes: Vec<NodeInfo>,
+    mesh: ProxyMesh,
+    supervisor: Arc<Supervisor>,
+}
+
+/// Options for starting a cluster.
+#[derive(Clone, Debug)]
+pub struct ClusterOptions {
+    pub nodes: usize,
+    pub command: NodeCommand,
+    /// Extra arguments for every node (read mode, bug, timing).
+    pub extra_args: Vec<String>,
+    pub seed: u64,
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")
+        .context("finding a free loopback port")?
+        .local_addr()?
+        .port())
+}
+
+impl Cluster {
+    /// Starts the proxy mesh and then the nodes, each with its data directory and log in
+    /// `run_dir/nodes/<id>/`.
+    pub async fn start(run_dir: &Path, opts: &ClusterOptions) -> anyhow::Result<Cluster> {
+        let n = opts.nodes;
+        let ids: Vec<NodeId> = (1..=n as NodeId).collect();
+        let mut peer_addrs = BTreeMap::new();
+        let mut client_addrs = BTreeMap::new();
+        for &id in &ids {
+            peer_addrs.insert(id, SocketAddr::from(([127, 0, 0, 1], free_port()?)));
+            client_addrs.insert(id, SocketAddr::from(([127, 0, 0, 1], free_port()?)));
+        }
+        let mesh = ProxyMesh::start(&peer_addrs, opts.seed)
+            .await
+            .context("starting the proxy mesh")?;
+        let clients_arg = client_addrs
+            .iter()
+            .map(|(id, a)| format!("{}={a}", node_name(*id)))
+            .collect::<Vec<_>>()
+            .join(",");
+        let supervisor = Arc::new(Supervisor::new());
+        let mut nodes = Vec::new();
+        for &id in &ids {
+            let name = node_name(id);
+            let dir = run_dir.join("nodes").join(&name);
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("creating {}", dir.display()))?;
+            let data_dir = dir.join("data");
+            let log_path = dir.join("node.log");
+            let peers = mesh
+                .peers_of(id)
+                .iter()
+                .map(|(j, a)| format!("{}={a}", node_name(*j)))
+                .collect::<Vec<_>>()
+                .join(",");
+            let mut args = opts.command.prefix_args.clone();
+            args.extend([
+                "--id".to_string(),
+                name.clone(),
+                "--peer-listen".into(),
+                peer_addrs[&id].to_string(),
+                "--client-listen".into(),
+                client_addrs[&id].to_string(),
+                "--peers".into(),
+                peers,
+                "--client-addrs".into(),
+                clients_arg.clone(),
+                "--data-dir".into(),
+                data_dir.display().to_string(),
+                "--seed".into(),
+                (opts.seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15)).to_string(),
+            ]);
+            args.extend(opts.extra_args.iter().cloned());
+            let mut command = vec![opts.command.program.display().to_string()];
+            command.extend(args.iter().cloned());
+            supervisor
+                .spawn(
+                    &name,
+                    ProcessSpec::new(opts.command.program.clone(), args, log_path.clone()),
+                )
+                .with_context(|| format!("starting {name} ({})", opts.command.program.display()))?;
+            nodes.push(NodeInfo {
+                id,
+                name,
+                peer_addr: peer_addrs[&id],
+                client_addr: client_addrs[&id],
+                data_dir,
+                log_path,
+                command,
+            });
+        }
+        Ok(Cluster {
+            nodes,
+            mesh,
+            supervisor,
+        })
+    }
+
+    /// Every node's client address by id.
+    pub fn client_addrs(&self) -> BTreeMap<NodeId, SocketAddr> {
+        self.nodes.iter().map(|n| (n.id, n.client_addr)).collect()
+    }
+
+    /// The ids of all nodes.
+    pub fn ids(&self) -> Vec<NodeId> {
+        self.nodes.iter().map(|n| n.id).collect()
+    }
+
+    /// The leader the nodes report (highest term among self-declared leaders), if any.
+    pub async fn leader(&self) -> Option<NodeId> {
+        nemesis::admin::find_leader(&self.client_addrs())
+            .await
+            .map(|(id, _)| id)
+    }
+
+    /// Waits until a leader is reported and a majority of nodes agree on it (bounded).
+    pub async fn wait_for_leader(&self, timeout: Duration) -> anyhow::Result<NodeId> {
+        let start = Instant::now();
+        let majority = self.nodes.len() / 2 + 1;
+        while start.elapsed() < timeout {
+            let asks = self
+                .nodes
+                .iter()
+                .map(|n| nemesis::admin::status(n.client_addr));
+            let statuses: Vec<_> = futures::future::join_all(asks)
+                .await
+                .into_iter()
+                .filter_map(Result::ok)
+                .collect();
+            if let Some(l) = statuses.iter().find(|s| s.role == "leader") {
+                let agree = statuses
+                    .iter()
+                    .filter(|s| s.leader == Some(l.id) && s.term == l.term)
+                    .count();
+                if agree >= majority {
+                    return Ok(l.id);
+                }
+            }
+            self.check_alive()?;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!(
+            "no leader within {:.1} s; see the node logs under {}",
+            timeout.as_secs_f64(),
+            self.nodes[0]
+                .log_path
+                .parent()
+                .and_then(Path::parent)
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        )
+    }
+
+    /// An error if a node that should be running has exited (e.g. bad flags, port taken).
+    fn check_alive(&self) -> anyhow::Result<()> {
+        for n in &self.nodes {
+            if let Ok(ProcState::Exited { status }) = self.supervisor.state(&n.name) {
+                let tail = std::fs::read_to_string(&n.log_path).unwrap_or_default();
+                let last = tail.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+                let how = status.map(|s| s.to_string()).unwrap_or_else(|| "exited".into());
+                bail!("{} exited ({how}): {last}", n.name);
+            }
+        }
+        Ok(())
+    }
+
+    fn name(&self, id: NodeId) -> String {
+        node_name(id)
+    }
+
+    /// Applies a fault.
+    pub async fn apply(&self, fault: &Fault) -> anyhow::Result<()> {
+        match fault {
+            Fault::Partition { grudge, .. } => self.mesh.apply_grudge(grudge)?,
+            Fault::Delay {
+                fixed_ms,
+                jitter_ms,
+            } => self.set_all_links(LinkState::Delay {
+                fixed: Duration::from_millis(*fixed_ms),
+                jitter: Duration::from_millis(*jitter_ms),
+            })?,
+            Fault::Loss { p } => self.set_all_links(LinkState::Loss { p: *p })?,
+            Fault::Kill { nodes, .. } => {
+                for &id in nodes {
+                    let sup = self.supervisor.clone();
+                    let name = self.name(id);
+                    tokio::task::spawn_blocking(move || sup.kill(&name)).await??;
+                }
+            }
+            Fault::Pause { nodes, .. } => {
+                for &id in nodes {
+                    self.supervisor.pause(&self.name(id))?;
+                }
+            }
+            Fault::Clock { skews } => {
+                for (id, s) in skews {
+                    let addr = self.node(*id)?.client_addr;
+                    nemesis::admin::set_clock(addr, Some(s.offset_ms), Some(s.rate))
+                        .await
+                        .with_context(|| format!("setting the clock of {}", self.name(*id)))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Heals one fault (links, killed or paused processes, clocks).
+    pub async fn heal(&self, fault: &Fault) -> anyhow::Result<()> {
+        match fault {
+            Fault::Partition { .. } | Fault::Delay { .. } | Fault::Loss { .. } => {
+                self.mesh.heal_all()
+            }
+            Fault::Kill { nodes, .. } => {
+                for &id in nodes {
+                    self.restart(id).await?;
+                }
+            }
+            Fault::Pause { nodes, .. } => {
+                for &id in nodes {
+                    self.supervisor.resume(&self.name(id))?;
+                }
+            }
+            Fault::Clock { skews } => {
+                for id in skews.keys() {
+                    self.reset_clock(*id).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn restart(&self, id: NodeId) -> anyhow::Result<()> {
+        let name = self.name(id);
+        if matches!(
+            self.supervisor.state(&name),
+            Ok(ProcState::Running { .. }) | Ok(ProcState::Paused { .. })
+        ) {
+            return Ok(());
+        }
+        let sup = self.supervisor.clone();
+        tokio::task::spawn_blocking(move || sup.restart(&name)).await??;
+        Ok(())
+    }
+
+    async fn reset_clock(&self, id: NodeId) -> anyhow::Result<()> {
+        let addr = self.node(id)?.client_addr;
+        // A node that is down has a fresh clock when it comes back; ignore it.
+        let _ = nemesis::admin::set_clock(addr, Some(0.0), Some(1.0)).await;
+        Ok(())
+    }
+
+    fn node(&self, id: NodeId) -> anyhow::Result<&NodeInfo> {
+        self.nodes
+            .iter()
+            .find(|n| n.id == id)
+            .with_context(|| format!("no node n{id}"))
+    }
+
+    fn set_all_links(&self, state: LinkState) -> anyhow::Result<()> {
+        for a in self.ids() {
+            for b in self.ids() {
+                if a != b {
+                    self.mesh.set_link(a, b, state)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Heals everything: links, paused and killed processes, clocks.
+    pub async fn heal_all(&self) -> anyhow::Result<()> {
+        self.mesh.heal_all();
+        for n in &self.nodes {
+            match self.supervisor.state(&n.name) {
+                Ok(ProcState::Paused { .. }) => self.supervisor.resume(&n.name)?,
+                Ok(ProcState::Running { .. }) => {}
+                _ => self.restart(n.id).await?,
+            }
+        }
+        for n in &self.nodes {
+            self.reset_clock(n.id).await?;
+        }
+        Ok(())
+    }
+
+    /// Stops every node (SIGKILL; the log is durable by design) and the proxies.
+    pub async fn shutdown(self) {
+        let sup = self.supervisor.clone();
+        let _ = tokio::task::spawn_blocking(move || sup.shutdown_all()).await;
+        self.mesh.shutdown().await;
+    }
+}

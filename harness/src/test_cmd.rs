@@ -1,0 +1,602 @@
+//! `harness test`: start a cluster, run a workload under the nemesis schedule, heal, final
+//! reads, stop, check the history, write `results.json` and the report; exit with the
+//! verdict's code (see `shared/spec/cli.md`).
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use nemesis::schedule::{self, FaultFamily, Planner, PlannerConfig};
+use node::protocol::ReadMode;
+use rand::Rng;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+use workloads::checker::{self, CheckOptions, Verdict};
+use workloads::client::{ClientConfig, NodeAddr};
+use workloads::driver::{self, WorkloadConfig};
+use workloads::generator::{self, WorkloadKind as GenWorkload};
+use workloads::recorder::{NemesisPhase, Recorder};
+
+use crate::cli::{TestArgs, WorkloadKind};
+use crate::cluster::{Cluster, ClusterOptions, NodeCommand};
+use crate::exit;
+
+/// The deliberate bugs `node --bug` knows (README: "Deliberate bugs").
+pub const BUGS: [&str; 7] = [
+    "ack-before-persist",
+    "vote-ignores-log",
+    "commit-by-count",
+    "lease-no-margin",
+    "read-index-no-confirm",
+    "follower-read-local",
+    "no-conflict-truncate",
+];
+
+/// A test's options after validation.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub args: TestArgs,
+    pub read_modes: Vec<ReadMode>,
+    pub families: Vec<FaultFamily>,
+    pub command: NodeCommand,
+    /// `<workload>-<nemeses>-<read-mode>`.
+    pub test_name: String,
+}
+
+/// A usage problem (exit 254) or a harness failure (exit 255), with a one-line message.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: u8,
+    pub message: String,
+}
+
+fn usage(message: impl Into<String>) -> Failure {
+    Failure {
+        code: exit::BAD_USAGE,
+        message: message.into(),
+    }
+}
+
+/// Checks every option and resolves the node binary; names the first problem found.
+pub fn plan(args: &TestArgs) -> Result<Plan, Failure> {
+    if args.nodes == 0 || args.nodes > 15 {
+        return Err(usage(format!("--nodes must be between 1 and 15, got {}", args.nodes)));
+    }
+    if args.concurrency == 0 {
+        return Err(usage("--concurrency must be at least 1"));
+    }
+    if !(args.time_limit.is_finite() && args.time_limit > 0.0) {
+        return Err(usage(format!("--time-limit must be positive, got {}", args.time_limit)));
+    }
+    if !(args.rate.is_finite() && args.rate > 0.0) {
+        return Err(usage(format!("--rate must be positive, got {}", args.rate)));
+    }
+    if args.keys == 0 {
+        return Err(usage("--keys must be at least 1"));
+    }
+    if args.test_count == 0 {
+        return Err(usage("--test-count must be at least 1"));
+    }
+    if !(args.nemesis_interval.is_finite() && args.nemesis_interval > 0.0) {
+        return Err(usage("--nemesis-interval must be positive"));
+    }
+    if !(args.op_timeout.is_finite() && args.op_timeout > 0.0) {
+        return Err(usage("--op-timeout must be positive"));
+    }
+    let read_modes =
+        generator::parse_read_modes(&args.read_mode).map_err(|e| usage(format!("--read-mode: {e}")))?;
+    let families =
+        schedule::parse_families(&args.nemesis).map_err(|e| usage(format!("--nemesis: {e}")))?;
+    // Reject what the planner cannot do (e.g. membership) before starting anything.
+    Planner::new(
+        0,
+        PlannerConfig {
+            families: families.clone(),
+            nodes: (1..=args.nodes as u64).collect(),
+            clock_rate_min: args.clock_rate_min,
+            clock_rate_max: args.clock_rate_max,
+            clock_bump_ms: 0.0,
+        },
+    )
+    .map_err(|e| usage(format!("--nemesis: {e}")))?;
+    if let Some(b) = &args.bug {
+        if !BUGS.contains(&b.as_str()) {
+            return Err(usage(format!(
+                "--bug: unknown bug {b:?} (expected one of {})",
+                BUGS.join(", ")
+            )));
+        }
+    }
+    let command = NodeCommand::resolve(args.node_bin.as_deref()).map_err(|e| usage(format!("{e:#}")))?;
+    check_writable(&args.results_dir).map_err(|e| Failure {
+        code: exit::HARNESS_FAILED,
+        message: format!("results directory {} is not writable: {e}", args.results_dir.display()),
+    })?;
+    let nemeses = if families.is_empty() {
+        "none".to_string()
+    } else {
+        families.iter().map(|f| f.as_str()).collect::<Vec<_>>().join("+")
+    };
+    let modes = if args.read_mode.trim() == "all" {
+        "all".to_string()
+    } else {
+        read_modes.iter().map(|m| m.as_str()).collect::<Vec<_>>().join("+")
+    };
+    let mut test_name = format!("{}-{}-{}", args.workload.as_str(), nemeses, modes);
+    if let Some(b) = &args.bug {
+        test_name.push_str(&format!("-bug-{b}"));
+    }
+    Ok(Plan {
+        args: args.clone(),
+        read_modes,
+        families,
+        command,
+        test_name,
+    })
+}
+
+fn check_writable(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let probe = dir.join(format!(".write-probe-{}", std::process::id()));
+    std::fs::write(&probe, b"")?;
+    std::fs::remove_file(&probe)
+}
+
+/// Runs `harness test` (all `--test-count` runs); returns the exit code.
+pub fn run(args: &TestArgs) -> u8 {
+    let plan = match plan(args) {
+        Ok(p) => p,
+        Err(f) => {
+            eprintln!("harness test: {}", f.message);
+            return f.code;
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("harness test: cannot start the async runtime: {e}");
+            return exit::HARNESS_FAILED;
+        }
+    };
+    let mut code = exit::VALID;
+    let mut rng = rand::thread_rng();
+    for i in 0..plan.args.test_count {
+        // With --test-count, the first run uses --seed and the next ones seed + i, so each is
+        // reproducible on its own.
+        let seed = match plan.args.seed {
+            Some(s) => s.wrapping_add(i as u64),
+            None => rng.gen::<u64>() >> 11,
+        };
+        let c = match rt.block_on(run_one(&plan, seed)) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("harness test: {e:#}");
+                exit::HARNESS_FAILED
+            }
+        };
+        code = exit::worst(code, c);
+    }
+    code
+}
+
+/// The reproduce command of a run.
+pub fn command_line(args: &TestArgs, seed: u64) -> String {
+    let mut s = format!(
+        "harness test --nodes {} --concurrency {} --time-limit {} --rate {} --workload {} --keys {} \
+         --read-mode {} --nemesis {} --nemesis-interval {} --seed {}",
+        args.nodes,
+        args.concurrency,
+        args.time_limit,
+        args.rate,
+        args.workload.as_str(),
+        args.keys,
+        args.read_mode,
+        args.nemesis,
+        args.nemesis_interval,
+        seed
+    );
+    if let Some(b) = &args.bug {
+        s.push_str(&format!(" --bug {b}"));
+    }
+    if args.op_timeout != 1.0 {
+        s.push_str(&format!(" --op-timeout {}", args.op_timeout));
+    }
+    if args.clock_rate_min != 0.95 || args.clock_rate_max != 1.05 {
+        s.push_str(&format!(
+            " --clock-rate-min {} --clock-rate-max {}",
+            args.clock_rate_min, args.clock_rate_max
+        ));
+    }
+    if args.results_dir != Path::new("results") {
+        s.push_str(&format!(" --results-dir {}", args.results_dir.display()));
+    }
+    s
+}
+
+fn git_commit() -> Option<String> {
+    let out = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn write_json(path: &Path, value: &serde_json::Value) -> anyhow::Result<()> {
+    let mut bytes = serde_json::to_vec_pretty(value)?;
+    bytes.push(b'\n');
+    crate::report::index::write_atomic(path, &bytes)
+}
+
+/// What the harness did around the workload, for test.json.
+struct RunDirs {
+    run_dir: PathBuf,
+}
+
+/// One run with a fresh cluster; returns the exit code of its verdict.
+async fn run_one(plan: &Plan, seed: u64) -> anyhow::Result<u8> {
+    let args = &plan.args;
+    let results_dir = &args.results_dir;
+    let run_dir = crate::run_dir::create(results_dir, &plan.test_name)?;
+    let dirs = RunDirs {
+        run_dir: run_dir.clone(),
+    };
+    eprintln!("harness: test {} seed {seed}", plan.test_name);
+    eprintln!("harness: run directory {}", run_dir.display());
+
+    let mut test_json = json!({
+        "test": plan.test_name,
+        "seed": seed,
+        "command_line": command_line(args, seed),
+        "options": args,
+        "nodes": args.nodes,
+        "concurrency": args.concurrency,
+        "time_limit": args.time_limit,
+        "rate": args.rate,
+        "workload": args.workload.as_str(),
+        "keys": args.keys,
+        "read_mode": args.read_mode,
+        "read_modes": plan.read_modes.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
+        "nemesis": args.nemesis,
+        "nemesis_interval": args.nemesis_interval,
+        "bug": args.bug,
+        "harness_version": env!("CARGO_PKG_VERSION"),
+        "git_commit": git_commit(),
+        "node_command": &plan.command,
+        "started": crate::run_dir::timestamp(),
+    });
+    write_json(&run_dir.join("test.json"), &test_json)?;
+
+    let recorder = Recorder::create_keeping_events(&run_dir.join("history.jsonl"))
+        .context("creating history.jsonl")?;
+    let mut extra_args = vec!["--read-mode".to_string(), plan.read_modes[0].as_str().to_string()];
+    if let Some(b) = &args.bug {
+        extra_args.extend(["--bug".to_string(), b.clone()]);
+    }
+    let cluster = match Cluster::start(
+        &run_dir,
+        &ClusterOptions {
+            nodes: args.nodes,
+            command: plan.command.clone(),
+            extra_args,
+            seed,
+        },
+    )
+    .await
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("harness: could not start the cluster: {e:#}");
+            return Ok(exit::HARNESS_FAILED);
+        }
+    };
+    test_json["node_command_lines"] = json!(cluster
+        .nodes
+        .iter()
+        .map(|n| n.command.join(" "))
+        .collect::<Vec<_>>());
+    write_json(&run_dir.join("test.json"), &test_json)?;
+
+    let outcome = drive(plan, seed, &cluster, &recorder).await;
+    // Whatever happened, stop every node and keep the history.
+    cluster.shutdown().await;
+    let _ = recorder.flush();
+    if let Err(e) = outcome {
+        eprintln!("harness: {e:#}; node logs under {}", run_dir.join("nodes").display());
+        return Ok(exit::HARNESS_FAILED);
+    }
+
+    let events = recorder.events();
+    let code = check_and_report(plan, seed, &dirs, &events)?;
+    Ok(code)
+}
+
+/// Waits for a leader, runs the workload and the nemesis, heals, final reads.
+async fn drive(plan: &Plan, seed: u64, cluster: &Cluster, recorder: &Recorder) -> anyhow::Result<()> {
+    let args = &plan.args;
+    cluster
+        .wait_for_leader(Duration::from_secs(20))
+        .await
+        .context("the cluster did not elect a leader")?;
+
+    let stop = CancellationToken::new();
+    // Ctrl-C: stop issuing operations, heal and shut down in order; a second Ctrl-C kills
+    // the nodes at once (the supervisor's registry) and exits.
+    {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("harness: interrupted; healing and stopping (Ctrl-C again to abort)");
+                stop.cancel();
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    nemesis::process::kill_registered_children();
+                    std::process::exit(130);
+                }
+            }
+        });
+    }
+
+    let time_limit = Duration::from_secs_f64(args.time_limit);
+    let deadline = Instant::now() + time_limit;
+    let nodes: Vec<NodeAddr> = cluster
+        .nodes
+        .iter()
+        .map(|n| NodeAddr {
+            name: n.name.clone(),
+            client_addr: n.client_addr,
+        })
+        .collect();
+    let client = ClientConfig {
+        op_timeout: Duration::from_secs_f64(args.op_timeout),
+        ..ClientConfig::default()
+    };
+    let config = WorkloadConfig {
+        workload: match args.workload {
+            WorkloadKind::Register => GenWorkload::Register,
+            WorkloadKind::Set => GenWorkload::Set,
+        },
+        concurrency: args.concurrency,
+        rate: args.rate,
+        keys: args.keys,
+        read_modes: plan.read_modes.clone(),
+        seed,
+        client: client.clone(),
+    };
+
+    let nemesis_task = {
+        let planner = Planner::new(
+            seed ^ 0x6e65_6d65_7369_73,
+            PlannerConfig {
+                families: plan.families.clone(),
+                nodes: cluster.ids(),
+                clock_rate_min: args.clock_rate_min,
+                clock_rate_max: args.clock_rate_max,
+                clock_bump_ms: 250.0,
+            },
+        )
+        .map_err(anyhow::Error::msg)?;
+        run_nemesis(planner, cluster, recorder, deadline, stop.clone(), args.nemesis_interval)
+    };
+    let progress = progress_task(recorder.clone(), time_limit, stop.clone());
+    let workload = driver::run_workload(&config, &nodes, recorder, deadline.into(), stop.clone());
+    let (w, n) = tokio::join!(workload, nemesis_task);
+    progress.abort();
+    let summary = w.context("running the workload")?;
+    n?;
+
+    // Heal everything and let the cluster recover before the final reads.
+    cluster.heal_all().await.context("healing the cluster")?;
+    if !plan.families.is_empty() {
+        recorder.nemesis(NemesisPhase::Stop, json!({"fault": "heal-all"}));
+    }
+    cluster
+        .wait_for_leader(Duration::from_secs(30))
+        .await
+        .context("the cluster did not recover after healing")?;
+    if args.workload == WorkloadKind::Set {
+        let mode = plan.read_modes[0];
+        driver::final_set_reads(&nodes, recorder, mode, &client, Duration::from_secs(15)).await;
+    }
+    eprintln!(
+        "harness: workload done: {} ops ({} ok, {} fail, {} info) in {:.1} s",
+        summary.ops,
+        summary.ok,
+        summary.fail,
+        summary.info,
+        summary.elapsed.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// The schedule: wait, apply a fault, wait, heal it; until the deadline. Every start and stop
+/// is a `nemesis` event in the history.
+async fn run_nemesis(
+    mut planner: Planner,
+    cluster: &Cluster,
+    recorder: &Recorder,
+    deadline: Instant,
+    stop: CancellationToken,
+    interval_s: f64,
+) -> anyhow::Result<()> {
+    if !planner.is_active() {
+        return Ok(());
+    }
+    let mean = Duration::from_secs_f64(interval_s);
+    // Sleeps until `until` or the deadline/stop, whichever comes first; false when the run is over.
+    async fn wait(until: Instant, deadline: Instant, stop: &CancellationToken) -> bool {
+        let t = until.min(deadline);
+        tokio::select! {
+            _ = tokio::time::sleep_until(t.into()) => Instant::now() < deadline,
+            _ = stop.cancelled() => false,
+        }
+    }
+    // Bounded: each iteration waits at least half an interval.
+    loop {
+        if !wait(Instant::now() + planner.next_interval(mean), deadline, &stop).await {
+            return Ok(());
+        }
+        let leader = cluster.leader().await;
+        let Some(fault) = planner.next_fault(leader) else {
+            return Ok(());
+        };
+        let desc = fault.describe();
+        recorder.nemesis(NemesisPhase::Start, desc.clone());
+        if let Err(e) = cluster.apply(&fault).await {
+            tracing::warn!("applying {desc}: {e:#}");
+            let mut d = desc.clone();
+            d["error"] = json!(format!("{e:#}"));
+            recorder.nemesis(NemesisPhase::Stop, d);
+            continue;
+        }
+        let healed_at = Instant::now() + planner.next_interval(mean);
+        wait(healed_at, deadline, &stop).await;
+        let result = cluster.heal(&fault).await;
+        recorder.nemesis(NemesisPhase::Stop, desc.clone());
+        result.with_context(|| format!("healing {desc}"))?;
+        if Instant::now() >= deadline || stop.is_cancelled() {
+            return Ok(());
+        }
+    }
+}
+
+/// Prints progress: a line every 5 s (every second on a terminal).
+fn progress_task(
+    recorder: Recorder,
+    time_limit: Duration,
+    stop: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    let tty = std::io::stderr().is_terminal();
+    let every = if tty { Duration::from_secs(1) } else { Duration::from_secs(5) };
+    tokio::spawn(async move {
+        let start = Instant::now();
+        // Bounded by the time limit plus slack; aborted by the caller at the end.
+        while start.elapsed() < time_limit + Duration::from_secs(30) && !stop.is_cancelled() {
+            tokio::time::sleep(every).await;
+            let c = recorder.counts();
+            let faults: Vec<String> = recorder.open_faults().keys().cloned().collect();
+            eprintln!(
+                "harness: {:>5.1}/{:.0} s  ops {:>6}  ok {:>6}  fail {:>5}  info {:>5}  faults: {}",
+                start.elapsed().as_secs_f64(),
+                time_limit.as_secs_f64(),
+                c.total.invoke,
+                c.total.ok,
+                c.total.fail,
+                c.total.info,
+                if faults.is_empty() { "none".into() } else { faults.join(", ") }
+            );
+        }
+    })
+}
+
+/// Checks the history, writes results.json and the report, updates the results index.
+fn check_and_report(
+    plan: &Plan,
+    seed: u64,
+    dirs: &RunDirs,
+    events: &[workloads::history::Event],
+) -> anyhow::Result<u8> {
+    let args = &plan.args;
+    let run_dir = &dirs.run_dir;
+    let opts = CheckOptions {
+        timeout: Duration::from_secs_f64(args.check_timeout),
+        ..CheckOptions::default()
+    };
+    let stats = crate::report::compute(events);
+    let (verdict, read_modes, checkers, anomalies) = match args.workload {
+        WorkloadKind::Register => {
+            let r = checker::check_register(events, &opts).context("checking the history")?;
+            let modes: serde_json::Map<String, serde_json::Value> = r
+                .read_modes
+                .iter()
+                .map(|(m, rep)| {
+                    (
+                        m.clone(),
+                        json!({"valid": rep.valid, "reads": rep.reads, "anomalies": rep.anomalies}),
+                    )
+                })
+                .collect();
+            let anomalies: Vec<_> = r.anomalies().cloned().collect();
+            (r.valid, modes, json!({"linearizable": r}), json!(anomalies))
+        }
+        WorkloadKind::Set => {
+            let s = checker::check_set(events).context("checking the history")?;
+            let mode = plan.read_modes[0].as_str().to_string();
+            let mut modes = serde_json::Map::new();
+            modes.insert(
+                mode.clone(),
+                json!({"valid": s.valid, "reads": s.reads, "anomalies": []}),
+            );
+            let mut anomalies = Vec::new();
+            if s.lost.count > 0 {
+                anomalies.push(json!({"key": "set", "read_mode": mode, "explanation":
+                    format!("{} acknowledged adds are missing from a final read: {:?}", s.lost.count, s.lost.elements),
+                    "ops": s.bad_reads}));
+            }
+            if s.unexpected.count > 0 {
+                anomalies.push(json!({"key": "set", "read_mode": mode, "explanation":
+                    format!("{} elements read were never added: {:?}", s.unexpected.count, s.unexpected.elements),
+                    "ops": s.bad_reads}));
+            }
+            (s.valid, modes, json!({"set": s}), json!(anomalies))
+        }
+    };
+    let results = json!({
+        "valid": verdict,
+        "read_modes": read_modes,
+        "checkers": checkers,
+        "anomalies": anomalies,
+        "stats": stats,
+        "seed": seed,
+        "test": plan.test_name,
+        "command_line": command_line(args, seed),
+    });
+    write_json(&run_dir.join("results.json"), &results)?;
+    if !args.no_report {
+        if let Err(e) = crate::report::build_run_report(run_dir) {
+            eprintln!("harness: report failed: {e:#}");
+        }
+    }
+    crate::report::update_latest(&args.results_dir, run_dir)?;
+    if let Err(e) = crate::report::rebuild_results_index(&args.results_dir) {
+        eprintln!("harness: results index failed: {e:#}");
+    }
+    let label = match verdict {
+        Verdict::Valid => "valid",
+        Verdict::Invalid => "INVALID",
+        Verdict::Unknown => "unknown",
+    };
+    let per_mode: Vec<String> = read_modes
+        .iter()
+        .map(|(m, v)| format!("{m}: {}", verdict_label(&v["valid"])))
+        .collect();
+    println!(
+        "{}: {label} ({}) seed {seed}",
+        plan.test_name,
+        per_mode.join(", ")
+    );
+    for a in anomalies.as_array().into_iter().flatten().take(3) {
+        println!(
+            "  anomaly on {} ({}): {}",
+            a["key"].as_str().unwrap_or("?"),
+            a["read_mode"].as_str().unwrap_or("?"),
+            a["explanation"].as_str().unwrap_or("").lines().next().unwrap_or("")
+        );
+    }
+    println!("  report: {}", run_dir.join("index.html").display());
+    Ok(match verdict {
+        Verdict::Valid => exit::VALID,
+        Verdict::Invalid => exit::INVALID,
+        Verdict::Unknown => exit::UNKNOWN,
+    })
+}
+
+fn verdict_label(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Bool(true) => "valid",
+        serde_json::Value::Bool(false) => "INVALID",
+        _ => "unknown",
+    }
+}
