@@ -9,7 +9,7 @@
 //! object with `error`). Exit code: the worst over all files, 255 (malformed or I/O error) >
 //! 1 (invalid) > 2 (unknown) > 0 (valid).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use workloads::checker::{
     check_register, check_set, detect_model, CheckOptions, Model, RegisterReport, SetReport,
@@ -91,7 +91,7 @@ enum Outcome {
 }
 
 /// Checks one file; returns what to print and its exit code.
-fn check_file(file: &PathBuf, args: &CheckArgs, opts: &CheckOptions) -> (String, i32) {
+fn check_file(file: &Path, args: &CheckArgs, opts: &CheckOptions) -> (String, i32) {
     let name = file.display().to_string();
     let result = read_events(file).and_then(|events| {
         let model = match args.model {
@@ -178,11 +178,7 @@ fn register_text(name: &str, r: &RegisterReport) -> String {
     );
     for a in r.anomalies() {
         out.push('\n');
-        let lines: Vec<String> = a
-            .explanation
-            .lines()
-            .map(|l| format!("  {l}"))
-            .collect();
+        let lines: Vec<String> = a.explanation.lines().map(|l| format!("  {l}")).collect();
         out.push_str(&lines.join("\n"));
         let idx: Vec<String> = a.ops.iter().map(|i| i.to_string()).collect();
         out.push_str(&format!("\n  history lines (index): {}", idx.join(", ")));

@@ -1,19 +1,12 @@
 //! `harness`: runs Jepsen-style tests against a cluster of real `node` processes, checks
 //! histories and writes reports. See `shared/spec/cli.md` for the contract this follows.
 
-mod check_cmd;
-mod cli;
-mod cluster;
-mod exit;
-mod report;
-mod run_dir;
-mod test_cmd;
-
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use cli::{Cli, Command};
+use harness::cli::{Cli, Command};
+use harness::{check_cmd, exit, report, run_dir, test_cmd};
 
 fn main() -> ExitCode {
     // `harness node ...` is the node itself: hand it the raw arguments before clap sees them.

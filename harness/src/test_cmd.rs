@@ -33,6 +33,10 @@ pub const BUGS: [&str; 7] = [
     "no-conflict-truncate",
 ];
 
+/// Mixed into the test's seed for the nemesis planner, so its draws are independent of the
+/// workload generator's.
+const NEMESIS_SEED_SALT: u64 = 0x006e_656d_6573_6973;
+
 /// A test's options after validation.
 #[derive(Clone, Debug)]
 pub struct Plan {
@@ -368,7 +372,7 @@ async fn drive(plan: &Plan, seed: u64, cluster: &Cluster, recorder: &Recorder) -
 
     let nemesis_task = {
         let planner = Planner::new(
-            seed ^ 0x6e65_6d65_7369_73,
+            seed ^ NEMESIS_SEED_SALT,
             PlannerConfig {
                 families: plan.families.clone(),
                 nodes: cluster.ids(),

@@ -4,10 +4,7 @@
 //!
 //! Set `REPORT_SEED` to replay a failing seed; every test prints the seed it used.
 
-// The report module lives in the harness binary; it is compiled into this test directly.
-#[allow(dead_code, unused_imports)]
-#[path = "../src/report/mod.rs"]
-mod report;
+use harness::report;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

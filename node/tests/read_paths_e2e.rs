@@ -55,7 +55,11 @@ struct Topology {
 impl Topology {
     fn of(cluster: &mut Cluster) -> Topology {
         let leader = cluster.wait_for_leader(Duration::from_secs(20));
-        let addrs: Vec<String> = cluster.nodes.iter().map(|n| n.client_addr.clone()).collect();
+        let addrs: Vec<String> = cluster
+            .nodes
+            .iter()
+            .map(|n| n.client_addr.clone())
+            .collect();
         let follower = (leader + 1) % addrs.len();
         Topology {
             addrs,
@@ -153,7 +157,10 @@ impl Session {
                 }
             }
         }
-        panic!("seed {}: write {op:?} not acknowledged within {OP_DEADLINE:?}", self.seed);
+        panic!(
+            "seed {}: write {op:?} not acknowledged within {OP_DEADLINE:?}",
+            self.seed
+        );
     }
 
     /// Reads `key` through `mode` at the node the path is meant for (`at`, or the current
@@ -180,7 +187,10 @@ impl Session {
                 None => std::thread::sleep(Duration::from_millis(20)),
             }
         }
-        panic!("seed {}: read {key} via {mode}: no answer within {OP_DEADLINE:?}", self.seed);
+        panic!(
+            "seed {}: read {key} via {mode}: no answer within {OP_DEADLINE:?}",
+            self.seed
+        );
     }
 
     /// Reads `key` through `mode` at the node that path is for and asserts it returns `want`.
@@ -254,7 +264,9 @@ fn interleaved_round(topo: &Topology, seed: u64, steps: usize, round: u64) -> [u
         .collect();
     let mut total = [0usize; 5];
     for h in handles {
-        let counts = h.join().unwrap_or_else(|_| panic!("seed {seed}: a worker failed"));
+        let counts = h
+            .join()
+            .unwrap_or_else(|_| panic!("seed {seed}: a worker failed"));
         for (t, c) in total.iter_mut().zip(counts) {
             *t += c;
         }
@@ -315,8 +327,13 @@ fn every_read_path_returns_latest_write_and_clock_admin_works() {
 
     // 1) Normal operation: interleaved writes and reads of many keys through every path.
     let checked = interleaved_round(&topo, seed, 40, 1);
-    println!("round 1 reads checked per path {:?}: {checked:?}", ReadMode::ALL);
-    assert!(checked.iter().all(|&c| c >= WORKERS as usize * KEYS_PER_WORKER / 2));
+    println!(
+        "round 1 reads checked per path {:?}: {checked:?}",
+        ReadMode::ALL
+    );
+    assert!(checked
+        .iter()
+        .all(|&c| c >= WORKERS as usize * KEYS_PER_WORKER / 2));
 
     // 2) The clock admin request changes a node's reported clock.
     let leader = cluster.wait_for_leader(Duration::from_secs(20));
@@ -343,7 +360,11 @@ fn every_read_path_returns_latest_write_and_clock_admin_works() {
     let pre = status(&f1_addr).expect("status").clock.now_ms;
     let st = set_clock(&f1_addr, Some(250.0), Some(1.05));
     assert_eq!((st.offset_ms, st.rate), (250.0, 1.05));
-    assert!(st.now_ms >= pre + 250.0, "offset jump: {pre} -> {}", st.now_ms);
+    assert!(
+        st.now_ms >= pre + 250.0,
+        "offset jump: {pre} -> {}",
+        st.now_ms
+    );
     let reported = status(&f1_addr).expect("status").clock;
     assert_eq!((reported.offset_ms, reported.rate), (250.0, 1.05));
     assert!(reported.now_ms >= st.now_ms);
@@ -371,8 +392,49 @@ fn every_read_path_returns_latest_write_and_clock_admin_works() {
 
     // 3) The cluster still serves every read path correctly after the clock changes.
     let checked = interleaved_round(&topo, seed, 25, 2);
-    println!("round 2 reads checked per path {:?}: {checked:?}", ReadMode::ALL);
+    println!(
+        "round 2 reads checked per path {:?}: {checked:?}",
+        ReadMode::ALL
+    );
     for i in 0..cluster.nodes.len() {
-        assert!(cluster.is_running(i), "n{} exited{}", i + 1, cluster.log_hint());
+        assert!(
+            cluster.is_running(i),
+            "n{} exited{}",
+            i + 1,
+            cluster.log_hint()
+        );
     }
+}
+
+/// The follower-path check above can fail: with `--bug follower-read-local` (a follower
+/// reads its own state without asking the leader) a read right after an acknowledged write
+/// returns an older value. Without this, a pass above could mean the check is too weak.
+#[test]
+fn follower_read_check_catches_follower_read_local_bug() {
+    let seed = test_seed();
+    println!("read_paths_e2e seed = {seed} (set READ_PATHS_SEED to replay)");
+    let mut cluster = Cluster::start(3, &["--fsync", "batch", "--bug", "follower-read-local"]);
+    let topo = Topology::of(&mut cluster);
+    let follower = topo.follower;
+    let mut s = Session::new(topo, seed);
+    let mut stale_reads = 0;
+    for seq in 1..=200u64 {
+        let key = format!("bug-k{}", seq % 4);
+        s.write(Operation::Put {
+            key: key.clone(),
+            value: seq as i64,
+            write_id: WriteId { client: 777, seq },
+        });
+        if s.read(&key, ReadMode::Follower, Some(follower)) != Some(Value::Int(seq as i64)) {
+            stale_reads += 1;
+            if stale_reads >= 3 {
+                break;
+            }
+        }
+    }
+    assert!(
+        stale_reads > 0,
+        "seed {seed}: 200 follower reads right after writes were all fresh with \
+         follower-read-local; the follower-path check may be unable to see the bug"
+    );
 }

@@ -9,12 +9,14 @@
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use workloads::checker::gen::{generate, GenConfig};
+use workloads::checker::gen::{corrupt_read, generate, GenConfig};
 use workloads::checker::{check_register, CheckOptions, Verdict};
 use workloads::history::read_events;
 
 struct Case {
     name: &'static str,
+    /// Change one read to an impossible value (`gen::corrupt_read`): time to find the anomaly.
+    corrupt: bool,
     ops: usize,
     keys: usize,
     concurrency: usize,
@@ -23,26 +25,37 @@ struct Case {
 const CASES: &[Case] = &[
     Case {
         name: "100k-ops-10-keys-c30",
+        corrupt: false,
         ops: 100_000,
         keys: 10,
         concurrency: 30,
     },
     Case {
         name: "1m-ops-100-keys-c50",
+        corrupt: false,
         ops: 1_000_000,
         keys: 100,
         concurrency: 50,
     },
     Case {
         name: "10k-ops-1-key-c10",
+        corrupt: false,
         ops: 10_000,
         keys: 1,
         concurrency: 10,
     },
     Case {
         name: "10k-ops-1-key-c50",
+        corrupt: false,
         ops: 10_000,
         keys: 1,
+        concurrency: 50,
+    },
+    Case {
+        name: "1m-ops-100-keys-c50-bad",
+        corrupt: true,
+        ops: 1_000_000,
+        keys: 100,
         concurrency: 50,
     },
 ];
@@ -70,7 +83,7 @@ fn verdict(v: Verdict) -> &'static str {
 
 fn run_generated(c: &Case) {
     let t = Instant::now();
-    let events = generate(&GenConfig {
+    let mut events = generate(&GenConfig {
         ops: c.ops,
         keys: c.keys,
         concurrency: c.concurrency,
@@ -79,6 +92,9 @@ fn run_generated(c: &Case) {
         read_modes: Vec::new(),
         seed: SEED,
     });
+    if c.corrupt {
+        corrupt_read(&mut events, SEED);
+    }
     let gen_s = t.elapsed().as_secs_f64();
     let hwm_gen = vm_hwm_mib();
     let t = Instant::now();

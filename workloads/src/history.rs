@@ -8,7 +8,9 @@ use std::path::Path;
 /// Who issued an event: a logical client process, or the nemesis.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Process {
+    /// A logical client; a fresh id is used after an `info`.
     Client(u64),
+    /// The fault injector (`"nemesis"` in JSON); its events are not paired.
     Nemesis,
 }
 
@@ -69,20 +71,25 @@ pub struct Event {
     pub index: u64,
     /// Nanoseconds since the test started (harness monotonic clock).
     pub time: u64,
+    /// Who issued it.
     pub process: Process,
     #[serde(rename = "type")]
     pub kind: EventType,
     /// `read`, `write`, `cas`, `add`, or `start`/`stop` for the nemesis.
     pub f: String,
+    /// The key the operation is about (absent on nemesis events).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
     /// See the spec; `null` is kept as `Value::Null`.
     #[serde(default)]
     pub value: serde_json::Value,
+    /// The node the request was sent to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
+    /// On reads: the read path (`log`, `read-index`, `lease`, `follower`, `stale`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub read_mode: Option<String>,
+    /// On `fail` and `info`: why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -90,12 +97,14 @@ pub struct Event {
 /// Why a history could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum HistoryError {
+    /// The file could not be read.
     #[error("{path}: {source}")]
     Io {
         path: String,
         #[source]
         source: std::io::Error,
     },
+    /// A line is not a well-formed event (bad JSON, missing or mistyped field).
     #[error("{path}:{line}: {reason}")]
     Malformed {
         path: String,

@@ -18,10 +18,10 @@ fn config(seed: u64) -> GenConfig {
     GenConfig {
         ops: 200 + (seed % 7) as usize * 150,
         keys: 1 + (seed % 3) as usize,
-        concurrency: 2 + (seed % 11) as usize,
+        concurrency: 2 + (seed % 49) as usize,
         info_rate: [0.0, 0.02, 0.1][(seed % 3) as usize],
         fail_rate: 0.05,
-        read_modes: if seed % 2 == 0 {
+        read_modes: if seed.is_multiple_of(2) {
             vec![]
         } else {
             vec!["lease".into(), "read-index".into()]
@@ -33,7 +33,7 @@ fn config(seed: u64) -> GenConfig {
 #[test]
 fn real_register_histories_are_valid() {
     let base = base_seed();
-    for i in 0..60 {
+    for i in 0..150 {
         let seed = base.wrapping_add(i);
         let cfg = config(seed);
         let events = generate(&cfg);
@@ -46,7 +46,7 @@ fn real_register_histories_are_valid() {
 #[test]
 fn one_impossible_read_is_invalid() {
     let base = base_seed();
-    for i in 0..60 {
+    for i in 0..150 {
         let seed = base.wrapping_add(i);
         let cfg = config(seed);
         let mut events = generate(&cfg);

@@ -25,7 +25,7 @@ pre{background:#fff;border:1px solid #dde1e7;border-radius:6px;padding:10px 12px
 .badge .v{font-size:22px;font-weight:700}
 .badge small{opacity:.9}
 table{border-collapse:collapse;background:#fff;margin:6px 0}
-th,td{border:1px solid #dde1e7;padding:4px 10px;text-align:left;vertical-align:top}
+th,td{border:1px solid #dde1e7;padding:4px 10px;text-align:left;vertical-align:top;overflow-wrap:anywhere}
 th{background:#eef1f5}
 td.n{text-align:right;font-variant-numeric:tabular-nums}
 img.chart{display:block;width:100%;max-width:1400px;border:1px solid #dde1e7;background:#fff;margin:8px 0 18px}

@@ -67,6 +67,25 @@ impl PhaseResult {
     pub fn error_count(&self) -> u64 {
         self.errors.values().sum()
     }
+    /// An empty result, to merge phases into.
+    pub fn empty() -> PhaseResult {
+        PhaseResult {
+            ok: 0,
+            errors: BTreeMap::new(),
+            secs: 0.0,
+            hist: new_hist(),
+        }
+    }
+    /// Adds another phase of the same configuration (e.g. a later round) to this one.
+    pub fn merge(&mut self, other: PhaseResult) {
+        self.ok += other.ok;
+        self.secs += other.secs;
+        for (k, v) in other.errors {
+            *self.errors.entry(k).or_default() += v;
+        }
+        // Both histograms share bounds, so adding cannot fail; a failure would only lose samples.
+        let _ = self.hist.add(&other.hist);
+    }
 }
 
 fn new_hist() -> Histogram<u64> {
@@ -113,7 +132,12 @@ pub async fn run(phase: Phase) -> PhaseResult {
                 }
                 let _ = result.hist.add(&hist);
             }
-            Err(e) => *result.errors.entry(format!("client task: {e}")).or_default() += 1,
+            Err(e) => {
+                *result
+                    .errors
+                    .entry(format!("client task: {e}"))
+                    .or_default() += 1
+            }
         }
     }
     result
@@ -161,11 +185,16 @@ async fn client_loop(
             }
             Ok(Err(e)) => {
                 *errors.entry(error_name(&e.kind).into()).or_default() += 1;
-                if let (true, ErrorKind::NotLeader { leader_addr, .. }) = (follow, &e.kind) {
-                    if let Some(a) = leader_addr {
-                        target = a.clone();
-                        conn = None;
-                    }
+                if let (
+                    true,
+                    ErrorKind::NotLeader {
+                        leader_addr: Some(a),
+                        ..
+                    },
+                ) = (follow, &e.kind)
+                {
+                    target = a.clone();
+                    conn = None;
                 }
                 tokio::time::sleep(ERROR_BACKOFF).await;
             }

@@ -84,3 +84,20 @@ pub fn fsync_latency(dir: &Path, samples: u32) -> std::io::Result<FsyncLatency> 
         max_us: hist.max(),
     })
 }
+
+/// Clock ticks per second of `/proc/<pid>/stat` times (USER_HZ, 100 on Linux).
+const USER_HZ: f64 = 100.0;
+
+/// CPU time (user + system) a process has used so far, in seconds, from
+/// `/proc/<pid>/stat`; `None` if the process is gone or the file is unreadable.
+pub fn process_cpu_seconds(pid: u32) -> Option<f64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may contain spaces: fields are counted after its ')'.
+    let rest = &text[text.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After ')': state is field 3 of the whole line, so utime (14) and stime (15) are at
+    // positions 11 and 12 here.
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / USER_HZ)
+}

@@ -120,7 +120,18 @@ impl NodeProcs {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        bail!("no leader within {deadline:?}; node logs in {}", self.dir.display())
+        bail!(
+            "no leader within {deadline:?}; node logs in {}",
+            self.dir.display()
+        )
+    }
+
+    /// CPU seconds (user + system) all node processes have used so far.
+    pub fn cpu_seconds(&self) -> f64 {
+        self.children
+            .iter()
+            .filter_map(|c| crate::machine::process_cpu_seconds(c.id()))
+            .sum()
     }
 
     /// Fails if any node process has exited (its log says why).

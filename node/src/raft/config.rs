@@ -27,9 +27,11 @@ pub struct Bugs {
 /// Static configuration of a [`Raft`](super::Raft) node.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
-    /// This node's id; must be one of `voters` for the node to ever campaign.
+    /// This node's id; must be one of the voters for the node to ever campaign.
     pub id: NodeId,
-    /// All voting members, including `id`.
+    /// The initial voting members, including `id`; empty for a node that joins an existing
+    /// cluster and waits for a leader to add it. Used only until the log (or a snapshot)
+    /// holds a configuration entry.
     pub voters: Vec<NodeId>,
     /// The randomized election timeout is drawn from `[election_ticks_min, election_ticks_max)`
     /// ticks. The minimum is also the check-quorum period and the leader-stickiness window.
@@ -54,6 +56,8 @@ pub struct Config {
     /// Bound on clock-rate drift between nodes assumed by lease reads: the lease lasts
     /// `election_ticks_min * (1 - max_clock_drift)` ticks from the heartbeat send tick.
     pub max_clock_drift: f64,
+    /// Bound on the bytes of snapshot data carried by one InstallSnapshot message.
+    pub max_snapshot_chunk: usize,
     /// Deliberate protocol bugs, all false by default.
     pub bugs: Bugs,
 }
@@ -84,7 +88,7 @@ pub enum ConfigError {
         min: u32,
     },
     /// A batching or pipelining bound is zero.
-    #[error("max_inflight_msgs and max_entries_per_msg must be at least 1")]
+    #[error("max_inflight_msgs, max_entries_per_msg and max_snapshot_chunk must be at least 1")]
     ZeroBound,
     /// The drift margin is not in `[0, 1)`.
     #[error("max_clock_drift {0} is not in [0, 1)")]
@@ -107,6 +111,7 @@ impl Config {
             pre_vote: true,
             check_quorum: true,
             max_clock_drift: 0.1,
+            max_snapshot_chunk: 256 * 1024,
             bugs: Bugs::default(),
         }
     }
@@ -121,7 +126,7 @@ impl Config {
                 return Err(ConfigError::DuplicateVoter(v));
             }
         }
-        if !seen.contains(&self.id) {
+        if !seen.is_empty() && !seen.contains(&self.id) {
             return Err(ConfigError::NotAVoter(self.id));
         }
         if self.election_ticks_min == 0 || self.election_ticks_max <= self.election_ticks_min {
@@ -136,7 +141,8 @@ impl Config {
                 min: self.election_ticks_min,
             });
         }
-        if self.max_inflight_msgs == 0 || self.max_entries_per_msg == 0 {
+        if self.max_inflight_msgs == 0 || self.max_entries_per_msg == 0 || self.max_snapshot_chunk == 0
+        {
             return Err(ConfigError::ZeroBound);
         }
         if !(0.0..1.0).contains(&self.max_clock_drift) {
@@ -156,6 +162,7 @@ impl Config {
         c.heartbeat_ticks = c.heartbeat_ticks.clamp(1, c.election_ticks_min - 1);
         c.max_inflight_msgs = c.max_inflight_msgs.max(1);
         c.max_entries_per_msg = c.max_entries_per_msg.max(1);
+        c.max_snapshot_chunk = c.max_snapshot_chunk.max(1);
         if !(0.0..1.0).contains(&c.max_clock_drift) {
             c.max_clock_drift = 0.1;
         }

@@ -6,12 +6,15 @@ use super::config::Config;
 use super::log::RaftLog;
 use super::message::{Message, MessageBody};
 use super::progress::{Progress, ProgressState};
-use super::quorum::{MajorityConfig, VoteResult};
-use super::ready::{ProposeError, RaftStatus, ReadError, ReadState, Ready, Role};
-use super::types::{Entry, EntryPayload, HardState, LogIndex, NodeId, Term};
+use super::quorum::{JointConfig, VoteResult};
+use super::ready::{CompactError, ProposeError, RaftStatus, ReadError, ReadState, Ready, Role};
+use super::types::{
+    ClusterConfig, Entry, EntryPayload, HardState, LogIndex, NodeId, Snapshot, SnapshotMeta, Term,
+};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use tracing::{debug, error, info, warn};
 
 /// At most this many committed entries are handed out in one Ready, to bound memory.
@@ -29,11 +32,22 @@ struct PendingRead {
     round: u64,
 }
 
+/// A membership change the leader accepted whose new voters are still catching up as
+/// learners; the joint configuration is appended once they have.
+#[derive(Clone, Debug)]
+struct PendingChange {
+    voters: BTreeSet<NodeId>,
+    context: Vec<u8>,
+    /// The learners count as caught up once they hold everything committed at request time.
+    catch_up_to: LogIndex,
+}
+
 /// One Raft node's protocol state. Deterministic: the same construction, seed and sequence of
 /// calls always produce the same outputs.
 pub struct Raft {
     cfg: Config,
-    quorum: MajorityConfig,
+    /// The voters of the configuration in effect (the last one in the log).
+    quorum: JointConfig,
     term: Term,
     voted_for: Option<NodeId>,
     role: Role,
@@ -66,6 +80,16 @@ pub struct Raft {
     lease_start: Option<u64>,
     read_states: Vec<ReadState>,
     failed_reads: Vec<u64>,
+    /// The newest snapshot this node holds (taken locally or installed), sent to followers
+    /// that need compacted entries.
+    snapshot: Option<Snapshot>,
+    /// A snapshot installed from the leader, to hand out in the next Ready.
+    pending_snapshot: Option<Snapshot>,
+    /// Chunks of a snapshot being received: its metadata and the bytes so far. Memory only,
+    /// so a crash mid-receive leaves the old state as it was.
+    incoming_snapshot: Option<(SnapshotMeta, Vec<u8>)>,
+    /// Leader only: an accepted membership change waiting for its learners.
+    pending_change: Option<PendingChange>,
 }
 
 impl Raft {
@@ -75,11 +99,30 @@ impl Raft {
     /// is repaired (see [`Config::validate`]); recovered entries that are not contiguous are
     /// dropped from the first gap on, with an error log.
     pub fn new(config: Config, hard_state: HardState, entries: Vec<Entry>, seed: u64) -> Raft {
+        Raft::restore(config, hard_state, None, entries, seed)
+    }
+
+    /// A node recovered from storage that holds a snapshot: the state machine was loaded
+    /// from `snapshot` and `entries` are the persisted entries after it (contiguous from
+    /// the snapshot's index + 1). Otherwise as [`Raft::new`]; the configuration in effect is
+    /// the last one in `entries`, else the snapshot's, else `config.voters`.
+    pub fn restore(
+        config: Config,
+        hard_state: HardState,
+        snapshot: Option<Snapshot>,
+        entries: Vec<Entry>,
+        seed: u64,
+    ) -> Raft {
         if let Err(e) = config.validate() {
             warn!("invalid raft config ({e}); using repaired values");
         }
         let cfg = config.repaired();
-        let (log, dropped) = RaftLog::recover(entries, hard_state.commit);
+        let (log, dropped) = RaftLog::recover_from(
+            snapshot.as_ref().map(|s| &s.meta),
+            ClusterConfig::simple(cfg.voters.iter().copied()),
+            entries,
+            hard_state.commit,
+        );
         if dropped > 0 {
             error!(
                 dropped,
@@ -90,7 +133,10 @@ impl Raft {
         // election timeouts.
         let rng = ChaCha8Rng::seed_from_u64(seed ^ cfg.id.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let mut r = Raft {
-            quorum: MajorityConfig::new(cfg.voters.iter().copied()),
+            quorum: JointConfig::new(
+                log.config().voters.iter().copied(),
+                log.config().outgoing.iter().copied(),
+            ),
             term: hard_state.term,
             voted_for: hard_state.voted_for,
             role: Role::Follower,
@@ -113,6 +159,10 @@ impl Raft {
             lease_start: None,
             read_states: Vec::new(),
             failed_reads: Vec::new(),
+            snapshot,
+            pending_snapshot: None,
+            incoming_snapshot: None,
+            pending_change: None,
             cfg,
         };
         r.randomize_timeout();
@@ -161,7 +211,23 @@ impl Raft {
             applied: self.log.applied(),
             last_index: self.log.last_index(),
             voted_for: self.voted_for,
+            snapshot_index: self.log.snapshot_index(),
         }
+    }
+
+    /// The cluster configuration in effect on this node (the last one in its log).
+    pub fn cluster_config(&self) -> &ClusterConfig {
+        self.log.config()
+    }
+
+    /// Leader only: the voters of an accepted change whose learners are still catching up.
+    pub fn pending_change(&self) -> Option<&BTreeSet<NodeId>> {
+        self.pending_change.as_ref().map(|p| &p.voters)
+    }
+
+    /// The newest snapshot this node holds.
+    pub fn snapshot(&self) -> Option<&Snapshot> {
+        self.snapshot.as_ref()
     }
 
     /// The in-memory log, for diagnostics and tests (read-only).
@@ -195,7 +261,7 @@ impl Raft {
         if self.election_elapsed >= self.cfg.election_ticks_min {
             self.restart_guard = false;
         }
-        if self.quorum.contains(self.cfg.id) && self.election_elapsed >= self.randomized_timeout {
+        if self.election_elapsed >= self.randomized_timeout && self.promotable() {
             self.election_elapsed = 0;
             self.campaign(self.cfg.pre_vote);
         }
@@ -245,9 +311,246 @@ impl Raft {
         Ok((index, self.term))
     }
 
+    /// The metadata a snapshot of the state machine at `index` must carry: the term there
+    /// and the configuration in effect there. None unless `index` is applied and not below
+    /// the current snapshot.
+    pub fn snapshot_meta(&self, index: LogIndex) -> Option<SnapshotMeta> {
+        if index > self.log.applied() || index < self.log.snapshot_index() {
+            return None;
+        }
+        Some(SnapshotMeta {
+            index,
+            term: self.log.term(index)?,
+            config: self.log.config_at(index).clone(),
+        })
+    }
+
+    /// Discards the log up to the snapshot's index, after the runtime made the snapshot
+    /// durable. The snapshot is kept to send to followers that need discarded entries.
+    /// Refused (nothing changes) unless the index is applied and after the current snapshot
+    /// and the metadata matches [`Raft::snapshot_meta`].
+    pub fn compact(&mut self, snapshot: Snapshot) -> Result<(), CompactError> {
+        let index = snapshot.meta.index;
+        let bad = CompactError::BadIndex {
+            index,
+            applied: self.log.applied(),
+            snapshot_index: self.log.snapshot_index(),
+        };
+        if index <= self.log.snapshot_index() {
+            return Err(bad);
+        }
+        match self.snapshot_meta(index) {
+            None => return Err(bad),
+            Some(m) if m != snapshot.meta => return Err(CompactError::Mismatch(index)),
+            Some(_) => {}
+        }
+        if !self.log.compact_to(index) {
+            return Err(bad);
+        }
+        debug!(index, "log compacted");
+        self.snapshot = Some(snapshot);
+        Ok(())
+    }
+
+    /// Asks the leader to move the cluster to the voters `voters` by joint consensus:
+    /// new voters first catch up as learners, then the leader appends C_old,new and, once
+    /// that commits, C_new. `context` travels in the config entries for the runtime (the
+    /// members' addresses). The change is complete when a Ready hands out, committed, a
+    /// non-joint config entry with these voters. One change at a time.
+    pub fn propose_membership(
+        &mut self,
+        voters: BTreeSet<NodeId>,
+        context: Vec<u8>,
+    ) -> Result<(), ProposeError> {
+        if self.role != Role::Leader {
+            return Err(ProposeError::NotLeader {
+                leader: self.leader,
+            });
+        }
+        if voters.is_empty() {
+            return Err(ProposeError::NoVoters);
+        }
+        if !self.committed_in_term() {
+            return Err(ProposeError::LeaderNotReady);
+        }
+        if self.pending_change.is_some()
+            || self.log.config().is_joint()
+            || self.log.config_index() > self.log.committed()
+        {
+            return Err(ProposeError::ChangeInProgress);
+        }
+        let next = self.log.last_index() + 1;
+        let current = self.log.config().all_voters();
+        let me = self.cfg.id;
+        let learners: Vec<NodeId> = voters
+            .iter()
+            .copied()
+            .filter(|v| *v != me && !current.contains(v))
+            .collect();
+        for &l in &learners {
+            self.progress
+                .entry(l)
+                .or_insert_with(|| Progress::new(next, self.cfg.max_inflight_msgs));
+        }
+        info!(?voters, ?learners, "membership change accepted");
+        self.pending_change = Some(PendingChange {
+            voters,
+            context,
+            catch_up_to: self.log.committed(),
+        });
+        for l in learners {
+            self.send_append(l, true);
+        }
+        self.maybe_advance_change();
+        Ok(())
+    }
+
+    /// Leader: moves an accepted change along (learners caught up: append C_old,new; joint
+    /// config committed: append C_new; C_new committed without this node: step down).
+    fn maybe_advance_change(&mut self) {
+        if self.role != Role::Leader {
+            return;
+        }
+        let me = self.cfg.id;
+        if let Some(pc) = &self.pending_change {
+            let current = self.log.config().all_voters();
+            let caught_up = pc.voters.iter().all(|v| {
+                *v == me
+                    || current.contains(v)
+                    || self
+                        .progress
+                        .get(v)
+                        .is_some_and(|p| p.match_index >= pc.catch_up_to)
+            });
+            if caught_up {
+                let pc = self.pending_change.take().expect("checked above");
+                let old = self.log.config().voters.clone();
+                let outgoing = if old == pc.voters {
+                    BTreeSet::new()
+                } else {
+                    old
+                };
+                self.append_config(ClusterConfig {
+                    voters: pc.voters,
+                    outgoing,
+                    context: pc.context,
+                });
+            }
+            return;
+        }
+        if self.log.config_index() > self.log.committed() {
+            return;
+        }
+        let cfg = self.log.config();
+        if cfg.is_joint() {
+            let next = ClusterConfig {
+                voters: cfg.voters.clone(),
+                outgoing: BTreeSet::new(),
+                context: cfg.context.clone(),
+            };
+            self.append_config(next);
+            return;
+        }
+        let member = cfg.voters.contains(&me);
+        if self.progress.len() + usize::from(member) > cfg.voters.len() {
+            // The config is committed: stop replicating to the nodes it removed.
+            self.prune_progress();
+        }
+        if !member {
+            info!(
+                term = self.term,
+                "removed from the configuration; stepping down"
+            );
+            self.become_follower(self.term, None);
+        }
+    }
+
+    fn append_config(&mut self, cfg: ClusterConfig) {
+        info!(voters = ?cfg.voters, outgoing = ?cfg.outgoing, "appending configuration");
+        self.log.push(self.term, EntryPayload::Config(cfg));
+        self.refresh_config();
+        self.bcast_append();
+    }
+
+    /// Makes the configuration in the log the one in effect: the quorum, and on a leader
+    /// the set of followers it replicates to.
+    fn refresh_config(&mut self) {
+        let cfg = self.log.config();
+        let want = JointConfig::new(cfg.voters.iter().copied(), cfg.outgoing.iter().copied());
+        if want == self.quorum {
+            return;
+        }
+        info!(voters = ?cfg.voters, outgoing = ?cfg.outgoing, "configuration changed");
+        self.quorum = want;
+        if self.role == Role::Leader {
+            let me = self.cfg.id;
+            let next = self.log.last_index() + 1;
+            let members = self.quorum.voters();
+            for &v in members.iter().filter(|&&v| v != me) {
+                self.progress
+                    .entry(v)
+                    .or_insert_with(|| Progress::new(next, self.cfg.max_inflight_msgs));
+            }
+            self.prune_progress();
+        }
+    }
+
+    /// Leader: forgets followers that are neither members, nor learners of the pending
+    /// change, nor members of the previous configuration while the current one is not
+    /// committed. Once it is committed, a removed node is forgotten only after it holds the
+    /// entry that removes it (and is told the commit index), so that it stops campaigning.
+    fn prune_progress(&mut self) {
+        let mut keep = self.quorum.voters();
+        if let Some(pc) = &self.pending_change {
+            keep.extend(pc.voters.iter().copied());
+        }
+        let ci = self.log.config_index();
+        let committed = self.log.committed();
+        if ci > committed && ci > self.log.snapshot_index() {
+            keep.extend(self.log.config_at(ci - 1).all_voters());
+        }
+        let gone: Vec<(NodeId, LogIndex)> = self
+            .progress
+            .iter()
+            .filter(|(id, _)| !keep.contains(id))
+            .map(|(&id, p)| (id, p.match_index))
+            .collect();
+        for (id, matched) in gone {
+            if ci > committed || matched >= ci {
+                if ci <= committed {
+                    // A last word: the removal is committed.
+                    self.send(
+                        id,
+                        MessageBody::Heartbeat {
+                            commit: committed.min(matched),
+                            round: 0,
+                        },
+                    );
+                }
+                self.progress.remove(&id);
+            }
+        }
+    }
+
+    /// Whether this node may campaign: it votes in its latest configuration, or that
+    /// configuration is not known committed and it voted in the one before (otherwise nodes
+    /// that hold an uncommitted C_new removing them, and only they, could never elect the
+    /// leader that must commit it).
+    fn promotable(&self) -> bool {
+        let me = self.cfg.id;
+        if self.quorum.contains(me) {
+            return true;
+        }
+        let ci = self.log.config_index();
+        ci > self.log.committed()
+            && ci > self.log.snapshot_index()
+            && self.log.config_at(ci - 1).is_voter(me)
+    }
+
     /// Whether [`Raft::ready`] has anything to hand out.
     pub fn has_ready(&self) -> bool {
-        self.hard_state() != self.persisted_hs
+        self.pending_snapshot.is_some()
+            || self.hard_state() != self.persisted_hs
             || self.log.has_unstable()
             || !self.msgs.is_empty()
             || self.log.has_next_committed()
@@ -264,6 +567,7 @@ impl Raft {
         let hs = self.hard_state();
         self.open_round = None;
         Ready {
+            snapshot: self.pending_snapshot.take(),
             hard_state: (hs != self.persisted_hs).then_some(hs),
             entries: self.log.take_unstable(),
             messages: std::mem::take(&mut self.msgs),
@@ -288,6 +592,7 @@ impl Raft {
         if self.role == Role::Leader && self.maybe_commit() {
             self.bcast_append();
         }
+        self.maybe_advance_change();
     }
 
     // ---------------------------------------------------------------- reads
@@ -342,7 +647,7 @@ impl Raft {
     /// Leader: registers a read for `from` (itself or a follower) at the current commit index.
     fn leader_read(&mut self, from: NodeId, ctx: u64) {
         let index = self.log.committed();
-        if self.cfg.bugs.read_index_no_confirm || self.quorum.len() == 1 {
+        if self.cfg.bugs.read_index_no_confirm || self.quorum.is_only(self.cfg.id) {
             self.deliver_read(from, ctx, index);
             return;
         }
@@ -435,6 +740,7 @@ impl Raft {
         self.round_sent_at.clear();
         self.open_round = None;
         self.lease_start = None;
+        self.pending_change = None;
     }
 
     fn become_follower(&mut self, term: Term, leader: Option<NodeId>) {
@@ -470,7 +776,12 @@ impl Raft {
             return;
         }
         let (last_index, last_term) = (self.log.last_index(), self.log.last_term());
-        let others: Vec<NodeId> = self.quorum.voters().filter(|&v| v != self.cfg.id).collect();
+        let others: Vec<NodeId> = self
+            .quorum
+            .voters()
+            .into_iter()
+            .filter(|&v| v != self.cfg.id)
+            .collect();
         for v in others {
             self.send_with_term(
                 v,
@@ -508,7 +819,7 @@ impl Raft {
         self.role = Role::Leader;
         self.leader = Some(self.cfg.id);
         let next = self.log.last_index() + 1;
-        for v in self.quorum.voters().filter(|&v| v != self.cfg.id) {
+        for v in self.quorum.voters().into_iter().filter(|&v| v != self.cfg.id) {
             self.progress
                 .insert(v, Progress::new(next, self.cfg.max_inflight_msgs));
         }
@@ -528,7 +839,17 @@ impl Raft {
     /// Processes one message. Never panics: a message that does not fit (wrong receiver,
     /// unknown sender, impossible indexes) is dropped with a debug log.
     pub fn step(&mut self, m: Message) {
-        if m.to != self.cfg.id || m.from == self.cfg.id || !self.quorum.contains(m.from) {
+        self.step_inner(m);
+        // A config entry takes effect as soon as it is in the log (or leaves with it).
+        self.refresh_config();
+        self.maybe_advance_change();
+    }
+
+    /// Messages from nodes outside the configuration are accepted: a joining node hears
+    /// from a leader it does not know yet, and a node whose log lags may not know a newer
+    /// voter (pitfall 14). Votes and acknowledgements from non-members are never counted.
+    fn step_inner(&mut self, m: Message) {
+        if m.to != self.cfg.id || m.from == self.cfg.id || m.from == 0 {
             debug!(
                 from = m.from,
                 to = m.to,
@@ -639,7 +960,146 @@ impl Raft {
                     }
                 }
             }
+            MessageBody::InstallSnapshot {
+                meta,
+                offset,
+                data,
+                done,
+            } => {
+                if self.accept_leader(from) {
+                    self.handle_snapshot_chunk(from, meta, offset, data, done);
+                }
+            }
+            MessageBody::SnapshotResponse { index, next_offset } => {
+                self.handle_snapshot_response(from, index, next_offset)
+            }
         }
+    }
+
+    /// Follower: one chunk of the leader's snapshot. Chunks must arrive in order; the
+    /// answer names the offset wanted next. The log and state machine are replaced only
+    /// when the last chunk arrived.
+    fn handle_snapshot_chunk(
+        &mut self,
+        from: NodeId,
+        meta: SnapshotMeta,
+        offset: u64,
+        data: Vec<u8>,
+        done: bool,
+    ) {
+        let committed = self.log.committed();
+        if meta.index <= committed {
+            // Nothing to learn: everything up to our commit index matches the leader.
+            self.incoming_snapshot = None;
+            self.send(from, append_ok(committed));
+            return;
+        }
+        let index = meta.index;
+        if offset == 0 {
+            self.incoming_snapshot = Some((meta, Vec::new()));
+        }
+        // Two snapshots of one (committed) index hold the same state, so the index alone
+        // identifies the snapshot being assembled.
+        let have = match &self.incoming_snapshot {
+            Some((m, buf)) if m.index == index => Some(buf.len() as u64),
+            _ => None,
+        };
+        if have != Some(offset) {
+            self.send(
+                from,
+                MessageBody::SnapshotResponse {
+                    index,
+                    next_offset: have.unwrap_or(0),
+                },
+            );
+            return;
+        }
+        let Some((_, buf)) = self.incoming_snapshot.as_mut() else {
+            return;
+        };
+        buf.extend_from_slice(&data);
+        let next_offset = buf.len() as u64;
+        if !done {
+            self.send(
+                from,
+                MessageBody::SnapshotResponse { index, next_offset },
+            );
+            return;
+        }
+        let Some((meta, buf)) = self.incoming_snapshot.take() else {
+            return;
+        };
+        if self.log.term(meta.index) == Some(meta.term) {
+            // This log already holds the snapshot's last entry, so (log matching) everything
+            // before it too: keep the log and its suffix, just learn the commit.
+            self.log.commit_to(meta.index);
+        } else {
+            info!(
+                index = meta.index,
+                term = meta.term,
+                bytes = buf.len(),
+                "installing snapshot from leader"
+            );
+            self.log.restore(&meta);
+            let snap = Snapshot {
+                meta,
+                data: Arc::new(buf),
+            };
+            self.snapshot = Some(snap.clone());
+            self.pending_snapshot = Some(snap);
+        }
+        self.send(from, append_ok(index));
+    }
+
+    /// Leader: the follower has the snapshot's bytes up to `next_offset`; send the next chunk.
+    fn handle_snapshot_response(&mut self, from: NodeId, index: LogIndex, next_offset: u64) {
+        if self.role != Role::Leader {
+            return;
+        }
+        let Some(pr) = self.progress.get_mut(&from) else {
+            return;
+        };
+        pr.recent_active = true;
+        if pr.state != ProgressState::Snapshot || pr.snapshot_index != index {
+            return;
+        }
+        pr.snapshot_offset = next_offset;
+        pr.snapshot_sent = false;
+        self.send_snapshot_chunk(from);
+    }
+
+    /// Leader: sends the next chunk of the current snapshot to a follower in snapshot state
+    /// (restarting from the first byte if the leader's snapshot changed meanwhile).
+    fn send_snapshot_chunk(&mut self, to: NodeId) -> bool {
+        let Some(snap) = self.snapshot.as_ref() else {
+            error!(to, "follower needs a snapshot but none is held");
+            return false;
+        };
+        let (meta, data) = (snap.meta.clone(), snap.data.clone());
+        let chunk = self.cfg.max_snapshot_chunk as u64;
+        let Some(pr) = self.progress.get_mut(&to) else {
+            return false;
+        };
+        if pr.snapshot_index != meta.index {
+            pr.become_snapshot(meta.index);
+        }
+        if pr.snapshot_sent {
+            return false;
+        }
+        let len = data.len() as u64;
+        let start = pr.snapshot_offset.min(len);
+        let end = start.saturating_add(chunk).min(len);
+        pr.snapshot_sent = true;
+        self.send(
+            to,
+            MessageBody::InstallSnapshot {
+                meta,
+                offset: start,
+                data: data[start as usize..end as usize].to_vec(),
+                done: end == len,
+            },
+        );
+        true
     }
 
     /// Whether this node must ignore (pre-)vote requests because it heard from a live leader
@@ -808,8 +1268,14 @@ impl Raft {
         if !pr.maybe_update(index) {
             return;
         }
-        if pr.state == ProgressState::Probe {
-            pr.become_replicate();
+        match pr.state {
+            ProgressState::Probe => pr.become_replicate(),
+            ProgressState::Snapshot if pr.match_index >= pr.snapshot_index => {
+                debug!(to = from, index, "follower installed the snapshot");
+                pr.become_replicate();
+            }
+            ProgressState::Snapshot => return,
+            ProgressState::Replicate => {}
         }
         if self.maybe_commit() {
             self.bcast_append();
@@ -837,6 +1303,7 @@ impl Raft {
         // The follower is alive: un-stick a probe whose message or answer was lost, and a
         // replicate window whose acknowledgements were lost.
         pr.probe_sent = false;
+        pr.snapshot_sent = false;
         if pr.state == ProgressState::Replicate && pr.inflights.full() {
             pr.inflights.free_first();
         }
@@ -877,13 +1344,20 @@ impl Raft {
         let Some(pr) = self.progress.get_mut(&to) else {
             return false;
         };
+        if pr.state == ProgressState::Snapshot {
+            return self.send_snapshot_chunk(to);
+        }
         if pr.is_paused() {
             return false;
         }
         pr.next_index = pr.next_index.clamp(pr.match_index + 1, last + 1);
         let prev_index = pr.next_index - 1;
         let Some(prev_term) = self.log.term(prev_index) else {
-            return false;
+            // The follower needs entries compacted into the snapshot.
+            let index = self.log.snapshot_index();
+            debug!(to, prev_index, index, "follower needs a snapshot");
+            pr.become_snapshot(index);
+            return self.send_snapshot_chunk(to);
         };
         let hi = prev_index.saturating_add(self.cfg.max_entries_per_msg as LogIndex);
         let entries = self.log.slice(prev_index + 1, hi);
@@ -954,3 +1428,4 @@ fn append_ok(index: LogIndex) -> MessageBody {
         hint_index: 0,
     }
 }
+

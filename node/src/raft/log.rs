@@ -8,7 +8,8 @@
 //! ```
 //! Entries are delivered for applying only up to `min(committed, stabled)` (pitfall 17).
 
-use super::types::{Entry, LogIndex, Term};
+use super::types::{ClusterConfig, Entry, EntryPayload, LogIndex, SnapshotMeta, Term};
+use std::collections::BTreeMap;
 
 /// Why an append was refused even though its consistency check passed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -30,10 +31,20 @@ pub enum AppendError {
     },
 }
 
-/// The log of one node. `entries[i]` holds index `i + 1`.
+/// The log of one node. Entries up to `offset` were compacted into a snapshot; `entries[i]`
+/// holds index `offset + i + 1`.
 #[derive(Clone, Debug, Default)]
 pub struct RaftLog {
     entries: Vec<Entry>,
+    /// The last index covered by the snapshot (0 without one).
+    offset: LogIndex,
+    /// The term of the entry at `offset` (kept after compaction so that the consistency
+    /// check of an append right after the snapshot still works: pitfall 20).
+    offset_term: Term,
+    /// The configuration in effect at `offset`.
+    base_config: ClusterConfig,
+    /// Configuration entries present in `entries`, by index: the last one is in effect.
+    configs: BTreeMap<LogIndex, ClusterConfig>,
     /// Highest index known to be on disk (acknowledged through `advance`).
     stabled: LogIndex,
     /// Highest index known committed.
@@ -46,69 +57,130 @@ pub struct RaftLog {
 }
 
 impl RaftLog {
-    /// A log recovered from storage: `entries` are persisted. Returns the log and the number
-    /// of recovered entries dropped because they were not contiguous from index 1 with
-    /// non-decreasing terms (only the valid prefix is kept; storage should never produce that).
+    /// A log recovered from storage without a snapshot: `entries` are persisted, and
+    /// `base_config` is the configuration before any config entry. See [`RaftLog::recover_from`].
     pub fn recover(entries: Vec<Entry>, committed: LogIndex) -> (RaftLog, usize) {
+        RaftLog::recover_from(None, ClusterConfig::default(), entries, committed)
+    }
+
+    /// A log recovered from storage: an optional snapshot (whose state the state machine
+    /// already holds) and the persisted entries after it. Returns the log and the number of
+    /// recovered entries dropped because they were not contiguous after the snapshot with
+    /// non-decreasing terms (only the valid prefix is kept; storage should never produce that).
+    pub fn recover_from(
+        snapshot: Option<&SnapshotMeta>,
+        initial_config: ClusterConfig,
+        entries: Vec<Entry>,
+        committed: LogIndex,
+    ) -> (RaftLog, usize) {
+        let (offset, offset_term, base_config) = match snapshot {
+            Some(m) => (m.index, m.term, m.config.clone()),
+            None => (0, 0, initial_config),
+        };
         let total = entries.len();
-        let mut kept: Vec<Entry> = Vec::with_capacity(total);
-        for e in entries {
-            let prev_term = kept.last().map_or(0, |p| p.term);
-            if e.index != kept.len() as LogIndex + 1 || e.term < prev_term || e.term == 0 {
-                break;
-            }
-            kept.push(e);
-        }
-        let dropped = total - kept.len();
-        let last = kept.len() as LogIndex;
-        let log = RaftLog {
-            entries: kept,
-            stabled: last,
-            committed: committed.min(last),
-            applied: 0,
+        let mut log = RaftLog {
+            entries: Vec::with_capacity(total),
+            offset,
+            offset_term,
+            base_config,
+            configs: BTreeMap::new(),
+            stabled: 0,
+            committed: 0,
+            applied: offset,
             truncated_since_ready: None,
         };
+        for e in entries {
+            if e.index != log.last_index() + 1 || e.term < log.last_term() || e.term == 0 {
+                break;
+            }
+            log.push_entry(e);
+        }
+        let dropped = total - log.entries.len();
+        log.stabled = log.last_index();
+        log.committed = committed.clamp(offset, log.last_index());
         (log, dropped)
     }
 
-    /// Index of the last entry (0 when empty).
+    /// Index of the last entry (the snapshot's index when no entry follows it; 0 when empty).
     pub fn last_index(&self) -> LogIndex {
-        self.entries.len() as LogIndex
+        self.offset + self.entries.len() as LogIndex
     }
 
     /// Term of the last entry (0 when empty).
     pub fn last_term(&self) -> Term {
-        self.entries.last().map_or(0, |e| e.term)
+        self.entries.last().map_or(self.offset_term, |e| e.term)
     }
 
-    /// Term at `index`: `Some(0)` for index 0, `None` beyond the end.
+    /// The first index still held as an entry (`snapshot_index() + 1`).
+    pub fn first_index(&self) -> LogIndex {
+        self.offset + 1
+    }
+
+    /// The last index covered by the snapshot (0 without one).
+    pub fn snapshot_index(&self) -> LogIndex {
+        self.offset
+    }
+
+    /// Term at `index`: `Some(0)` for index 0, the snapshot's term at its index, `None`
+    /// beyond the end or below the snapshot (compacted).
     pub fn term(&self, index: LogIndex) -> Option<Term> {
-        if index == 0 {
-            return Some(0);
+        if index == self.offset {
+            return Some(self.offset_term);
         }
         self.entry(index).map(|e| e.term)
     }
 
-    /// The entry at `index`, if present.
+    /// The entry at `index`, if present (not compacted, not beyond the end).
     pub fn entry(&self, index: LogIndex) -> Option<&Entry> {
-        if index == 0 {
+        if index <= self.offset {
             return None;
         }
-        self.entries.get((index - 1) as usize)
+        self.entries.get((index - self.offset - 1) as usize)
     }
 
-    /// All entries (index 1 first).
+    /// All entries held (index `first_index()` first).
     pub fn entries(&self) -> &[Entry] {
         &self.entries
     }
 
-    /// Entries in `[lo, hi]`, clipped to the log.
+    /// Entries in `[lo, hi]`, clipped to the held entries.
     pub fn slice(&self, lo: LogIndex, hi: LogIndex) -> Vec<Entry> {
         let hi = hi.min(self.last_index());
-        if lo == 0 || lo > hi {
+        let lo = lo.max(self.offset + 1);
+        if lo > hi {
             return Vec::new();
         }
-        self.entries[(lo - 1) as usize..hi as usize].to_vec()
+        self.entries[(lo - self.offset - 1) as usize..(hi - self.offset) as usize].to_vec()
+    }
+
+    /// The configuration in effect: the last config entry in the log, else the snapshot's.
+    pub fn config(&self) -> &ClusterConfig {
+        self.configs
+            .last_key_value()
+            .map_or(&self.base_config, |(_, c)| c)
+    }
+
+    /// The index of the entry that set the configuration in effect (the snapshot index when
+    /// it comes from the snapshot).
+    pub fn config_index(&self) -> LogIndex {
+        self.configs
+            .last_key_value()
+            .map_or(self.offset, |(&i, _)| i)
+    }
+
+    /// The configuration in effect at `index` (at or after the snapshot index).
+    pub fn config_at(&self, index: LogIndex) -> &ClusterConfig {
+        self.configs
+            .range(..=index)
+            .next_back()
+            .map_or(&self.base_config, |(_, c)| c)
+    }
+
+    fn push_entry(&mut self, e: Entry) {
+        if let EntryPayload::Config(c) = &e.payload {
+            self.configs.insert(e.index, c.clone());
+        }
+        self.entries.push(e);
     }
 
     /// Commit index.
@@ -133,9 +205,9 @@ impl RaftLog {
     }
 
     /// Appends one entry at the end (leader path). Returns its index.
-    pub fn push(&mut self, term: Term, payload: super::types::EntryPayload) -> LogIndex {
+    pub fn push(&mut self, term: Term, payload: EntryPayload) -> LogIndex {
         let index = self.last_index() + 1;
-        self.entries.push(Entry {
+        self.push_entry(Entry {
             term,
             index,
             payload,
@@ -144,11 +216,12 @@ impl RaftLog {
     }
 
     /// The first index among `entries` that is either absent from this log or present with
-    /// another term; None when every entry is already here.
+    /// another term; None when every entry is already here. Entries covered by the snapshot
+    /// count as present (they are committed, hence match).
     pub fn find_conflict(&self, entries: &[Entry]) -> Option<LogIndex> {
         entries
             .iter()
-            .find(|e| self.term(e.index) != Some(e.term))
+            .find(|e| e.index > self.offset && self.term(e.index) != Some(e.term))
             .map(|e| e.index)
     }
 
@@ -182,23 +255,32 @@ impl RaftLog {
             for e in &entries[from..] {
                 if e.index <= self.last_index() {
                     self.mark_replaced(e.index);
-                    self.entries[(e.index - 1) as usize] = e.clone();
+                    let pos = (e.index - self.offset - 1) as usize;
+                    self.configs.remove(&e.index);
+                    if let EntryPayload::Config(c) = &e.payload {
+                        self.configs.insert(e.index, c.clone());
+                    }
+                    self.entries[pos] = e.clone();
                 } else {
-                    self.entries.push(e.clone());
+                    self.push_entry(e.clone());
                 }
             }
         } else {
             self.truncate_from(conflict);
-            self.entries.extend_from_slice(&entries[from..]);
+            for e in &entries[from..] {
+                self.push_entry(e.clone());
+            }
         }
         Ok(last_new)
     }
 
-    /// Drops every entry at `index` and after.
+    /// Drops every entry at `index` and after (never below the snapshot).
     fn truncate_from(&mut self, index: LogIndex) {
+        let index = index.max(self.offset + 1);
         if index <= self.last_index() {
             self.mark_replaced(index);
-            self.entries.truncate((index - 1) as usize);
+            self.entries.truncate((index - self.offset - 1) as usize);
+            self.configs.split_off(&index);
         }
     }
 
@@ -207,6 +289,41 @@ impl RaftLog {
         self.stabled = self.stabled.min(index - 1);
         self.truncated_since_ready =
             Some(self.truncated_since_ready.map_or(index, |t| t.min(index)));
+    }
+
+    /// Discards the entries up to `index`, which a snapshot now covers. Only applied,
+    /// persisted entries may be compacted; returns false (changing nothing) otherwise.
+    pub fn compact_to(&mut self, index: LogIndex) -> bool {
+        if index <= self.offset || index > self.applied || index > self.stabled {
+            return false;
+        }
+        let Some(term) = self.term(index) else {
+            return false;
+        };
+        self.base_config = self.config_at(index).clone();
+        self.entries.drain(..(index - self.offset) as usize);
+        self.configs = self.configs.split_off(&(index + 1));
+        self.offset = index;
+        self.offset_term = term;
+        true
+    }
+
+    /// Replaces the whole log by a snapshot received from the leader: every entry is
+    /// discarded, and the snapshot's index counts as committed, applied and persisted (the
+    /// Ready that carries the snapshot persists and applies it before anything else).
+    pub fn restore(&mut self, meta: &SnapshotMeta) {
+        // A Ready built before this call must not mark anything of the old log persisted.
+        let old_first = self.first_index();
+        self.truncated_since_ready =
+            Some(self.truncated_since_ready.map_or(old_first, |t| t.min(old_first)));
+        self.entries.clear();
+        self.configs.clear();
+        self.offset = meta.index;
+        self.offset_term = meta.term;
+        self.base_config = meta.config.clone();
+        self.committed = self.committed.max(meta.index);
+        self.applied = meta.index;
+        self.stabled = meta.index;
     }
 
     /// The rejection hint for a failed consistency check at `prev_index`: `(0, last + 1)` if
@@ -309,7 +426,6 @@ impl RaftLog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::raft::types::EntryPayload;
 
     fn ents(terms: &[Term], start: LogIndex) -> Vec<Entry> {
         terms

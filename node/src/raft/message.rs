@@ -1,7 +1,7 @@
 //! Messages exchanged between Raft nodes. The runtime serializes them with bincode; the core
 //! accepts any content without panicking (a message that makes no sense is dropped).
 
-use super::types::{Entry, LogIndex, NodeId, Term};
+use super::types::{Entry, LogIndex, NodeId, SnapshotMeta, Term};
 use serde::{Deserialize, Serialize};
 
 /// One message between two nodes. `term` is the sender's term when it built the message
@@ -91,6 +91,27 @@ pub enum MessageBody {
         /// The confirmed read index.
         index: Option<LogIndex>,
     },
+    /// Leader to follower: one chunk of the leader's snapshot, for a follower that needs
+    /// entries the leader compacted. Chunks go in order, one at a time; the follower
+    /// replaces its state only once the last one (`done`) arrived.
+    InstallSnapshot {
+        /// What the snapshot covers.
+        meta: SnapshotMeta,
+        /// Byte offset of `data` in the snapshot.
+        offset: u64,
+        /// At most `max_snapshot_chunk` bytes.
+        data: Vec<u8>,
+        /// True for the last chunk.
+        done: bool,
+    },
+    /// Follower to leader: the chunks of snapshot `index` received so far end at
+    /// `next_offset` (send from there). Installation is acknowledged by an `AppendResponse`.
+    SnapshotResponse {
+        /// The snapshot's index.
+        index: LogIndex,
+        /// The offset of the next chunk the follower expects.
+        next_offset: u64,
+    },
 }
 
 impl MessageBody {
@@ -107,6 +128,8 @@ impl MessageBody {
             MessageBody::HeartbeatResponse { .. } => "heartbeat-response",
             MessageBody::ReadIndexRequest { .. } => "read-index",
             MessageBody::ReadIndexResponse { .. } => "read-index-response",
+            MessageBody::InstallSnapshot { .. } => "snapshot",
+            MessageBody::SnapshotResponse { .. } => "snapshot-response",
         }
     }
 
@@ -118,6 +141,7 @@ impl MessageBody {
             MessageBody::AppendEntries { .. }
                 | MessageBody::Heartbeat { .. }
                 | MessageBody::ReadIndexResponse { .. }
+                | MessageBody::InstallSnapshot { .. }
         )
     }
 }

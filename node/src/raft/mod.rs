@@ -28,5 +28,5 @@ mod tests;
 pub use self::core::Raft;
 pub use config::{Bugs, Config, ConfigError};
 pub use message::{Message, MessageBody};
-pub use ready::{ProposeError, RaftStatus, ReadError, ReadState, Ready, Role};
+pub use ready::{CompactError, ProposeError, RaftStatus, ReadError, ReadState, Ready, Role};
 pub use types::*;

@@ -17,6 +17,9 @@ pub enum ProgressState {
     Probe,
     /// The follower is known to match up to `match_index`: stream entries.
     Replicate,
+    /// The follower needs entries the leader compacted: send the snapshot, one chunk at a
+    /// time; no appends until it is installed (pitfall 20).
+    Snapshot,
 }
 
 /// A bounded window of unacknowledged AppendEntries, each remembered by the last index it
@@ -92,6 +95,12 @@ pub struct Progress {
     pub recent_active: bool,
     /// Highest heartbeat round the follower acknowledged.
     pub acked_round: u64,
+    /// In snapshot state: the index of the snapshot being sent.
+    pub snapshot_index: LogIndex,
+    /// In snapshot state: the byte offset of the next chunk to send.
+    pub snapshot_offset: u64,
+    /// In snapshot state: a chunk was sent and not yet answered.
+    pub snapshot_sent: bool,
 }
 
 impl Progress {
@@ -105,7 +114,20 @@ impl Progress {
             inflights: Inflights::new(max_inflight),
             recent_active: false,
             acked_round: 0,
+            snapshot_index: 0,
+            snapshot_offset: 0,
+            snapshot_sent: false,
         }
+    }
+
+    /// Enters snapshot state for the snapshot at `index`, from its first byte.
+    pub fn become_snapshot(&mut self, index: LogIndex) {
+        self.state = ProgressState::Snapshot;
+        self.snapshot_index = index;
+        self.snapshot_offset = 0;
+        self.snapshot_sent = false;
+        self.probe_sent = false;
+        self.inflights.reset();
     }
 
     /// Whether the leader must hold back AppendEntries with entries.
@@ -113,12 +135,14 @@ impl Progress {
         match self.state {
             ProgressState::Probe => self.probe_sent,
             ProgressState::Replicate => self.inflights.full(),
+            ProgressState::Snapshot => true,
         }
     }
 
     /// Enters probe state: resend from just after the known match.
     pub fn become_probe(&mut self) {
         self.state = ProgressState::Probe;
+        self.snapshot_sent = false;
         self.next_index = self.match_index + 1;
         self.probe_sent = false;
         self.inflights.reset();
@@ -127,6 +151,7 @@ impl Progress {
     /// Enters replicate state: stream from just after the known match.
     pub fn become_replicate(&mut self) {
         self.state = ProgressState::Replicate;
+        self.snapshot_sent = false;
         self.next_index = self.match_index + 1;
         self.probe_sent = false;
         self.inflights.reset();
@@ -148,6 +173,7 @@ impl Progress {
     /// was sent.
     pub fn sent(&mut self, last: Option<LogIndex>) {
         match self.state {
+            ProgressState::Snapshot => {}
             ProgressState::Probe => self.probe_sent = true,
             ProgressState::Replicate => {
                 if let Some(last) = last {
@@ -163,6 +189,8 @@ impl Progress {
     /// (one that answers an older message and carries no news).
     pub fn maybe_decrease_to(&mut self, rejected: LogIndex, hint_next: LogIndex) -> bool {
         match self.state {
+            // Rejections of appends sent before the snapshot carry no news.
+            ProgressState::Snapshot => false,
             ProgressState::Replicate => {
                 if rejected <= self.match_index {
                     return false;

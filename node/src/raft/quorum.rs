@@ -96,6 +96,73 @@ impl MajorityConfig {
     }
 }
 
+/// A possibly joint configuration: `incoming` (C_new) and, during a change, `outgoing`
+/// (C_old). Every decision needs a majority of each non-empty half (Raft §6), as in
+/// etcd-raft's `quorum.JointConfig`. With an empty `outgoing` it is a plain majority.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct JointConfig {
+    incoming: MajorityConfig,
+    outgoing: MajorityConfig,
+}
+
+impl JointConfig {
+    /// A joint configuration; `outgoing` empty means not joint.
+    pub fn new(
+        incoming: impl IntoIterator<Item = NodeId>,
+        outgoing: impl IntoIterator<Item = NodeId>,
+    ) -> JointConfig {
+        JointConfig {
+            incoming: MajorityConfig::new(incoming),
+            outgoing: MajorityConfig::new(outgoing),
+        }
+    }
+
+    /// Whether `id` votes in either half.
+    pub fn contains(&self, id: NodeId) -> bool {
+        self.incoming.contains(id) || self.outgoing.contains(id)
+    }
+
+    /// Every voter of either half, ascending, without duplicates.
+    pub fn voters(&self) -> BTreeSet<NodeId> {
+        self.incoming.voters().chain(self.outgoing.voters()).collect()
+    }
+
+    /// True when `id` is the only voter (it decides alone).
+    pub fn is_only(&self, id: NodeId) -> bool {
+        let v = self.voters();
+        v.len() == 1 && v.contains(&id)
+    }
+
+    /// The largest index acknowledged by a majority of both halves (0 without voters).
+    pub fn committed_index(&self, acked: impl Fn(NodeId) -> LogIndex) -> LogIndex {
+        let a = self.incoming.committed_index(&acked);
+        if self.outgoing.is_empty() {
+            a
+        } else {
+            a.min(self.outgoing.committed_index(&acked))
+        }
+    }
+
+    /// Won when both halves won, Lost when either lost.
+    pub fn vote_result(&self, votes: &BTreeMap<NodeId, bool>) -> VoteResult {
+        let a = self.incoming.vote_result(votes);
+        if self.outgoing.is_empty() {
+            return a;
+        }
+        match (a, self.outgoing.vote_result(votes)) {
+            (VoteResult::Won, VoteResult::Won) => VoteResult::Won,
+            (VoteResult::Lost, _) | (_, VoteResult::Lost) => VoteResult::Lost,
+            _ => VoteResult::Pending,
+        }
+    }
+
+    /// Whether the active voters form a majority of both halves.
+    pub fn has_quorum(&self, active: impl Fn(NodeId) -> bool) -> bool {
+        self.incoming.has_quorum(&active)
+            && (self.outgoing.is_empty() || self.outgoing.has_quorum(&active))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,5 +189,22 @@ mod tests {
         assert_eq!(c.vote_result(&no), VoteResult::Lost);
         assert!(c.has_quorum(|v| v <= 3));
         assert!(!c.has_quorum(|v| v <= 2));
+    }
+
+    #[test]
+    fn joint_needs_both_majorities() {
+        let j = JointConfig::new([1, 2, 3], [3, 4, 5]);
+        let acked = BTreeMap::from([(1, 9), (2, 9), (3, 5), (4, 1), (5, 1)]);
+        assert_eq!(j.committed_index(|v| acked[&v]), 1);
+        let votes = BTreeMap::from([(1, true), (2, true)]);
+        assert_eq!(j.vote_result(&votes), VoteResult::Pending);
+        let votes = BTreeMap::from([(1, true), (2, true), (4, false), (5, false)]);
+        assert_eq!(j.vote_result(&votes), VoteResult::Lost);
+        let votes = BTreeMap::from([(1, true), (3, true), (4, true)]);
+        assert_eq!(j.vote_result(&votes), VoteResult::Won);
+        assert!(!j.has_quorum(|v| v <= 2));
+        assert!(j.has_quorum(|v| v <= 4));
+        assert!(JointConfig::new([7], []).is_only(7));
+        assert!(!JointConfig::new([7], [7, 8]).is_only(7));
     }
 }

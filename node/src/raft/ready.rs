@@ -1,7 +1,7 @@
 //! What the core hands to the runtime, and the errors of its request methods.
 
 use super::message::Message;
-use super::types::{Entry, HardState, LogIndex, NodeId, Term};
+use super::types::{Entry, HardState, LogIndex, NodeId, Snapshot, Term};
 use thiserror::Error;
 
 /// The role of a node in its current term.
@@ -46,6 +46,8 @@ pub struct ReadState {
 }
 
 /// Everything the runtime must do now, in this order:
+/// 0. if `snapshot` is Some (received from the leader): persist it, replacing the whole log,
+///    and replace the state machine by it;
 /// 1. persist `hard_state` (if Some) and `entries` (an entry whose index is <= the last
 ///    persisted index replaces that index and everything after it), and fsync once;
 /// 2. send `messages` (they may depend on step 1);
@@ -55,6 +57,8 @@ pub struct ReadState {
 /// then call [`Raft::advance`](super::Raft::advance) with this Ready.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Ready {
+    /// A snapshot from the leader that replaces the log and the state machine.
+    pub snapshot: Option<Snapshot>,
     /// New hard state to persist, if it changed.
     pub hard_state: Option<HardState>,
     /// Entries to persist.
@@ -74,6 +78,7 @@ impl Ready {
     /// True when there is nothing to do.
     pub fn is_empty(&self) -> bool {
         self.hard_state.is_none()
+            && self.snapshot.is_none()
             && self.entries.is_empty()
             && self.messages.is_empty()
             && self.committed.is_empty()
@@ -101,6 +106,8 @@ pub struct RaftStatus {
     pub last_index: LogIndex,
     /// Vote cast in `term`.
     pub voted_for: Option<NodeId>,
+    /// The last index covered by the local snapshot (0 without one).
+    pub snapshot_index: LogIndex,
 }
 
 /// Why a proposal was refused. A refused proposal certainly did not enter the log.
@@ -112,6 +119,35 @@ pub enum ProposeError {
         /// The leader this node knows of, if any.
         leader: Option<NodeId>,
     },
+    /// A membership change is already in progress (learners catching up, a joint
+    /// configuration, or an uncommitted configuration entry): one change at a time.
+    #[error("a membership change is already in progress")]
+    ChangeInProgress,
+    /// The leader has not committed an entry of its term yet, so it may not know the latest
+    /// configuration (pitfall 13). Retry shortly.
+    #[error("leader has not committed an entry of its term yet")]
+    LeaderNotReady,
+    /// The requested configuration has no voters.
+    #[error("a configuration needs at least one voter")]
+    NoVoters,
+}
+
+/// Why [`Raft::compact`](super::Raft::compact) refused a snapshot.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum CompactError {
+    /// The snapshot's index is not applied and persisted, or not after the current snapshot.
+    #[error("cannot compact to index {index}: applied {applied}, snapshot at {snapshot_index}")]
+    BadIndex {
+        /// The snapshot's index.
+        index: LogIndex,
+        /// The applied index.
+        applied: LogIndex,
+        /// The current snapshot index.
+        snapshot_index: LogIndex,
+    },
+    /// The snapshot's term or configuration does not match the log at its index.
+    #[error("snapshot metadata does not match the log at index {0}")]
+    Mismatch(LogIndex),
 }
 
 /// Why a read index request was refused at once.

@@ -388,7 +388,7 @@ impl RaftLoop {
     fn apply(&mut self, committed: &[crate::raft::Entry]) {
         for e in committed {
             let outcome = match &e.payload {
-                EntryPayload::Noop => {
+                EntryPayload::Noop | EntryPayload::Config(_) => {
                     self.kv.note_applied(e.index);
                     None
                 }

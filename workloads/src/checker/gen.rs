@@ -271,10 +271,12 @@ pub fn corrupt_read(events: &mut [Event], seed: u64) -> Option<(usize, Value)> {
         match c.map(|c| events[c].kind) {
             Some(EventType::Fail) if events[i].f == "write" => candidates.push(written(i)),
             _ if i > rc => candidates.push(written(i)),
-            Some(EventType::Ok) if events[i].f == "write" && c.is_some_and(|c| c < ri) => {
-                if barrier.is_none_or(|b| i > b) {
-                    barrier = Some(i);
-                }
+            Some(EventType::Ok)
+                if events[i].f == "write"
+                    && c.is_some_and(|c| c < ri)
+                    && barrier.is_none_or(|b| i > b) =>
+            {
+                barrier = Some(i);
             }
             _ => {}
         }

@@ -11,6 +11,7 @@
 //!
 //! A checker that cannot decide says [`Verdict::Unknown`], never [`Verdict::Valid`].
 
+mod fasthash;
 pub mod gen;
 pub mod register;
 pub mod set;

@@ -1,8 +1,8 @@
 //! Structural validation of a history, and the pairing of invocations with completions that
 //! every checker builds on.
 
+use super::fasthash::FastMap;
 use crate::history::{Event, EventType, HistoryError, Process};
-use std::collections::HashMap;
 
 /// One client operation: the positions (in the event slice) of its invocation and of its
 /// completion, if it completed.
@@ -30,11 +30,11 @@ pub fn validate(events: &[Event]) -> Result<(), HistoryError> {
 /// Validates (as [`validate`]) and pairs every client invocation with its completion; the
 /// result is in invocation order.
 pub(crate) fn pair(events: &[Event]) -> Result<Vec<Paired>, HistoryError> {
-    let mut ops: Vec<Paired> = Vec::new();
+    let mut ops: Vec<Paired> = Vec::with_capacity(events.len() / 2 + 1);
     // process -> index into `ops` of its open operation
-    let mut open: HashMap<u64, usize> = HashMap::new();
+    let mut open: FastMap<u64, usize> = FastMap::default();
     // process -> position of the `info` that retired it
-    let mut retired: HashMap<u64, usize> = HashMap::new();
+    let mut retired: FastMap<u64, usize> = FastMap::default();
     let mut last_time = 0u64;
     for (pos, e) in events.iter().enumerate() {
         if e.index != pos as u64 {

@@ -7,10 +7,11 @@ mod invariants;
 
 pub use invariants::Invariants;
 
-use super::{Config, Entry, HardState, Message, NodeId, Raft, ReadState, Role};
+use super::{Config, Entry, HardState, Message, NodeId, Raft, ReadState, Role, Snapshot};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 /// Bound on Ready rounds processed for one node in one flush (each round is finite; a
 /// correct core needs at most a few).
@@ -24,9 +25,12 @@ pub struct SimNode {
     pub raft: Option<Raft>,
     /// The hard state as persisted through Readies.
     pub disk_hs: HardState,
-    /// The log as persisted through Readies.
+    /// The log as persisted through Readies (the entries after `disk_snapshot`).
     pub disk_log: Vec<Entry>,
-    /// Entries applied since the last (re)start, in order.
+    /// The snapshot as persisted (taken locally by [`Sim::compact`] or received).
+    pub disk_snapshot: Option<Snapshot>,
+    /// The state machine: every entry applied, from index 1 (restored from the snapshot at
+    /// a restart, whose data is exactly this list).
     pub applied: Vec<Entry>,
     /// Read states delivered since the last (re)start.
     pub read_states: Vec<ReadState>,
@@ -61,6 +65,28 @@ impl Sim {
         Sim::with_states(seed, states, tweak)
     }
 
+    /// A cluster of nodes 1..=total of which only `initial` start as voters; the others
+    /// start with no configuration and wait to be added (`--join`).
+    pub fn with_members(
+        total: u64,
+        initial: &[NodeId],
+        seed: u64,
+        tweak: impl Fn(&mut Config),
+    ) -> Sim {
+        let initial: Vec<NodeId> = initial.to_vec();
+        let states = (1..=total)
+            .map(|_| (HardState::default(), Vec::new()))
+            .collect();
+        Sim::with_states(seed, states, |c| {
+            c.voters = if initial.contains(&c.id) {
+                initial.clone()
+            } else {
+                Vec::new()
+            };
+            tweak(c)
+        })
+    }
+
     /// A cluster whose node `i + 1` recovers `states[i]` (hard state, log) from its disk.
     pub fn with_states(
         seed: u64,
@@ -84,6 +110,7 @@ impl Sim {
                 raft: None,
                 disk_hs: hs,
                 disk_log: log,
+                disk_snapshot: None,
                 applied: Vec::new(),
                 read_states: Vec::new(),
                 failed_reads: Vec::new(),
@@ -166,14 +193,27 @@ impl Sim {
                 return;
             }
             let rd = raft.ready();
+            let mut installed = None;
+            if let Some(snap) = &rd.snapshot {
+                node.disk_snapshot = Some(snap.clone());
+                node.disk_log.clear();
+                node.applied = decode_state(snap);
+                installed = Some(node.applied.clone());
+            }
             if let Some(hs) = rd.hard_state {
                 node.disk_hs = hs;
             }
-            persist_entries(&mut node.disk_log, &rd.entries);
+            persist_entries(&mut node.disk_log, snap_index(&node.disk_snapshot), &rd.entries);
             node.applied.extend(rd.committed.iter().cloned());
             node.read_states.extend(rd.read_states.iter().copied());
             node.failed_reads.extend(rd.failed_reads.iter().copied());
             raft.advance(&rd);
+            if let Some(state) = installed {
+                self.inv.on_restart(id);
+                for e in &state {
+                    self.inv.on_apply(id, e);
+                }
+            }
             for e in &rd.committed {
                 self.inv.on_apply(id, e);
             }
@@ -265,10 +305,14 @@ impl Sim {
         if let Some(raft) = node.raft.as_mut() {
             if raft.has_ready() {
                 let rd = raft.ready();
+                if let Some(snap) = &rd.snapshot {
+                    node.disk_snapshot = Some(snap.clone());
+                    node.disk_log.clear();
+                }
                 if let Some(hs) = rd.hard_state {
                     node.disk_hs = hs;
                 }
-                persist_entries(&mut node.disk_log, &rd.entries);
+                persist_entries(&mut node.disk_log, snap_index(&node.disk_snapshot), &rd.entries);
             }
         }
         self.crash(id);
@@ -279,18 +323,48 @@ impl Sim {
         let seed = self.seed;
         let node = self.node_mut(id);
         node.starts += 1;
-        let raft = Raft::new(
+        let raft = Raft::restore(
             node.cfg.clone(),
             node.disk_hs,
+            node.disk_snapshot.clone(),
             node.disk_log.clone(),
             seed.wrapping_add(node.starts.wrapping_mul(7919)),
         );
         node.raft = Some(raft);
-        node.applied.clear();
+        node.applied = node.disk_snapshot.as_ref().map_or(Vec::new(), decode_state);
         node.read_states.clear();
         node.failed_reads.clear();
+        let state = node.applied.clone();
         self.inv.on_restart(id);
+        for e in &state {
+            self.inv.on_apply(id, e);
+        }
         self.flush(id);
+    }
+
+    /// Takes a snapshot of `id`'s state machine at its applied index, persists it and
+    /// compacts the log, as the runtime does. Returns whether the log was compacted.
+    pub fn compact(&mut self, id: NodeId) -> bool {
+        let node = self.node_mut(id);
+        let Some(raft) = node.raft.as_mut() else {
+            return false;
+        };
+        let index = raft.log().applied();
+        let Some(meta) = raft.snapshot_meta(index) else {
+            return false;
+        };
+        if index <= raft.log().snapshot_index() {
+            return false;
+        }
+        assert_eq!(node.applied.len() as u64, index, "state machine holds the applied prefix");
+        let snap = Snapshot {
+            meta,
+            data: Arc::new(bincode::serialize(&node.applied).expect("entries encode")),
+        };
+        raft.compact(snap.clone()).expect("compaction at the applied index");
+        node.disk_log.retain(|e| e.index > index);
+        node.disk_snapshot = Some(snap);
+        true
     }
 
     /// Cuts both directions between `id` and everyone else.
@@ -339,6 +413,34 @@ impl Sim {
         self.rng.gen_range(0..n.max(1))
     }
 
+    /// Ticks and delivers until a single leader among `members` is followed, in its term,
+    /// by every live node of `members`; returns it, or None after `max_rounds`.
+    pub fn wait_stable_leader_among(
+        &mut self,
+        members: &[NodeId],
+        max_rounds: usize,
+    ) -> Option<NodeId> {
+        for _ in 0..max_rounds {
+            self.tick_all();
+            self.deliver_all();
+            let leaders: Vec<_> = self
+                .leaders()
+                .into_iter()
+                .filter(|(l, _)| members.contains(l))
+                .collect();
+            if let [(l, term)] = leaders[..] {
+                let all_follow = members
+                    .iter()
+                    .filter_map(|&m| self.node(m).raft.as_ref())
+                    .all(|r| r.term() == term && r.leader() == Some(l));
+                if all_follow {
+                    return Some(l);
+                }
+            }
+        }
+        None
+    }
+
     /// Ticks and delivers until a single leader emerges whose term all live nodes share and
     /// that every live node follows; returns it, or None after `max_rounds`.
     pub fn wait_stable_leader(&mut self, max_rounds: usize) -> Option<NodeId> {
@@ -363,14 +465,24 @@ impl Sim {
 
 /// What a storage layer does with a Ready's entries: the first one replaces its index and
 /// everything after it.
-fn persist_entries(disk: &mut Vec<Entry>, entries: &[Entry]) {
+fn persist_entries(disk: &mut Vec<Entry>, offset: u64, entries: &[Entry]) {
     if let Some(first) = entries.first() {
-        disk.truncate(first.index.saturating_sub(1) as usize);
+        assert!(first.index > offset, "Ready entries below the snapshot");
+        disk.truncate((first.index - offset - 1) as usize);
         assert_eq!(
-            disk.len() as u64 + 1,
+            offset + disk.len() as u64 + 1,
             first.index,
             "Ready entries leave a gap on disk"
         );
         disk.extend_from_slice(entries);
     }
+}
+
+fn snap_index(s: &Option<Snapshot>) -> u64 {
+    s.as_ref().map_or(0, |s| s.meta.index)
+}
+
+/// The sim's state machine is the list of applied entries; a snapshot holds it encoded.
+fn decode_state(s: &Snapshot) -> Vec<Entry> {
+    bincode::deserialize(&s.data).expect("the sim encodes snapshots itself")
 }

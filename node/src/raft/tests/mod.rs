@@ -6,3 +6,5 @@ mod paper;
 mod random;
 mod reads;
 mod rules;
+mod membership;
+mod snapshot;

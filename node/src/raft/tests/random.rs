@@ -3,20 +3,28 @@
 //! liveness once the network heals.
 
 use crate::raft::sim::Sim;
-use crate::raft::{Bugs, NodeId};
+use crate::raft::{Bugs, NodeId, Role};
+use std::collections::BTreeSet;
 
 /// Steps per run.
 const STEPS: usize = 3000;
 
-/// One randomized run; `Err` names the step and the violated invariant.
-fn random_run(seed: u64, bugs: Bugs) -> Result<(), String> {
+/// One randomized run; `Err` names the step and the violated invariant. With `changes`,
+/// two more nodes exist that start outside the cluster, nodes compact their logs at random
+/// times (so that followers catch up through InstallSnapshot), and the leader is asked for
+/// random membership changes (adding, removing, removing itself).
+fn random_run(seed: u64, bugs: Bugs, changes: bool) -> Result<(), String> {
     let n: u64 = if seed.is_multiple_of(2) { 5 } else { 3 };
-    let mut sim = Sim::new(n, seed, |c| {
+    let total = if changes { n + 2 } else { n };
+    let initial: Vec<NodeId> = (1..=n).collect();
+    let mut sim = Sim::with_members(total, &initial, seed, |c| {
         c.bugs = bugs;
-        // Small bounds so that batching, pipelining and backtracking all happen.
+        // Small bounds so that batching, pipelining, backtracking and chunking all happen.
         c.max_entries_per_msg = 3;
         c.max_inflight_msgs = 4;
+        c.max_snapshot_chunk = 16;
     });
+    let n = total;
     let mut next_value = 0u32;
     for step in 0..STEPS {
         let roll = sim.rand(100);
@@ -109,9 +117,32 @@ fn random_run(seed: u64, bugs: Bugs) -> Result<(), String> {
                     sim.restart(id);
                 }
             }
+            93..=94 if changes => {
+                let id = sim.rand(n as usize) as NodeId + 1;
+                if sim.is_up(id) {
+                    sim.compact(id);
+                }
+            }
+            95 if changes => {
+                if let Some(&(leader, _)) = sim.leaders().first() {
+                    // 1..=total voters drawn at random: grows, shrinks, may drop the leader.
+                    let mut ids: Vec<NodeId> = sim.ids();
+                    let size = 1 + sim.rand(ids.len());
+                    let mut voters = BTreeSet::new();
+                    while voters.len() < size {
+                        let i = sim.rand(ids.len());
+                        voters.insert(ids.swap_remove(i));
+                    }
+                    let _ = sim.raft_mut(leader).propose_membership(voters, Vec::new());
+                    sim.flush(leader);
+                }
+            }
             _ => sim.tick_all(),
         }
         sim.check().map_err(|e| format!("step {step}: {e}"))?;
+    }
+    if changes {
+        return final_liveness_with_changes(&mut sim);
     }
     // Liveness: heal everything, restart everyone; a leader emerges and commits a proposal
     // on every node.
@@ -167,6 +198,83 @@ fn random_run(seed: u64, bugs: Bugs) -> Result<(), String> {
     ))
 }
 
+/// Liveness after random membership changes: once healed and restarted, some leader ends
+/// any change in progress, is followed by every voter of its (non-joint, committed)
+/// configuration, and gets a proposal applied on all of them.
+fn final_liveness_with_changes(sim: &mut Sim) -> Result<(), String> {
+    sim.heal();
+    for id in sim.ids() {
+        if !sim.is_up(id) {
+            sim.restart(id);
+        }
+    }
+    let mut stable = None;
+    for _ in 0..600 {
+        sim.tick_all();
+        sim.deliver_all();
+        sim.check().map_err(|e| format!("after healing: {e}"))?;
+        let leaders = sim.leaders();
+        if let [(l, term)] = leaders[..] {
+            let r = sim.raft(l);
+            let cfg = r.cluster_config().clone();
+            let settled = !cfg.is_joint()
+                && r.pending_change().is_none()
+                && r.log().config_index() <= r.log().committed();
+            let follow = cfg.voters.iter().all(|&v| {
+                let f = sim.raft(v);
+                f.term() == term && f.leader() == Some(l)
+            });
+            if settled && follow {
+                stable = Some((l, cfg.voters));
+                break;
+            }
+        }
+    }
+    let (leader, voters) = stable.ok_or_else(|| {
+        let roles: Vec<_> = sim
+            .ids()
+            .iter()
+            .map(|&i| {
+                let r = sim.raft(i);
+                (
+                    i,
+                    r.role(),
+                    r.term(),
+                    r.cluster_config().clone(),
+                    r.log().config_index(),
+                    r.log().committed(),
+                    r.log().last_index(),
+                )
+            })
+            .collect();
+        format!("no settled leader after healing: {roles:?}")
+    })?;
+    let (index, term) = sim
+        .raft_mut(leader)
+        .propose(b"final".to_vec())
+        .map_err(|e| format!("final proposal refused: {e}"))?;
+    sim.flush(leader);
+    for _ in 0..200 {
+        sim.tick_all();
+        sim.deliver_all();
+        sim.check().map_err(|e| format!("after healing: {e}"))?;
+        if sim.raft(leader).role() != Role::Leader {
+            return Err(format!("leader {leader} lost office after healing"));
+        }
+        let done = voters.iter().all(|&id| {
+            sim.applied(id)
+                .iter()
+                .any(|e| e.index == index && e.term == term)
+        });
+        if done {
+            return Ok(());
+        }
+    }
+    Err(format!(
+        "final proposal {index}@{term} not applied on every voter of {voters:?}"
+    ))
+}
+
 /// Seeds to run: 1000 by default; `RAFT_SIM_SEEDS=N` runs N (for longer soaks), and
 /// `RAFT_SIM_SEED=S` replays one seed.
 fn seeds() -> std::ops::Range<u64> {
@@ -181,8 +289,20 @@ fn seeds() -> std::ops::Range<u64> {
 #[test]
 fn randomized_faults_keep_raft_safe_and_live_over_1000_seeds() {
     for seed in seeds() {
-        if let Err(e) = random_run(seed, Bugs::default()) {
+        if let Err(e) = random_run(seed, Bugs::default(), false) {
             panic!("seed {seed}: {e}");
+        }
+    }
+}
+
+/// Issue 4: the same faults plus snapshots at random times and random membership changes
+/// (adding, removing, removing the leader); election safety is checked across every
+/// configuration (one leader per term, whoever the voters were).
+#[test]
+fn randomized_snapshots_and_membership_changes_keep_raft_safe_over_1000_seeds() {
+    for seed in seeds() {
+        if let Err(e) = random_run(seed, Bugs::default(), true) {
+            panic!("seed {seed} (changes): {e}; replay with RAFT_SIM_SEED={seed}");
         }
     }
 }
@@ -190,7 +310,7 @@ fn randomized_faults_keep_raft_safe_and_live_over_1000_seeds() {
 /// Proves the randomized test can fail: with a deliberate bug, some seed breaks an invariant.
 fn bug_is_caught(bugs: Bugs, seeds: u64) -> (u64, String) {
     for seed in 0..seeds {
-        if let Err(e) = random_run(seed, bugs) {
+        if let Err(e) = random_run(seed, bugs, false) {
             return (seed, e);
         }
     }

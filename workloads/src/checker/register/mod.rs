@@ -76,6 +76,29 @@ impl RegisterReport {
     }
 }
 
+/// Re-runs an invalid task's search without pruning (for at most a second) to get the
+/// longest prefix of the plain search, which ends at the operation a person would blame.
+fn natural_prefix(
+    prep: &prepare::Prepared,
+    task: &prepare::Task,
+    deadline: Instant,
+) -> Option<Vec<u32>> {
+    let until = (Instant::now() + std::time::Duration::from_secs(1)).min(deadline);
+    let mem = search::MemBudget::new(256 << 20);
+    let mut s = prep.search(task).without_pruning();
+    let out = s.run(
+        until,
+        until,
+        &std::sync::atomic::AtomicBool::new(false),
+        &mem,
+    );
+    s.finish(&mem);
+    match out {
+        Outcome::Invalid { prefix } => Some(prefix),
+        _ => None,
+    }
+}
+
 /// Checks a register history for linearizability, per read mode and key, within the budgets
 /// of `opts`. Validates the history first ([`super::validate`]); errors name the line.
 ///
@@ -87,7 +110,10 @@ pub fn check_register(
     opts: &CheckOptions,
 ) -> Result<RegisterReport, HistoryError> {
     let started = Instant::now();
-    let deadline = started + opts.timeout;
+    // A huge timeout means "no limit"; cap it rather than overflow.
+    let deadline = started
+        .checked_add(opts.timeout)
+        .unwrap_or(started + std::time::Duration::from_secs(1 << 32));
     let pairs = pair(events)?;
     let prep = prepare::prepare(events, &pairs)?;
     let tasks = prep.tasks();
@@ -116,6 +142,8 @@ pub fn check_register(
             )
         })
         .collect();
+    // Finding natural explanations gets at most 2 s in all.
+    let explain_until = (Instant::now() + std::time::Duration::from_secs(2)).min(deadline);
     for (task, fin) in tasks.iter().zip(results) {
         let mode = &mut read_modes
             .get_mut(&prep.modes[task.mode as usize])
@@ -123,6 +151,7 @@ pub fn check_register(
         let (valid, reason) = match fin.outcome {
             Outcome::Valid => (Verdict::Valid, None),
             Outcome::Invalid { prefix } => {
+                let prefix = natural_prefix(&prep, task, explain_until).unwrap_or(prefix);
                 mode.anomalies
                     .push(explain::explain(events, &prep, task, &prefix));
                 (Verdict::Invalid, None)

@@ -2,10 +2,11 @@
 //! cas plus that mode's reads, with register values interned to small integers.
 
 use super::search::{Ent, Kind, ROp, Search, Val, NULL};
+use crate::checker::fasthash::{FastMap, FastSet};
 use crate::checker::validate::Paired;
 use crate::history::{Event, EventType, HistoryError, Process};
 use serde_json::Value;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::BTreeSet;
 
 /// The read mode name given to reads without a `read_mode` field: they went through the
 /// node's default path, which is checked like any other mode, on its own.
@@ -13,16 +14,16 @@ pub const DEFAULT_MODE: &str = "default";
 
 /// Maps JSON values to dense ids; id 0 is `null` (the register's initial, absent value).
 pub(crate) struct Interner {
-    ints: HashMap<i64, Val>,
-    others: HashMap<String, Val>,
+    ints: FastMap<i64, Val>,
+    others: FastMap<String, Val>,
     pub(crate) values: Vec<Value>,
 }
 
 impl Interner {
     fn new() -> Self {
         Interner {
-            ints: HashMap::new(),
-            others: HashMap::new(),
+            ints: FastMap::default(),
+            others: FastMap::default(),
             values: vec![Value::Null],
         }
     }
@@ -120,7 +121,7 @@ fn int_pair(v: &Value) -> Option<(&Value, &Value)> {
 /// operation the register model cannot read.
 pub(crate) fn prepare(events: &[Event], pairs: &[Paired]) -> Result<Prepared, HistoryError> {
     let mut values = Interner::new();
-    let mut key_ids: HashMap<&str, u32> = HashMap::new();
+    let mut key_ids: FastMap<&str, u32> = FastMap::default();
     let mut keys: Vec<String> = Vec::new();
     let mut modes: BTreeSet<&str> = BTreeSet::new();
     let mut stats = HistoryStats::default();
@@ -134,7 +135,7 @@ pub(crate) fn prepare(events: &[Event], pairs: &[Paired]) -> Result<Prepared, Hi
         modes.insert(DEFAULT_MODE);
     }
     let modes: Vec<String> = modes.into_iter().map(String::from).collect();
-    let mode_id: HashMap<&str, u32> = modes
+    let mode_id: FastMap<&str, u32> = modes
         .iter()
         .enumerate()
         .map(|(i, m)| (m.as_str(), i as u32))
@@ -231,7 +232,7 @@ impl Prepared {
         let mut tasks = Vec::new();
         for mode in 0..self.modes.len() as u32 {
             for (key, ids) in by_key.iter().enumerate() {
-                let mut observed: HashSet<Val> = HashSet::new();
+                let mut observed: FastSet<Val> = FastSet::default();
                 for &i in ids {
                     let op = &self.ops[i as usize];
                     match op.kind {
@@ -270,7 +271,7 @@ impl Prepared {
 
     /// The search for a task.
     pub(crate) fn search(&self, task: &Task) -> Search {
-        let mut observed: HashSet<Val> = HashSet::new();
+        let mut observed: FastSet<Val> = FastSet::default();
         for &i in &task.ops {
             let op = &self.ops[i as usize];
             if matches!(op.kind, Kind::Read | Kind::Cas) {
@@ -278,7 +279,8 @@ impl Prepared {
             }
         }
         // Dense per-task value ids keep the search's per-value tables small.
-        let mut local: HashMap<Val, Val> = HashMap::from([(NULL, NULL)]);
+        let mut local: FastMap<Val, Val> = FastMap::default();
+        local.insert(NULL, NULL);
         let mut lid = |v: Val| {
             let n = local.len() as Val;
             *local.entry(v).or_insert(n)
@@ -291,7 +293,11 @@ impl Prepared {
             rops.push(ROp {
                 kind: op.kind,
                 a: lid(op.a),
-                b: if op.kind == Kind::Cas { lid(op.b) } else { NULL },
+                b: if op.kind == Kind::Cas {
+                    lid(op.b)
+                } else {
+                    NULL
+                },
                 required,
                 absorbable: required && op.kind == Kind::Write && !observed.contains(&op.a),
             });

@@ -91,11 +91,17 @@ pub(crate) fn race(
             r[i] = Some(finished);
         }
     };
-    std::thread::scope(|s| {
-        for _ in 0..threads.max(1).min(n.max(1)) {
-            s.spawn(worker);
-        }
-    });
+    let workers = threads.max(1).min(n.max(1));
+    if workers == 1 {
+        // One worker: no thread to spawn (small histories are checked in microseconds).
+        worker();
+    } else {
+        std::thread::scope(|s| {
+            for _ in 0..workers {
+                s.spawn(worker);
+            }
+        });
+    }
     let results = results.into_inner().unwrap_or_else(|p| p.into_inner());
     results
         .into_iter()

@@ -11,6 +11,14 @@
 //! after their call, or never, so the search succeeds once every *completed* operation is
 //! linearized.
 //!
+//! Three shortcuts, each of which keeps the verdict exact (tests compare against the plain
+//! definition): a read that could go now and agrees with the state goes at once, without
+//! trying alternatives; a completed write that nobody reads is never tried on its own but
+//! placed just before the next write (or at the latest moment, or at the end); and a value
+//! that only one operation produces is not overwritten while a completed read or cas still
+//! has to observe it. Together they make histories with 50 concurrent clients on one key
+//! (where the plain search runs out of memory) take milliseconds.
+//!
 //! The search is resumable: [`Search::run`] works until a time-slice ends and can be called
 //! again, so many keys can be raced on a few threads.
 
@@ -131,6 +139,8 @@ pub(crate) struct Search {
     fresh: bool,
     /// Completed operations not yet linearized.
     required_left: usize,
+    /// Apply the unique-source pruning (off only to find a more natural explanation).
+    prune: bool,
     /// Per value: is exactly one thing ever the source of it (one op writing it, or for
     /// `null` no op at all: the initial state)?
     unique_source: Vec<bool>,
@@ -213,6 +223,7 @@ impl Search {
             required_left,
             unique_source,
             pending_obs,
+            prune: true,
             cache: Cache::default(),
             best: Vec::new(),
             common: 0,
@@ -225,6 +236,15 @@ impl Search {
     /// Pairs in the visited cache.
     pub(crate) fn cache_len(&self) -> usize {
         self.cache.len()
+    }
+
+    /// Turns off the pruning that refuses to change a value some completed read or cas still
+    /// has to observe when nothing else can produce it. The verdict is the same either way;
+    /// without it the search is slower but its longest prefix stops at the operation that
+    /// is actually inconsistent (a read) rather than at the write that would hide a value.
+    pub(crate) fn without_pruning(mut self) -> Self {
+        self.prune = false;
+        self
     }
 
     fn set_bit(&mut self, op: u32) {
@@ -308,7 +328,7 @@ impl Search {
                 return Outcome::Valid;
             }
             tick = tick.wrapping_add(1);
-            if tick % 1024 == 0 {
+            if tick.is_multiple_of(1024) {
                 if cancel.load(Ordering::Relaxed) {
                     return Outcome::GaveUp(super::race::CANCELLED.into());
                 }
@@ -384,7 +404,7 @@ impl Search {
             return false;
         };
         let consumes = op.required && matches!(op.kind, Kind::Read | Kind::Cas);
-        if ns != self.state && self.unique_source[self.state as usize] {
+        if self.prune && ns != self.state && self.unique_source[self.state as usize] {
             // The current value can never come back: whoever still has to observe it must
             // do so before it changes.
             let waiting = self.pending_obs[self.state as usize] - u32::from(consumes);
@@ -483,9 +503,7 @@ impl Search {
 
     /// Undoes the last choice; returns its call entry.
     fn undo(&mut self) -> Option<u32> {
-        let Some((e, prev_state, lin_before)) = self.stack.pop() else {
-            return None;
-        };
+        let (e, prev_state, lin_before) = self.stack.pop()?;
         let lin_before = lin_before as usize;
         // `lin` ends with the absorbed writes then `e`: undo in reverse order of lifting.
         let chosen = self.lin.pop();
@@ -606,7 +624,7 @@ mod tests {
             (4, Some(5), r(1)),
         ]);
         match run(s) {
-            Outcome::Invalid { prefix } => assert_eq!(prefix, vec![0, 1]),
+            Outcome::Invalid { prefix } => assert_eq!(prefix, vec![0]),
             other => panic!("{other:?}"),
         }
     }
@@ -668,7 +686,7 @@ mod tests {
             (4, Some(5), r(1)),
         ]);
         match run(s) {
-            Outcome::Invalid { prefix } => assert_eq!(prefix, vec![0, 1]),
+            Outcome::Invalid { prefix } => assert_eq!(prefix, vec![0]),
             other => panic!("{other:?}"),
         }
     }

@@ -154,3 +154,191 @@ fn tiny_memory_budget_is_unknown_never_valid() {
     let r = check_register(&ev, &opts).unwrap();
     assert_eq!(r.valid, Verdict::Unknown, "seed 8");
 }
+
+/// The search's shortcuts (greedy reads, absorbed unread writes, unique-source pruning) must
+/// never change a verdict: compare with the search without pruning on small random histories,
+/// both untouched and with one read's value replaced by a random value of the history (which
+/// may or may not be linearizable).
+#[test]
+fn pruning_never_changes_a_verdict() {
+    use crate::checker::gen::{generate, GenConfig};
+    use rand::{Rng, SeedableRng};
+    use std::sync::atomic::AtomicBool;
+    use std::time::{Duration, Instant};
+    let mut disagreements = Vec::new();
+    for seed in 0..300u64 {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut ev = generate(&GenConfig {
+            ops: 30 + (seed % 40) as usize,
+            keys: 1,
+            concurrency: 2 + (seed % 6) as usize,
+            info_rate: 0.1,
+            fail_rate: 0.1,
+            read_modes: Vec::new(),
+            seed,
+        });
+        if seed % 2 == 1 {
+            let reads: Vec<usize> = (0..ev.len())
+                .filter(|&i| ev[i].f == "read" && ev[i].kind == EventType::Ok)
+                .collect();
+            let vals: Vec<Value> = ev
+                .iter()
+                .filter(|e| e.f == "write")
+                .map(|e| e.value.clone())
+                .chain([Value::Null])
+                .collect();
+            if !reads.is_empty() {
+                let r = reads[rng.gen_range(0..reads.len())];
+                ev[r].value = vals[rng.gen_range(0..vals.len())].clone();
+            }
+        }
+        let pairs = crate::checker::validate::pair(&ev).unwrap();
+        let prep = prepare::prepare(&ev, &pairs).unwrap();
+        for task in prep.tasks() {
+            let far = Instant::now() + Duration::from_secs(20);
+            let mem = search::MemBudget::new(1 << 30);
+            let no = AtomicBool::new(false);
+            let a = prep.search(&task).run(far, far, &no, &mem);
+            let b = prep
+                .search(&task)
+                .without_pruning()
+                .run(far, far, &no, &mem);
+            let verdict = |o: &Outcome| match o {
+                Outcome::Valid => Verdict::Valid,
+                Outcome::Invalid { .. } => Verdict::Invalid,
+                _ => Verdict::Unknown,
+            };
+            if verdict(&a) != verdict(&b) || verdict(&a) == Verdict::Unknown {
+                disagreements.push(format!("seed {seed}: {a:?} vs {b:?}"));
+            }
+        }
+    }
+    assert!(disagreements.is_empty(), "{}", disagreements.join("\n"));
+}
+
+/// Definitional checker for tiny sub-histories: is there an order of all completed ops and
+/// some indeterminate ones that respects real time and the register? Memoized over
+/// (linearized set, state).
+fn reference(ops: &[(usize, usize, search::ROp)]) -> bool {
+    use std::collections::HashSet;
+    fn go(
+        ops: &[(usize, usize, search::ROp)],
+        done: u32,
+        state: search::Val,
+        seen: &mut HashSet<(u32, search::Val)>,
+    ) -> bool {
+        if (0..ops.len()).all(|i| done & (1 << i) != 0 || !ops[i].2.required) {
+            return true;
+        }
+        if !seen.insert((done, state)) {
+            return false;
+        }
+        for i in 0..ops.len() {
+            if done & (1 << i) != 0 {
+                continue;
+            }
+            // every op that returned before i was called must already be placed
+            let minimal =
+                (0..ops.len()).all(|j| done & (1 << j) != 0 || j == i || ops[j].1 >= ops[i].0);
+            if !minimal {
+                continue;
+            }
+            if let Some(ns) = search::step(state, &ops[i].2) {
+                if go(ops, done | (1 << i), ns, seen) {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+    go(ops, 0, search::NULL, &mut HashSet::new())
+}
+
+/// The search (with all its shortcuts) agrees with the definitional checker on tiny random
+/// histories, untouched or with one read's value replaced by a random value.
+#[test]
+fn search_agrees_with_definition_on_tiny_histories() {
+    use crate::checker::gen::{generate, GenConfig};
+    use rand::{Rng, SeedableRng};
+    let mut bad = Vec::new();
+    let (mut valid, mut invalid) = (0, 0);
+    for seed in 0..600u64 {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut ev = generate(&GenConfig {
+            ops: 6 + (seed % 10) as usize,
+            keys: 1,
+            concurrency: 2 + (seed % 4) as usize,
+            info_rate: 0.2,
+            fail_rate: 0.1,
+            read_modes: Vec::new(),
+            seed,
+        });
+        let reads: Vec<usize> = (0..ev.len())
+            .filter(|&i| ev[i].f == "read" && ev[i].kind == EventType::Ok)
+            .collect();
+        if seed % 3 != 0 && !reads.is_empty() {
+            let r = reads[rng.gen_range(0..reads.len())];
+            let v = rng.gen_range(0..6i64);
+            ev[r].value = if v == 0 { Value::Null } else { json!(v) };
+        }
+        // small values so that values repeat: rewrite writes/cas to values 1..5
+        for e in ev.iter_mut() {
+            if seed % 2 == 0 {
+                break;
+            }
+            match e.f.as_str() {
+                "write" => e.value = json!(e.value.as_i64().unwrap_or(0) % 5 + 1),
+                "cas" => {
+                    let a = e.value[0].as_i64().map(|x| x % 5 + 1);
+                    let b = e.value[1].as_i64().unwrap_or(0) % 5 + 1;
+                    e.value = json!([a, b]);
+                }
+                _ => {}
+            }
+        }
+        let report = check(&ev);
+        let pairs = crate::checker::validate::pair(&ev).unwrap();
+        let prep = prepare::prepare(&ev, &pairs).unwrap();
+        let task_ops: Vec<(usize, usize, search::ROp)> = prep
+            .ops
+            .iter()
+            .map(|o| {
+                let required = o.end == prepare::End::Ok;
+                let ret = if required {
+                    o.pair.complete.unwrap_or(usize::MAX)
+                } else {
+                    usize::MAX
+                };
+                (
+                    o.pair.invoke,
+                    ret,
+                    search::ROp {
+                        kind: o.kind,
+                        a: o.a,
+                        b: o.b,
+                        required,
+                        absorbable: false,
+                    },
+                )
+            })
+            .collect();
+        let want = if reference(&task_ops) {
+            valid += 1;
+            Verdict::Valid
+        } else {
+            invalid += 1;
+            Verdict::Invalid
+        };
+        if report.valid != want {
+            bad.push(format!(
+                "seed {seed}: search {:?}, definition {want:?}",
+                report.valid
+            ));
+        }
+    }
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+    assert!(
+        valid > 50 && invalid > 50,
+        "{valid} valid, {invalid} invalid: too one-sided"
+    );
+}

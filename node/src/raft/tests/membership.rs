@@ -1,0 +1,168 @@
+//! Joint-consensus membership changes (issue 4): learners catch up first, C_old,new then
+//! C_new are appended, one change at a time, a removed leader steps down, and removed or
+//! not-yet-added nodes never campaign.
+
+use crate::raft::sim::Sim;
+use crate::raft::{NodeId, ProposeError, Role};
+use std::collections::BTreeSet;
+
+fn set(ids: &[NodeId]) -> BTreeSet<NodeId> {
+    ids.iter().copied().collect()
+}
+
+/// Runs until every node in `members` has `voters` as its non-joint, committed
+/// configuration; panics after `rounds`.
+fn run_until_config(sim: &mut Sim, members: &[NodeId], voters: &BTreeSet<NodeId>, rounds: usize) {
+    for _ in 0..rounds {
+        sim.run(1);
+        sim.check().unwrap_or_else(|e| panic!("seed {}: {e}", sim.seed));
+        let done = members.iter().all(|&id| {
+            let r = sim.raft(id);
+            let c = r.cluster_config();
+            !c.is_joint()
+                && &c.voters == voters
+                && r.log().committed() >= r.log().config_index()
+        });
+        if done {
+            return;
+        }
+    }
+    panic!("seed {}: configuration {voters:?} not reached", sim.seed);
+}
+
+#[test]
+fn grow_three_to_five_then_remove_the_leader() {
+    for seed in 0..20u64 {
+        let mut sim = Sim::with_members(5, &[1, 2, 3], seed, |_| {});
+        let mut leader = None;
+        for _ in 0..300 {
+            sim.run(1);
+            if let [(l, _)] = sim.leaders()[..] {
+                leader = Some(l);
+                break;
+            }
+        }
+        let leader = leader.unwrap_or_else(|| panic!("seed {seed}: no leader"));
+        assert!(leader <= 3, "seed {seed}: a joining node never campaigns");
+        for i in 0..10u32 {
+            sim.raft_mut(leader).propose(i.to_be_bytes().to_vec()).unwrap();
+        }
+        sim.flush(leader);
+        sim.run(3);
+        let all = set(&[1, 2, 3, 4, 5]);
+        sim.raft_mut(leader)
+            .propose_membership(all.clone(), b"ctx".to_vec())
+            .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        sim.flush(leader);
+        assert_eq!(
+            sim.raft_mut(leader)
+                .propose_membership(set(&[1, 2]), Vec::new()),
+            Err(ProposeError::ChangeInProgress),
+            "seed {seed}: one change at a time"
+        );
+        run_until_config(&mut sim, &[1, 2, 3, 4, 5], &all, 300);
+        assert_eq!(sim.raft(4).cluster_config().context, b"ctx".to_vec());
+        // Remove the leader (and one more node).
+        let leader = sim.wait_stable_leader(300).expect("leader");
+        let mut keep: Vec<NodeId> = (1..=5).filter(|&i| i != leader).collect();
+        let gone = keep.remove(0);
+        let keep_set = set(&keep);
+        sim.raft_mut(leader)
+            .propose_membership(keep_set.clone(), Vec::new())
+            .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        sim.flush(leader);
+        run_until_config(&mut sim, &keep, &keep_set, 300);
+        assert_ne!(
+            sim.raft(leader).role(),
+            Role::Leader,
+            "seed {seed}: removed leader stepped down"
+        );
+        let new_leader = (0..300)
+            .find_map(|_| {
+                sim.run(1);
+                sim.leaders()
+                    .into_iter()
+                    .find(|(l, _)| keep_set.contains(l))
+                    .map(|(l, _)| l)
+            })
+            .unwrap_or_else(|| panic!("seed {seed}: no leader among {keep:?}"));
+        // Removed nodes take no part in elections any more: they never campaign and the
+        // members' term stays put.
+        let term = sim.raft(new_leader).term();
+        for _ in 0..200 {
+            sim.run(1);
+            sim.check().unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+            for i in [leader, gone] {
+                let role = sim.raft(i).role();
+                assert!(
+                    role == Role::Follower,
+                    "seed {seed}: removed node {i} is {role:?}"
+                );
+            }
+        }
+        for &i in &keep {
+            assert_eq!(sim.raft(i).term(), term, "seed {seed}: node {i}");
+        }
+        assert_eq!(sim.leaders().len(), 1, "seed {seed}");
+        let l = sim.leaders()[0].0;
+        assert!(keep_set.contains(&l), "seed {seed}: leader {l} (was {new_leader})");
+        sim.raft_mut(l).propose(b"after".to_vec()).unwrap();
+        sim.flush(l);
+        sim.run(5);
+        for &i in &keep {
+            assert_eq!(sim.applied(i), sim.applied(l), "seed {seed}: node {i}");
+        }
+    }
+}
+
+#[test]
+fn change_is_refused_before_the_leader_commits_in_its_term_and_elsewhere() {
+    let seed = 3;
+    let mut sim = Sim::new(3, seed, |_| {});
+    let leader = sim.wait_stable_leader(300).expect("leader");
+    let follower = (1..=3).find(|&i| i != leader).unwrap();
+    assert!(matches!(
+        sim.raft_mut(follower).propose_membership(set(&[1, 2]), Vec::new()),
+        Err(ProposeError::NotLeader { .. })
+    ));
+    assert_eq!(
+        sim.raft_mut(leader).propose_membership(BTreeSet::new(), Vec::new()),
+        Err(ProposeError::NoVoters)
+    );
+    // Shrinking to a single node works and that node then decides alone.
+    sim.raft_mut(leader)
+        .propose_membership(set(&[leader]), Vec::new())
+        .unwrap();
+    sim.flush(leader);
+    run_until_config(&mut sim, &[leader], &set(&[leader]), 100);
+    sim.isolate(leader);
+    let (idx, _) = sim.raft_mut(leader).propose(b"alone".to_vec()).unwrap();
+    sim.flush(leader);
+    sim.run(30);
+    assert_eq!(sim.raft(leader).role(), Role::Leader, "seed {seed}");
+    assert!(sim.applied(leader).iter().any(|e| e.index == idx), "seed {seed}");
+}
+
+#[test]
+fn learner_far_behind_catches_up_through_a_snapshot() {
+    let seed = 5;
+    let mut sim = Sim::with_members(4, &[1, 2, 3], seed, |c| c.max_snapshot_chunk = 100);
+    let leader = sim.wait_stable_leader_among(&[1, 2, 3], 300).expect("leader");
+    for i in 0..50u32 {
+        sim.raft_mut(leader).propose(i.to_be_bytes().to_vec()).unwrap();
+        sim.flush(leader);
+        sim.deliver_all();
+    }
+    for id in 1..=3 {
+        sim.compact(id);
+    }
+    let all = set(&[1, 2, 3, 4]);
+    sim.raft_mut(leader)
+        .propose_membership(all.clone(), Vec::new())
+        .unwrap();
+    sim.flush(leader);
+    run_until_config(&mut sim, &[1, 2, 3, 4], &all, 300);
+    assert!(sim.raft(4).log().snapshot_index() > 0, "seed {seed}: via snapshot");
+    sim.run(5);
+    assert_eq!(sim.applied(4), sim.applied(leader), "seed {seed}");
+}
