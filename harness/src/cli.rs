@@ -122,4 +122,7 @@ pub struct TestArgs {
     /// Don't write charts and HTML (faster; results.json is still written).
     #[arg(long)]
     pub no_report: bool,
+    /// No progress lines (the verdict line is still printed).
+    #[arg(long)]
+    pub quiet: bool,
 }

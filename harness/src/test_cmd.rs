@@ -235,18 +235,51 @@ fn write_json(path: &Path, value: &serde_json::Value) -> anyhow::Result<()> {
     crate::report::index::write_atomic(path, &bytes)
 }
 
-/// What the harness did around the workload, for test.json.
+/// Where a run lives.
 struct RunDirs {
     run_dir: PathBuf,
 }
 
+/// What one run of `harness test` found.
+#[derive(Clone, Debug)]
+pub struct RunOutcome {
+    /// The exit code of this run (0 valid, 1 invalid, 2 unknown, 255 harness failure).
+    pub code: u8,
+    /// The run directory (`results/<test>/<timestamp>`).
+    pub run_dir: PathBuf,
+    /// The seed used.
+    pub seed: u64,
+    /// `results.json` as written (`Null` if the run failed before checking).
+    pub results: serde_json::Value,
+    /// The reproduce command.
+    pub command_line: String,
+    /// Wall-clock time of the whole run.
+    pub elapsed: Duration,
+}
+
 /// One run with a fresh cluster; returns the exit code of its verdict.
 async fn run_one(plan: &Plan, seed: u64) -> anyhow::Result<u8> {
+    Ok(run_test(plan, seed).await?.code)
+}
+
+/// Runs one test with a fresh cluster and returns what it found. An error means the harness
+/// could not even create the run directory; a cluster that fails to start is an outcome with
+/// code 255.
+pub async fn run_test(plan: &Plan, seed: u64) -> anyhow::Result<RunOutcome> {
+    let started = Instant::now();
     let args = &plan.args;
     let results_dir = &args.results_dir;
     let run_dir = crate::run_dir::create(results_dir, &plan.test_name)?;
     let dirs = RunDirs {
         run_dir: run_dir.clone(),
+    };
+    let mut outcome = RunOutcome {
+        code: exit::HARNESS_FAILED,
+        run_dir: run_dir.clone(),
+        seed,
+        results: serde_json::Value::Null,
+        command_line: command_line(args, seed),
+        elapsed: Duration::ZERO,
     };
     eprintln!("harness: test {} seed {seed}", plan.test_name);
     eprintln!("harness: run directory {}", run_dir.display());
@@ -294,7 +327,8 @@ async fn run_one(plan: &Plan, seed: u64) -> anyhow::Result<u8> {
         Ok(c) => c,
         Err(e) => {
             eprintln!("harness: could not start the cluster: {e:#}");
-            return Ok(exit::HARNESS_FAILED);
+            outcome.elapsed = started.elapsed();
+            return Ok(outcome);
         }
     };
     test_json["node_command_lines"] = json!(cluster
@@ -304,18 +338,22 @@ async fn run_one(plan: &Plan, seed: u64) -> anyhow::Result<u8> {
         .collect::<Vec<_>>());
     write_json(&run_dir.join("test.json"), &test_json)?;
 
-    let outcome = drive(plan, seed, &cluster, &recorder).await;
+    let driven = drive(plan, seed, &cluster, &recorder).await;
     // Whatever happened, stop every node and keep the history.
     cluster.shutdown().await;
     let _ = recorder.flush();
-    if let Err(e) = outcome {
+    if let Err(e) = driven {
         eprintln!("harness: {e:#}; node logs under {}", run_dir.join("nodes").display());
-        return Ok(exit::HARNESS_FAILED);
+        outcome.elapsed = started.elapsed();
+        return Ok(outcome);
     }
 
     let events = recorder.events();
-    let code = check_and_report(plan, seed, &dirs, &events)?;
-    Ok(code)
+    let (code, results) = check_and_report(plan, seed, &dirs, &events)?;
+    outcome.code = code;
+    outcome.results = results;
+    outcome.elapsed = started.elapsed();
+    Ok(outcome)
 }
 
 /// Waits for a leader, runs the workload and the nemesis, heals, final reads.
@@ -384,7 +422,7 @@ async fn drive(plan: &Plan, seed: u64, cluster: &Cluster, recorder: &Recorder) -
         .map_err(anyhow::Error::msg)?;
         run_nemesis(planner, cluster, recorder, deadline, stop.clone(), args.nemesis_interval)
     };
-    let progress = progress_task(recorder.clone(), time_limit, stop.clone());
+    let progress = progress_task(recorder.clone(), time_limit, stop.clone(), args.quiet);
     let workload = driver::run_workload(&config, &nodes, recorder, deadline.into(), stop.clone());
     let (w, n) = tokio::join!(workload, nemesis_task);
     progress.abort();
@@ -471,13 +509,14 @@ fn progress_task(
     recorder: Recorder,
     time_limit: Duration,
     stop: CancellationToken,
+    quiet: bool,
 ) -> tokio::task::JoinHandle<()> {
     let tty = std::io::stderr().is_terminal();
     let every = if tty { Duration::from_secs(1) } else { Duration::from_secs(5) };
     tokio::spawn(async move {
         let start = Instant::now();
         // Bounded by the time limit plus slack; aborted by the caller at the end.
-        while start.elapsed() < time_limit + Duration::from_secs(30) && !stop.is_cancelled() {
+        while !quiet && start.elapsed() < time_limit + Duration::from_secs(30) && !stop.is_cancelled() {
             tokio::time::sleep(every).await;
             let c = recorder.counts();
             let faults: Vec<String> = recorder.open_faults().keys().cloned().collect();
@@ -501,7 +540,7 @@ fn check_and_report(
     seed: u64,
     dirs: &RunDirs,
     events: &[workloads::history::Event],
-) -> anyhow::Result<u8> {
+) -> anyhow::Result<(u8, serde_json::Value)> {
     let args = &plan.args;
     let run_dir = &dirs.run_dir;
     let opts = CheckOptions {
@@ -590,11 +629,12 @@ fn check_and_report(
         );
     }
     println!("  report: {}", run_dir.join("index.html").display());
-    Ok(match verdict {
+    let code = match verdict {
         Verdict::Valid => exit::VALID,
         Verdict::Invalid => exit::INVALID,
         Verdict::Unknown => exit::UNKNOWN,
-    })
+    };
+    Ok((code, results))
 }
 
 fn verdict_label(v: &serde_json::Value) -> &'static str {
