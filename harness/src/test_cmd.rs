@@ -147,6 +147,33 @@ fn check_writable(dir: &Path) -> std::io::Result<()> {
     std::fs::remove_file(&probe)
 }
 
+static INTERRUPT: std::sync::OnceLock<CancellationToken> = std::sync::OnceLock::new();
+
+/// Cancelled on the first SIGINT/SIGTERM: runs stop issuing operations, heal, stop their
+/// nodes and write what they have.
+pub fn interrupt_token() -> CancellationToken {
+    INTERRUPT.get_or_init(CancellationToken::new).clone()
+}
+
+/// Registers SIGINT and SIGTERM handlers on `rt` (registered before this returns, so no
+/// signal between here and the cluster's start can bypass them). The first signal cancels
+/// [`interrupt_token`]; a second kills every node at once and exits 130.
+pub fn install_interrupt_handler(rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let _guard = rt.enter();
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    rt.spawn(async move {
+        tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
+        eprintln!("harness: interrupted; healing and stopping (again to abort at once)");
+        interrupt_token().cancel();
+        tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
+        nemesis::process::kill_registered_children();
+        std::process::exit(130);
+    });
+    Ok(())
+}
+
 /// Runs `harness test` (all `--test-count` runs); returns the exit code.
 pub fn run(args: &TestArgs) -> u8 {
     let plan = match plan(args) {
@@ -163,9 +190,16 @@ pub fn run(args: &TestArgs) -> u8 {
             return exit::HARNESS_FAILED;
         }
     };
+    if let Err(e) = install_interrupt_handler(&rt) {
+        eprintln!("harness test: {e:#}");
+        return exit::HARNESS_FAILED;
+    }
     let mut code = exit::VALID;
     let mut rng = rand::thread_rng();
     for i in 0..plan.args.test_count {
+        if interrupt_token().is_cancelled() {
+            break;
+        }
         // With --test-count, the first run uses --seed and the next ones seed + i, so each is
         // reproducible on its own.
         let seed = match plan.args.seed {
@@ -338,6 +372,11 @@ pub async fn run_test(plan: &Plan, seed: u64) -> anyhow::Result<RunOutcome> {
         .collect::<Vec<_>>());
     write_json(&run_dir.join("test.json"), &test_json)?;
 
+    // Test hook: proves a panic mid-run leaves no node behind (harness/tests/no_orphans.rs).
+    if std::env::var_os("HARNESS_TEST_PANIC_AFTER_START").is_some() {
+        let _ = cluster.wait_for_leader(Duration::from_secs(20)).await;
+        panic!("HARNESS_TEST_PANIC_AFTER_START is set: panicking with the cluster running");
+    }
     let driven = drive(plan, seed, &cluster, &recorder).await;
     // Whatever happened, stop every node and keep the history.
     cluster.shutdown().await;
@@ -364,22 +403,7 @@ async fn drive(plan: &Plan, seed: u64, cluster: &Cluster, recorder: &Recorder) -
         .await
         .context("the cluster did not elect a leader")?;
 
-    let stop = CancellationToken::new();
-    // Ctrl-C: stop issuing operations, heal and shut down in order; a second Ctrl-C kills
-    // the nodes at once (the supervisor's registry) and exits.
-    {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("harness: interrupted; healing and stopping (Ctrl-C again to abort)");
-                stop.cancel();
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    nemesis::process::kill_registered_children();
-                    std::process::exit(130);
-                }
-            }
-        });
-    }
+    let stop = interrupt_token().child_token();
 
     let time_limit = Duration::from_secs_f64(args.time_limit);
     let deadline = Instant::now() + time_limit;
