@@ -1,5 +1,5 @@
 //! `harness check HISTORY.jsonl... [--model register|set] [--json] [--check-timeout SECS]`:
-//! checks recorded histories (`shared/spec/history.md`) and prints one verdict per file.
+//! checks recorded histories (`docs/spec/history.md`) and prints one verdict per file.
 //!
 //! Output: one line per file, `FILE: valid|INVALID|unknown (stats)`, followed for an invalid
 //! or unknown file by the explanation (indented); with `--json`, one JSON object per file per

@@ -1,4 +1,4 @@
-//! Exit codes (Jepsen's convention; `shared/spec/cli.md`).
+//! Exit codes (Jepsen's convention; `docs/spec/cli.md`).
 
 /// The history is valid.
 pub const VALID: u8 = 0;

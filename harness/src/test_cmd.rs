@@ -1,6 +1,6 @@
 //! `harness test`: start a cluster, run a workload under the nemesis schedule, heal, final
 //! reads, stop, check the history, write `results.json` and the report; exit with the
-//! verdict's code (see `shared/spec/cli.md`).
+//! verdict's code (see `docs/spec/cli.md`).
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};

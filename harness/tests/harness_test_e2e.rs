@@ -2,7 +2,7 @@
 //!
 //! What this test does: a short register test under partitions with all four linearizable
 //! read paths exits 0 and leaves every file of the results layout, with a history that follows
-//! the format (checked by `shared/tools/validate-history`); a set test under kill faults loses
+//! the format (checked by `tools/validate-history`); a set test under kill faults loses
 //! nothing; bad options exit 254/255 with a one-line error naming the problem.
 
 use std::path::{Path, PathBuf};
@@ -13,7 +13,7 @@ fn harness() -> Command {
 }
 
 fn shared() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
 fn latest(results: &Path) -> PathBuf {

@@ -122,7 +122,7 @@ fn run_generated(c: &Case) {
 }
 
 fn run_corpus() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/histories/knossos");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/histories/knossos");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .expect("knossos corpus directory")
         .filter_map(|e| e.ok().map(|e| e.path()))

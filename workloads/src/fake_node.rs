@@ -170,7 +170,10 @@ fn needs_leader(op: &Operation) -> bool {
     match op {
         Operation::Get { mode, .. } => !matches!(mode, Some(ReadMode::Follower | ReadMode::Stale)),
         Operation::Put { .. } | Operation::Cas { .. } | Operation::Add { .. } => true,
-        Operation::Status | Operation::Clock { .. } => false,
+        Operation::Status
+        | Operation::Clock { .. }
+        | Operation::Members
+        | Operation::ChangeMembership { .. } => false,
     }
 }
 
@@ -220,6 +223,9 @@ fn apply(store: &SharedStore, op: &Operation) -> Result<Reply, ErrorReply> {
                 Value::Int(_) => Err(invalid("add to a register")),
             }
         }
-        Operation::Status | Operation::Clock { .. } => Err(invalid("not supported by the fake")),
+        Operation::Status
+        | Operation::Clock { .. }
+        | Operation::Members
+        | Operation::ChangeMembership { .. } => Err(invalid("not supported by the fake")),
     }
 }

@@ -1,4 +1,4 @@
-//! The history format of `shared/spec/history.md`: one JSON object per line, one line per
+//! The history format of `docs/spec/history.md`: one JSON object per line, one line per
 //! event, in the order the harness observed the events.
 
 use serde::{Deserialize, Serialize};

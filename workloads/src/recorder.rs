@@ -2,7 +2,7 @@
 //!
 //! One lock orders everything: an event's `index` and `time` are assigned and the line is
 //! written to the buffered file under the same lock, so the file order is the index order and
-//! `time` never decreases (see `shared/spec/history.md`). The buffer is flushed at least every
+//! `time` never decreases (see `docs/spec/history.md`). The buffer is flushed at least every
 //! [`FLUSH_INTERVAL`] by a background thread, on [`Recorder::flush`], and when the last clone
 //! of the recorder is dropped, so a killed harness keeps (almost) everything it saw.
 

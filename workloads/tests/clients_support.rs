@@ -55,14 +55,10 @@ pub fn seed(default: u64) -> u64 {
     s
 }
 
-/// Runs `shared/tools/validate-history` on `history`; panics with its output on failure.
+/// Runs `tools/validate-history` (the format checker of `docs/spec/history.md`) on
+/// `history`; panics with its output on failure.
 pub fn validate(history: &std::path::Path, min_ops: u64) -> String {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let mut tool = manifest.join("../../shared/tools/validate-history");
-    if !tool.exists() {
-        // When built from a copy of the workspace, fall back to the shared tree.
-        tool = PathBuf::from("/work/shared/tools/validate-history");
-    }
+    let tool = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tools/validate-history");
     let out = Command::new("python3")
         .arg(&tool)
         .arg(history)

@@ -1,5 +1,5 @@
 //! The checker must agree with every expected verdict of the Knossos corpus
-//! (`shared/histories/knossos/manifest.tsv`); a missing file fails the test.
+//! (`testdata/histories/knossos/manifest.tsv`); a missing file fails the test.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -7,7 +7,7 @@ use workloads::checker::{check_register, CheckOptions, Verdict};
 use workloads::history::read_events;
 
 fn corpus_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/histories/knossos")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/histories/knossos")
 }
 
 #[test]

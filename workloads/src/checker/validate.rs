@@ -14,7 +14,7 @@ pub(crate) struct Paired {
     pub complete: Option<usize>,
 }
 
-/// Checks that `events` form a well-formed history (`shared/spec/history.md`):
+/// Checks that `events` form a well-formed history (`docs/spec/history.md`):
 /// - `index` is 0, 1, 2, … (the event's position);
 /// - `time` never decreases;
 /// - every completion (`ok`, `fail`, `info`) of a client process matches that process's open

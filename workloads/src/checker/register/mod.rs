@@ -1,7 +1,7 @@
 //! Linearizability of the register model (read, write, cas on independent keys), per key and
 //! per read mode.
 //!
-//! Semantics (`shared/spec/history.md`): every key is a register that starts absent (`null`);
+//! Semantics (`docs/spec/history.md`): every key is a register that starts absent (`null`);
 //! a read returning `null` saw no value; `cas [expected, new]` succeeds only if the register
 //! holds `expected` (which may be `null`). `fail` operations are dropped; operations that end
 //! `info` or never end may take effect at any time after their invocation, or never; reads
