@@ -65,6 +65,14 @@ pub struct Args {
     /// Seed of the randomized election timeouts (default: from the id and the time).
     #[arg(long)]
     seed: Option<u64>,
+    /// Snapshot the state machine and compact the log every this many applied entries
+    /// (0: never).
+    #[arg(long, default_value_t = 10_000)]
+    snapshot_entries: u64,
+    /// Start outside the cluster and wait for the leader to add this node (a membership
+    /// change); --peers then only says how to reach the existing nodes.
+    #[arg(long)]
+    join: bool,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -158,6 +166,8 @@ where
         peer_listen: args.peer_listen,
         client_listen: args.client_listen,
         peers: args.peers,
+        join: args.join,
+        snapshot_entries: args.snapshot_entries,
         client_addrs: args.client_addrs,
         data_dir: args.data_dir,
         tick_ms: args.tick_ms,

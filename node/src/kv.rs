@@ -56,6 +56,9 @@ pub enum KvError {
     /// The bytes are not an encoded [`Command`].
     #[error("cannot decode command ({len} bytes): {reason}")]
     Decode { len: usize, reason: String },
+    /// The bytes are not a snapshot of a store, or one of another index than expected.
+    #[error("cannot restore the store from a snapshot ({len} bytes): {reason}")]
+    Snapshot { len: usize, reason: String },
 }
 
 /// The bincode configuration of commands: fixed-width integers, and a limit so that a
@@ -211,6 +214,28 @@ impl KvStore {
             },
         );
         outcome.into()
+    }
+
+    /// The store's state as snapshot bytes (bincode); [`KvStore::from_snapshot`] reverses it.
+    pub fn to_snapshot(&self) -> Vec<u8> {
+        bincode::serialize(self).expect("a store always encodes")
+    }
+
+    /// A store restored from [`KvStore::to_snapshot`] bytes, which must describe the state
+    /// after applying exactly `index`.
+    pub fn from_snapshot(bytes: &[u8], index: LogIndex) -> Result<KvStore, KvError> {
+        let err = |reason: String| KvError::Snapshot {
+            len: bytes.len(),
+            reason,
+        };
+        let kv: KvStore = bincode::deserialize(bytes).map_err(|e| err(e.to_string()))?;
+        if kv.applied != index {
+            return Err(err(format!(
+                "it holds applied index {} but the snapshot is at {index}",
+                kv.applied
+            )));
+        }
+        Ok(kv)
     }
 
     /// Records that the entry at `index` was applied without a command (a no-op entry, or a

@@ -130,6 +130,49 @@ pub enum Operation {
         offset_ms: Option<f64>,
         rate: Option<f64>,
     },
+    /// Admin, to the leader: move the cluster to `voters` by joint consensus. New voters
+    /// first catch up as learners. `addrs` names how to reach every member of the new
+    /// configuration (and new ones before they are voters); it travels in the config entries
+    /// so every node learns it. Answered with [`Reply::Members`] once the new configuration
+    /// is committed; refused (definite) while another change is in progress.
+    ChangeMembership {
+        voters: Vec<NodeId>,
+        addrs: Vec<MemberAddrs>,
+    },
+    /// Admin: the configuration this node has in effect.
+    Members,
+}
+
+/// How the nodes of the cluster reach one member. (Lists rather than maps keyed by node
+/// id: JSON object keys are strings, which the tagged request enum cannot turn into ids.)
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberAddrs {
+    /// The member.
+    pub id: NodeId,
+    /// The member's peer address, used by nodes not listed in `peer_via`.
+    pub peer: String,
+    /// The member's client address (for "not leader" hints).
+    pub client: String,
+    /// Per node: the address that node must use to reach this member (for instance the
+    /// nemesis proxy for that directed pair).
+    #[serde(default)]
+    pub peer_via: Vec<(NodeId, String)>,
+}
+
+/// A node's configuration, as answered to [`Operation::Members`] and
+/// [`Operation::ChangeMembership`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Members {
+    /// The voters (C_new while joint).
+    pub voters: Vec<NodeId>,
+    /// The previous voters while a joint configuration is in effect; empty otherwise.
+    pub outgoing: Vec<NodeId>,
+    /// The log index of the configuration entry (0: the initial configuration).
+    pub config_index: u64,
+    /// Whether this node knows that entry committed.
+    pub committed: bool,
+    /// The snapshot index of this node's log (0 without one).
+    pub snapshot_index: u64,
 }
 
 /// The value stored at a key.
@@ -166,6 +209,7 @@ pub enum Reply {
     },
     Status(Status),
     Clock(ClockState),
+    Members(Members),
 }
 
 /// A node's view of itself, for the harness and for people.
@@ -262,6 +306,20 @@ mod tests {
                 expected: None,
                 new: 3,
                 write_id: WriteId { client: 1, seq: 2 },
+            },
+        };
+        let s = serde_json::to_string(&r).unwrap();
+        assert_eq!(serde_json::from_str::<Request>(&s).unwrap(), r);
+        let r = Request {
+            id: 8,
+            op: Operation::ChangeMembership {
+                voters: vec![1, 4],
+                addrs: vec![MemberAddrs {
+                    id: 4,
+                    peer: "127.0.0.1:1".into(),
+                    client: "127.0.0.1:2".into(),
+                    peer_via: vec![(1, "127.0.0.1:3".into())],
+                }],
             },
         };
         let s = serde_json::to_string(&r).unwrap();

@@ -141,7 +141,9 @@ impl Config {
                 min: self.election_ticks_min,
             });
         }
-        if self.max_inflight_msgs == 0 || self.max_entries_per_msg == 0 || self.max_snapshot_chunk == 0
+        if self.max_inflight_msgs == 0
+            || self.max_entries_per_msg == 0
+            || self.max_snapshot_chunk == 0
         {
             return Err(ConfigError::ZeroBound);
         }

@@ -19,6 +19,9 @@ use tracing::{debug, error, info, warn};
 
 /// At most this many committed entries are handed out in one Ready, to bound memory.
 const MAX_COMMITTED_PER_READY: usize = 4096;
+/// A snapshot being received may not grow beyond this many bytes (memory bound against a
+/// misbehaving peer).
+const MAX_SNAPSHOT_BYTES: usize = 1 << 30;
 /// At most this many heartbeat rounds are remembered for lease accounting.
 const MAX_TRACKED_ROUNDS: usize = 1024;
 
@@ -40,7 +43,15 @@ struct PendingChange {
     context: Vec<u8>,
     /// The learners count as caught up once they hold everything committed at request time.
     catch_up_to: LogIndex,
+    /// The tick at which the change was accepted; it is abandoned after
+    /// [`LEARNER_CATCH_UP_TIMEOUTS`] maximum election timeouts.
+    started: u64,
 }
+
+/// A membership change whose learners have not caught up within this many maximum election
+/// timeouts is abandoned (the learner is probably down), so that the cluster does not refuse
+/// every later change.
+const LEARNER_CATCH_UP_TIMEOUTS: u64 = 20;
 
 /// One Raft node's protocol state. Deterministic: the same construction, seed and sequence of
 /// calls always produce the same outputs.
@@ -270,6 +281,16 @@ impl Raft {
     fn tick_leader(&mut self) {
         self.heartbeat_elapsed += 1;
         self.election_elapsed += 1;
+        let limit = LEARNER_CATCH_UP_TIMEOUTS * u64::from(self.cfg.election_ticks_max);
+        if self
+            .pending_change
+            .as_ref()
+            .is_some_and(|p| self.now.saturating_sub(p.started) > limit)
+        {
+            warn!("learners did not catch up in time; membership change abandoned");
+            self.pending_change = None;
+            self.prune_progress();
+        }
         if self.election_elapsed >= self.cfg.election_ticks_min {
             self.election_elapsed = 0;
             if self.cfg.check_quorum {
@@ -397,6 +418,7 @@ impl Raft {
             voters,
             context,
             catch_up_to: self.log.committed(),
+            started: self.now,
         });
         for l in learners {
             self.send_append(l, true);
@@ -476,10 +498,10 @@ impl Raft {
     /// the set of followers it replicates to.
     fn refresh_config(&mut self) {
         let cfg = self.log.config();
-        let want = JointConfig::new(cfg.voters.iter().copied(), cfg.outgoing.iter().copied());
-        if want == self.quorum {
+        if self.quorum.is(&cfg.voters, &cfg.outgoing) {
             return;
         }
+        let want = JointConfig::new(cfg.voters.iter().copied(), cfg.outgoing.iter().copied());
         info!(voters = ?cfg.voters, outgoing = ?cfg.outgoing, "configuration changed");
         self.quorum = want;
         if self.role == Role::Leader {
@@ -509,14 +531,16 @@ impl Raft {
         if ci > committed && ci > self.log.snapshot_index() {
             keep.extend(self.log.config_at(ci - 1).all_voters());
         }
-        let gone: Vec<(NodeId, LogIndex)> = self
+        let gone: Vec<(NodeId, LogIndex, bool)> = self
             .progress
             .iter()
             .filter(|(id, _)| !keep.contains(id))
-            .map(|(&id, p)| (id, p.match_index))
+            .map(|(&id, p)| (id, p.match_index, p.recent_active))
             .collect();
-        for (id, matched) in gone {
-            if ci > committed || matched >= ci {
+        for (id, matched, active) in gone {
+            // A removed node that went quiet is dropped too (if it comes back and
+            // campaigns, the vote-request path tells it the commit index).
+            if ci > committed || matched >= ci || !active {
                 if ci <= committed {
                     // A last word: the removal is committed.
                     self.send(
@@ -819,7 +843,12 @@ impl Raft {
         self.role = Role::Leader;
         self.leader = Some(self.cfg.id);
         let next = self.log.last_index() + 1;
-        for v in self.quorum.voters().into_iter().filter(|&v| v != self.cfg.id) {
+        for v in self
+            .quorum
+            .voters()
+            .into_iter()
+            .filter(|&v| v != self.cfg.id)
+        {
             self.progress
                 .insert(v, Progress::new(next, self.cfg.max_inflight_msgs));
         }
@@ -856,6 +885,30 @@ impl Raft {
                 "dropping message not meant for this node"
             );
             return;
+        }
+        if let MessageBody::RequestVote {
+            last_index,
+            last_term,
+            ..
+        } = &m.body
+        {
+            if self.role == Role::Leader
+                && !self.quorum.contains(m.from)
+                && !self.progress.contains_key(&m.from)
+                && self.log.term(*last_index) == Some(*last_term)
+            {
+                // A node outside the configuration campaigns: it missed that the entry
+                // removing it committed. Its log matches ours up to its last entry (log
+                // matching), so it may learn our commit index up to there; that ends its
+                // campaign for good. Its vote request itself is ignored.
+                debug!(
+                    from = m.from,
+                    "removed node campaigns; telling it the commit index"
+                );
+                let commit = self.log.committed().min(*last_index);
+                self.send(m.from, MessageBody::Heartbeat { commit, round: 0 });
+                return;
+            }
         }
         if m.term > self.term {
             match &m.body {
@@ -1017,13 +1070,18 @@ impl Raft {
         let Some((_, buf)) = self.incoming_snapshot.as_mut() else {
             return;
         };
+        if buf.len().saturating_add(data.len()) > MAX_SNAPSHOT_BYTES {
+            error!(
+                from,
+                index, "snapshot larger than {MAX_SNAPSHOT_BYTES} bytes; dropped"
+            );
+            self.incoming_snapshot = None;
+            return;
+        }
         buf.extend_from_slice(&data);
         let next_offset = buf.len() as u64;
         if !done {
-            self.send(
-                from,
-                MessageBody::SnapshotResponse { index, next_offset },
-            );
+            self.send(from, MessageBody::SnapshotResponse { index, next_offset });
             return;
         }
         let Some((meta, buf)) = self.incoming_snapshot.take() else {
@@ -1428,4 +1486,3 @@ fn append_ok(index: LogIndex) -> MessageBody {
         hint_index: 0,
     }
 }
-

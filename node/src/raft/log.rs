@@ -314,8 +314,10 @@ impl RaftLog {
     pub fn restore(&mut self, meta: &SnapshotMeta) {
         // A Ready built before this call must not mark anything of the old log persisted.
         let old_first = self.first_index();
-        self.truncated_since_ready =
-            Some(self.truncated_since_ready.map_or(old_first, |t| t.min(old_first)));
+        self.truncated_since_ready = Some(
+            self.truncated_since_ready
+                .map_or(old_first, |t| t.min(old_first)),
+        );
         self.entries.clear();
         self.configs.clear();
         self.offset = meta.index;
@@ -498,6 +500,57 @@ mod tests {
             Err(AppendError::ConflictWithCommitted { index: 2, .. })
         ));
         assert!(log.append_after(0, &ents(&[1], 5), false).is_err());
+    }
+
+    #[test]
+    fn config_takes_effect_when_appended_and_reverts_on_truncation() {
+        let base = ClusterConfig::simple([1, 2, 3]);
+        let (mut log, _) = RaftLog::recover_from(None, base.clone(), ents(&[1], 1), 1);
+        let joint = ClusterConfig {
+            voters: [1, 2, 3, 4].into_iter().collect(),
+            outgoing: [1, 2, 3].into_iter().collect(),
+            context: Vec::new(),
+        };
+        let e = Entry {
+            term: 1,
+            index: 2,
+            payload: EntryPayload::Config(joint.clone()),
+        };
+        log.append_after(1, &[e], false).unwrap();
+        assert_eq!(
+            log.config(),
+            &joint,
+            "in effect once in the log, uncommitted"
+        );
+        assert_eq!(log.config_index(), 2);
+        log.append_after(1, &ents(&[2], 2), false).unwrap();
+        assert_eq!(log.config(), &base, "reverted with the truncated entry");
+        assert_eq!(log.config_index(), 0);
+    }
+
+    #[test]
+    fn compaction_keeps_term_and_config_of_the_snapshot_index() {
+        let c = ClusterConfig::simple([1, 2]);
+        let (mut log, _) = RaftLog::recover(ents(&[1, 1, 2], 1), 3);
+        let e = Entry {
+            term: 2,
+            index: 4,
+            payload: EntryPayload::Config(c.clone()),
+        };
+        log.append_after(3, &[e], false).unwrap();
+        let _ = log.take_unstable();
+        log.stable_to(4, 2);
+        log.commit_to(4);
+        log.applied_to(4);
+        assert!(!log.compact_to(5), "not applied");
+        assert!(log.compact_to(4));
+        assert_eq!((log.first_index(), log.last_index()), (5, 4));
+        assert_eq!(log.term(4), Some(2));
+        assert_eq!(log.term(3), None);
+        assert_eq!(log.config(), &c);
+        assert!(log.slice(1, 4).is_empty());
+        assert_eq!(log.push(3, EntryPayload::Noop), 5);
+        assert_eq!(log.entry(5).map(|e| e.term), Some(3));
     }
 
     #[test]

@@ -5,11 +5,15 @@
 //! - [`types`]: log entries, hard state, ids.
 //! - [`config`]: [`Config`] and the deliberate [`Bugs`].
 //! - [`message`]: the wire messages between nodes.
-//! - [`log`]: the in-memory log with persistence and apply cursors.
+//! - [`log`]: the in-memory log with persistence and apply cursors, compaction behind a
+//!   snapshot, and the configuration entries it holds (a configuration is in effect as soon
+//!   as it is in the log, and reverts if truncated away).
 //! - [`progress`]: the leader's per-follower replication state (probe / replicate).
-//! - [`quorum`]: majority arithmetic.
+//! - [`quorum`]: majority arithmetic, joint (two-majority) configurations.
 //! - [`ready`]: what the core hands out ([`Ready`]) and its errors.
-//! - `core`: the [`Raft`] state machine itself.
+//! - `core`: the [`Raft`] state machine itself, including InstallSnapshot (chunked, one chunk
+//!   in flight, no appends meanwhile) and joint-consensus membership changes
+//!   ([`Raft::propose_membership`]: learners catch up, then C_old,new, then C_new).
 
 pub mod config;
 mod core;

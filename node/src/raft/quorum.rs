@@ -122,9 +122,17 @@ impl JointConfig {
         self.incoming.contains(id) || self.outgoing.contains(id)
     }
 
+    /// Whether this is the configuration with these halves (without allocating).
+    pub fn is(&self, incoming: &BTreeSet<NodeId>, outgoing: &BTreeSet<NodeId>) -> bool {
+        self.incoming.voters == *incoming && self.outgoing.voters == *outgoing
+    }
+
     /// Every voter of either half, ascending, without duplicates.
     pub fn voters(&self) -> BTreeSet<NodeId> {
-        self.incoming.voters().chain(self.outgoing.voters()).collect()
+        self.incoming
+            .voters()
+            .chain(self.outgoing.voters())
+            .collect()
     }
 
     /// True when `id` is the only voter (it decides alone).

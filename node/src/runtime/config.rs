@@ -15,8 +15,16 @@ pub struct NodeConfig {
     pub peer_listen: String,
     /// Where this node accepts client and admin requests.
     pub client_listen: String,
-    /// How this node reaches each other voter's peer port (possibly through a nemesis proxy).
+    /// How this node reaches each other node's peer port (possibly through a nemesis
+    /// proxy). Without `join` these nodes and this one are the initial voters; addresses in
+    /// configuration entries (membership changes) override these.
     pub peers: BTreeMap<NodeId, String>,
+    /// Start with no configuration and wait for a leader to add this node (`--join`);
+    /// `peers` then only says how to reach the existing nodes.
+    pub join: bool,
+    /// Take a snapshot and compact the log once this many entries were applied since the
+    /// last one (0: never).
+    pub snapshot_entries: u64,
     /// Each node's client address, so "not leader" replies can name where the leader is.
     pub client_addrs: BTreeMap<NodeId, String>,
     pub data_dir: PathBuf,

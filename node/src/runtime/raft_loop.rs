@@ -2,7 +2,7 @@
 //! key-value store, and does, in order, what the core's `Ready` asks: persist (one fsync for
 //! the whole batch: group commit), send, apply, answer clients.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,9 +12,12 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::Clock;
 use crate::kv::{Command, KvStore, Outcome};
-use crate::protocol::{ErrorKind, ErrorReply, Operation, ReadMode, Reply, Status};
+use crate::protocol::{
+    ErrorKind, ErrorReply, MemberAddrs, Members, Operation, ReadMode, Reply, Status,
+};
 use crate::raft::{
-    Config as RaftConfig, EntryPayload, LogIndex, Message, NodeId, Raft, Role, Term,
+    Config as RaftConfig, EntryPayload, LogIndex, Message, NodeId, ProposeError, Raft, Role,
+    Snapshot, Term,
 };
 use crate::storage::{Storage, StorageOptions};
 
@@ -71,34 +74,46 @@ pub fn start(
         "recovered from storage"
     );
 
-    let mut voters: Vec<NodeId> = config.peers.keys().copied().collect();
-    voters.push(config.id);
-    voters.sort_unstable();
-    voters.dedup();
+    let mut voters: Vec<NodeId> = Vec::new();
+    if !config.join {
+        voters = config.peers.keys().copied().collect();
+        voters.push(config.id);
+        voters.sort_unstable();
+        voters.dedup();
+    }
     let mut rc = RaftConfig::new(config.id, voters);
     rc.heartbeat_ticks = config.heartbeat_ticks;
     rc.election_ticks_min = config.election_ticks_min;
     rc.election_ticks_max = config.election_ticks_max;
     rc.bugs = config.bugs;
     rc.max_clock_drift = config.max_clock_drift;
-    let raft = Raft::new(rc, recovered.hard_state, recovered.entries, config.seed);
-
-    let mut peers = HashMap::new();
-    for (&id, addr) in &config.peers {
-        if id != config.id {
-            peers.insert(id, peer_net::spawn_sender(&rt, config.id, id, addr.clone()));
-        }
-    }
+    let kv = match &recovered.snapshot {
+        Some(s) => KvStore::from_snapshot(&s.data, s.meta.index)
+            .with_context(|| format!("loading the snapshot at index {}", s.meta.index))?,
+        None => KvStore::new(),
+    };
+    let raft = Raft::restore(
+        rc,
+        recovered.hard_state,
+        recovered.snapshot,
+        recovered.entries,
+        config.seed,
+    );
 
     let (tx, rx) = std_mpsc::channel();
     let span = tracing::Span::current();
     let mut state = RaftLoop {
         raft,
         storage,
-        kv: KvStore::new(),
+        kv,
         clock,
+        client_addrs: config.client_addrs.clone(),
         config,
-        peers,
+        rt,
+        peers: HashMap::new(),
+        peer_addrs: BTreeMap::new(),
+        seen_config: None,
+        pending_change: None,
         pending_writes: BTreeMap::new(),
         pending_read_index: HashMap::new(),
         waiting_apply: BTreeMap::new(),
@@ -108,6 +123,16 @@ pub fn start(
         last_role: Role::Follower,
         last_sweep: Instant::now(),
     };
+    let initial: Vec<(NodeId, String)> = state
+        .config
+        .peers
+        .iter()
+        .map(|(&id, a)| (id, a.clone()))
+        .collect();
+    for (id, addr) in initial {
+        state.set_peer_addr(id, addr);
+    }
+    state.learn_config_addrs();
     let thread = std::thread::Builder::new()
         .name("raft".into())
         .spawn(move || {
@@ -136,7 +161,16 @@ struct RaftLoop {
     kv: KvStore,
     clock: Arc<Clock>,
     config: Arc<NodeConfig>,
+    rt: tokio::runtime::Handle,
     peers: HashMap<NodeId, mpsc::Sender<Message>>,
+    /// The address each peer sender uses (from the command line, then config entries).
+    peer_addrs: BTreeMap<NodeId, String>,
+    /// Each node's client address, for "not leader" hints.
+    client_addrs: BTreeMap<NodeId, String>,
+    /// The (voters, outgoing, context) whose addresses were last learned.
+    seen_config: Option<(BTreeSet<NodeId>, BTreeSet<NodeId>, Vec<u8>)>,
+    /// The admin request waiting for its membership change to complete.
+    pending_change: Option<(BTreeSet<NodeId>, oneshot::Sender<ClientResult>)>,
     pending_writes: BTreeMap<LogIndex, PendingWrite>,
     pending_read_index: HashMap<u64, PendingRead>,
     waiting_apply: BTreeMap<LogIndex, Vec<PendingRead>>,
@@ -186,6 +220,8 @@ impl RaftLoop {
                 Err(std_mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
             }
             self.process_ready()?;
+            self.learn_config_addrs();
+            self.check_membership_change();
             self.note_role_change();
             if self.last_sweep.elapsed() > Duration::from_millis(100) {
                 self.sweep_abandoned();
@@ -220,7 +256,7 @@ impl RaftLoop {
 
     fn not_leader(&self) -> ErrorReply {
         let leader = self.raft.leader().filter(|&l| l != self.config.id);
-        let addr = leader.and_then(|l| self.config.client_addrs.get(&l).cloned());
+        let addr = leader.and_then(|l| self.client_addrs.get(&l).cloned());
         ErrorReply::not_leader(leader, addr)
     }
 
@@ -259,6 +295,13 @@ impl RaftLoop {
                 let mode = mode.unwrap_or(self.config.default_read_mode);
                 return self.handle_read(key, mode, reply);
             }
+            Operation::Members => {
+                let _ = reply.send(Ok(Reply::Members(self.members())));
+                return;
+            }
+            Operation::ChangeMembership { voters, addrs } => {
+                return self.change_membership(voters, addrs, reply);
+            }
             Operation::Status | Operation::Clock { .. } => {
                 let _ = reply.send(Err(ErrorReply {
                     kind: ErrorKind::Invalid,
@@ -269,6 +312,146 @@ impl RaftLoop {
             }
         };
         self.propose(cmd, reply);
+    }
+
+    fn members(&self) -> Members {
+        let c = self.raft.cluster_config();
+        let index = self.raft.log().config_index();
+        Members {
+            voters: c.voters.iter().copied().collect(),
+            outgoing: c.outgoing.iter().copied().collect(),
+            config_index: index,
+            committed: index <= self.raft.log().committed(),
+            snapshot_index: self.raft.log().snapshot_index(),
+        }
+    }
+
+    fn change_membership(
+        &mut self,
+        voters: Vec<NodeId>,
+        addrs: Vec<MemberAddrs>,
+        reply: oneshot::Sender<ClientResult>,
+    ) {
+        let refuse = |message: String| ErrorReply {
+            kind: ErrorKind::Invalid,
+            definite: true,
+            message,
+        };
+        let voters: BTreeSet<NodeId> = voters.into_iter().collect();
+        if let Some(v) = voters.iter().find(|&&v| {
+            v != self.config.id
+                && !addrs.iter().any(|a| a.id == v)
+                && !self.peer_addrs.contains_key(&v)
+        }) {
+            let _ = reply.send(Err(refuse(format!("no address given for n{v}"))));
+            return;
+        }
+        if self.pending_change.is_some() {
+            let _ = reply.send(Err(refuse(
+                "a membership change is already in progress".into(),
+            )));
+            return;
+        }
+        let context = match serde_json::to_vec(&addrs) {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = reply.send(Err(refuse(format!("cannot encode addresses: {e}"))));
+                return;
+            }
+        };
+        match self.raft.propose_membership(voters.clone(), context) {
+            Ok(()) => {
+                // The learners must be reachable before the config entries name them.
+                self.learn_addrs(&addrs);
+                tracing::info!(?voters, "membership change started");
+                self.pending_change = Some((voters, reply));
+            }
+            Err(ProposeError::NotLeader { .. }) => {
+                let _ = reply.send(Err(self.not_leader()));
+            }
+            Err(e) => {
+                let _ = reply.send(Err(refuse(format!("membership change refused: {e}"))));
+            }
+        }
+    }
+
+    /// Answers the pending membership change once its final configuration is committed
+    /// (or fails it when this node lost leadership first).
+    fn check_membership_change(&mut self) {
+        let Some((voters, _)) = &self.pending_change else {
+            return;
+        };
+        let c = self.raft.cluster_config();
+        let done = !c.is_joint()
+            && &c.voters == voters
+            && self.raft.log().config_index() <= self.raft.log().committed()
+            && self.raft.pending_change().is_none();
+        if done {
+            let (_, reply) = self.pending_change.take().expect("checked");
+            tracing::info!(voters = ?c.voters, "membership change committed");
+            let _ = reply.send(Ok(Reply::Members(self.members())));
+        } else if self.raft.role() == Role::Leader
+            && self.raft.pending_change().is_none()
+            && !c.is_joint()
+            && self.raft.log().config_index() <= self.raft.log().committed()
+        {
+            // Neither done nor under way: the core abandoned it (learners did not catch up).
+            let (_, reply) = self.pending_change.take().expect("checked");
+            let _ = reply.send(Err(ErrorReply {
+                kind: ErrorKind::Unavailable,
+                definite: true,
+                message: "membership change abandoned: the new nodes did not catch up in time"
+                    .into(),
+            }));
+        } else if self.raft.role() != Role::Leader {
+            let (_, reply) = self.pending_change.take().expect("checked");
+            let _ = reply.send(Err(ErrorReply {
+                kind: ErrorKind::LeadershipLost,
+                definite: false,
+                message: "lost leadership during the membership change; check the members".into(),
+            }));
+        }
+    }
+
+    /// Points the sender to `id` at `addr`, replacing a sender that used another address.
+    fn set_peer_addr(&mut self, id: NodeId, addr: String) {
+        if id == self.config.id || self.peer_addrs.get(&id) == Some(&addr) {
+            return;
+        }
+        tracing::info!(peer = id, %addr, "peer address");
+        let tx = peer_net::spawn_sender(&self.rt, self.config.id, id, addr.clone());
+        self.peers.insert(id, tx);
+        self.peer_addrs.insert(id, addr);
+    }
+
+    fn learn_addrs(&mut self, addrs: &[MemberAddrs]) {
+        let me = self.config.id;
+        for a in addrs {
+            let peer = a
+                .peer_via
+                .iter()
+                .find(|(from, _)| *from == me)
+                .map_or(&a.peer, |(_, addr)| addr)
+                .clone();
+            self.client_addrs.insert(a.id, a.client.clone());
+            self.set_peer_addr(a.id, peer);
+        }
+    }
+
+    /// Learns the members' addresses from the configuration in effect when it changed.
+    fn learn_config_addrs(&mut self) {
+        let c = self.raft.cluster_config();
+        let key = (c.voters.clone(), c.outgoing.clone(), c.context.clone());
+        if self.seen_config.as_ref() == Some(&key) {
+            return;
+        }
+        if !key.2.is_empty() {
+            match serde_json::from_slice::<Vec<MemberAddrs>>(&key.2) {
+                Ok(addrs) => self.learn_addrs(&addrs),
+                Err(e) => tracing::warn!(error = %e, "undecodable addresses in a config entry"),
+            }
+        }
+        self.seen_config = Some(key);
     }
 
     fn propose(&mut self, cmd: Command, reply: oneshot::Sender<ClientResult>) {
@@ -330,6 +513,9 @@ impl RaftLoop {
                 break;
             }
             let rd = self.raft.ready();
+            if let Some(snap) = &rd.snapshot {
+                self.install_snapshot(snap)?;
+            }
             let buggy = self.config.ack_before_persist;
             if buggy {
                 // Deliberate bug: acknowledge first; the log reaches the disk only now and then.
@@ -372,7 +558,68 @@ impl RaftLoop {
             self.apply(&rd.committed);
             self.raft.advance(&rd);
             self.release_reads();
+            self.maybe_snapshot()?;
         }
+        Ok(())
+    }
+
+    /// Replaces the state machine and the log by a snapshot from the leader: the store is
+    /// decoded first (a bad snapshot is a fatal error before anything changes on disk), then
+    /// the snapshot is made durable, then the store swapped in.
+    fn install_snapshot(&mut self, snap: &Snapshot) -> anyhow::Result<()> {
+        let index = snap.meta.index;
+        let kv = KvStore::from_snapshot(&snap.data, index)
+            .with_context(|| format!("decoding the leader's snapshot at index {index}"))?;
+        self.storage
+            .save_snapshot(snap)
+            .with_context(|| format!("saving the leader's snapshot at index {index}"))?;
+        self.kv = kv;
+        tracing::info!(
+            index,
+            bytes = snap.data.len(),
+            "installed snapshot from the leader"
+        );
+        // Writes proposed here at or below the snapshot: their outcome is unknown here.
+        while let Some((&idx, _)) = self.pending_writes.first_key_value() {
+            if idx > index {
+                break;
+            }
+            let p = self.pending_writes.pop_first().expect("non-empty").1;
+            let _ = p.reply.send(Err(lost_leadership()));
+        }
+        Ok(())
+    }
+
+    /// Takes a snapshot and compacts the log once `snapshot_entries` entries were applied
+    /// since the last one.
+    fn maybe_snapshot(&mut self) -> anyhow::Result<()> {
+        let every = self.config.snapshot_entries;
+        let applied = self.raft.log().applied();
+        if every == 0 || applied < self.raft.log().snapshot_index().saturating_add(every) {
+            return Ok(());
+        }
+        if self.kv.applied_index() != applied {
+            return Ok(());
+        }
+        let Some(meta) = self.raft.snapshot_meta(applied) else {
+            return Ok(());
+        };
+        let started = Instant::now();
+        let snap = Snapshot {
+            meta,
+            data: Arc::new(self.kv.to_snapshot()),
+        };
+        self.storage
+            .save_snapshot(&snap)
+            .with_context(|| format!("saving a snapshot at index {applied}"))?;
+        let bytes = snap.data.len();
+        self.raft.compact(snap)?;
+        tracing::info!(
+            index = applied,
+            bytes,
+            ms = started.elapsed().as_millis() as u64,
+            "snapshot taken; log compacted"
+        );
         Ok(())
     }
 
@@ -457,6 +704,14 @@ impl RaftLoop {
             v.retain(|p| !p.reply.is_closed());
         }
         self.waiting_apply.retain(|_, v| !v.is_empty());
+        // The core keeps driving an abandoned admin request's change; only the answer goes.
+        if self
+            .pending_change
+            .as_ref()
+            .is_some_and(|(_, r)| r.is_closed())
+        {
+            self.pending_change = None;
+        }
     }
 }
 

@@ -25,6 +25,10 @@ pub enum StorageError {
         offset: u64,
         reason: String,
     },
+    /// A snapshot file is damaged (bad magic, length or checksum). The node must not start:
+    /// the log it covers was deleted, so nothing could replace it.
+    #[error("snapshot {} is corrupt: {reason}", path.display())]
+    CorruptSnapshot { path: PathBuf, reason: String },
     /// Another process (or another `Storage` in this one) holds the log open.
     #[error("write-ahead log {} is locked by another process", path.display())]
     Locked { path: PathBuf },

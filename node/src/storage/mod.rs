@@ -15,28 +15,81 @@
 //! On open, a torn last record (a crash in the middle of a write) is cut off and logged; a
 //! damaged record with data after it is a fatal [`StorageError::Corrupt`].
 //!
-//! Log compaction (issue 4) will add snapshot files and split the log into segments named
-//! by their first index; the record format and replay rules do not change for that.
+//! Log compaction: the log is split into segment files `wal-<seq>.log` (sequence numbers
+//! increase; [`WAL_FILE_NAME`] is the first). [`Storage::save_snapshot`] writes a snapshot
+//! file atomically ([`snapfile`]), starts a new segment (whose first record repeats the hard
+//! state) and deletes the segments the snapshot covers wholly. On open the newest snapshot
+//! is loaded (a damaged one is a fatal [`StorageError::CorruptSnapshot`]) and the log after
+//! it replayed; the segments it covers contribute only their hard-state records.
 
 pub mod error;
 pub mod record;
 pub mod replay;
+pub mod snapfile;
 
+#[cfg(test)]
+mod snapshot_tests;
 #[cfg(test)]
 mod tests;
 
 use std::fs::{File, OpenOptions};
-use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 pub use error::StorageError;
 use record::{encode_record, RecordRef};
 use replay::Replayer;
 
-use crate::raft::{Entry, HardState, LogIndex, Term};
+use crate::raft::{Entry, HardState, LogIndex, Snapshot, Term};
+use std::sync::Arc;
 
-/// The name of the write-ahead log file inside the data directory.
+/// The name of the first write-ahead log segment inside the data directory.
 pub const WAL_FILE_NAME: &str = "wal-00000000000000000001.log";
+
+/// The name of the lock file that keeps two processes from opening one data directory.
+pub const LOCK_FILE_NAME: &str = "LOCK";
+
+/// The file name of WAL segment `seq`.
+pub fn segment_name(seq: u64) -> String {
+    format!("wal-{seq:020}.log")
+}
+
+fn parse_segment_name(name: &str) -> Option<u64> {
+    name.strip_prefix("wal-")?
+        .strip_suffix(".log")?
+        .parse()
+        .ok()
+}
+
+/// The steps of [`Storage::save_snapshot`], in order; a test can stop after any of them to
+/// simulate a crash there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SnapshotStep {
+    /// A new WAL segment (holding the hard state) was created and made durable.
+    SegmentStarted,
+    /// The snapshot was written to its temporary file (not fsynced).
+    TempWritten,
+    /// The temporary file was fsynced.
+    TempSynced,
+    /// The temporary file was renamed to its final name.
+    Renamed,
+    /// The directory was fsynced, making the rename durable.
+    DirSynced,
+    /// Covered segments and older snapshots were deleted.
+    Cleaned,
+}
+
+impl SnapshotStep {
+    /// Every step, in order.
+    pub const ALL: [SnapshotStep; 6] = [
+        SnapshotStep::SegmentStarted,
+        SnapshotStep::TempWritten,
+        SnapshotStep::TempSynced,
+        SnapshotStep::Renamed,
+        SnapshotStep::DirSynced,
+        SnapshotStep::Cleaned,
+    ];
+}
 
 /// Buffered bytes beyond which `append` writes them to the file (without syncing) so that a
 /// caller who syncs rarely does not grow memory without bound.
@@ -112,24 +165,41 @@ impl Default for StorageOptions {
 pub struct Recovered {
     /// The last hard state saved (the default, term 0 and no vote, for a new node).
     pub hard_state: HardState,
-    /// The log, contiguous from index 1 (`entries[i].index == i + 1`).
+    /// The newest snapshot, if any: the state machine starts from it.
+    pub snapshot: Option<Snapshot>,
+    /// The log after the snapshot, contiguous (`entries[i].index == snapshot index + i + 1`).
     pub entries: Vec<Entry>,
-    /// Bytes of a torn last record cut off the end of the file (0 when the file was clean).
+    /// Bytes of a torn last record cut off the end of the last segment (0 when clean).
     pub torn_bytes_cut: u64,
 }
 
-/// The open write-ahead log of one node. Holds an exclusive lock on the file, so two
-/// processes can never write the same log.
+/// One WAL segment: its sequence number and the highest entry index written to it.
+#[derive(Clone, Copy, Debug)]
+struct Segment {
+    seq: u64,
+    max_index: LogIndex,
+}
+
+/// The open write-ahead log of one node. Holds an exclusive lock on the data directory, so
+/// two processes can never write the same log.
 #[derive(Debug)]
 pub struct Storage {
+    dir: PathBuf,
+    /// The current (last) segment, the only one written to.
     path: PathBuf,
     file: File,
+    /// Held for the lifetime of the storage: the directory lock.
+    _lock: File,
     opts: StorageOptions,
     /// Encoded records not yet written to the file.
     pending: Vec<u8>,
-    /// The term of every entry in the log: index `i` at `terms[i - 1]`. Kept so that appends
-    /// can be checked and `last_index`/`term` answered without reading the file.
+    /// The index and term covered by the snapshot (0, 0 without one).
+    offset: LogIndex,
+    offset_term: Term,
+    /// The term of every entry after the snapshot: index `offset + i + 1` at `terms[i]`.
     terms: Vec<Term>,
+    /// Segments in order; the last is the current one.
+    segments: Vec<Segment>,
     /// The last hard state saved (durable once `sync` returns).
     hard_state: HardState,
     /// Set after a failed write or fsync; every later call fails (see
@@ -138,12 +208,14 @@ pub struct Storage {
 }
 
 impl Storage {
-    /// Opens (creating if absent) the log in `dir`, replays it, and returns the storage and
-    /// what it held. A new directory or file is made durable (the parent directory is
-    /// fsynced) before this returns. A torn last record is cut off, the file fsynced, and a
-    /// warning logged naming the file, offset and bytes cut. A damaged record followed by
-    /// more data fails with [`StorageError::Corrupt`] naming the file and the record's
-    /// offset.
+    /// Opens (creating if absent) the log in `dir`, loads the newest snapshot, replays the
+    /// log after it, and returns the storage and what it held. A new directory or file is
+    /// made durable (the parent directory is fsynced) before this returns. A torn last
+    /// record of the last segment is cut off, the file fsynced, and a warning logged naming
+    /// the file, offset and bytes cut. A damaged record followed by more data fails with
+    /// [`StorageError::Corrupt`] naming the file and the record's offset; a damaged snapshot
+    /// with [`StorageError::CorruptSnapshot`]. Leftover temporary snapshot files (a crash
+    /// while writing one) are deleted.
     pub fn open(dir: &Path, opts: StorageOptions) -> Result<(Storage, Recovered), StorageError> {
         let sync = opts.fsync != FsyncPolicy::Never;
         let dir_existed = dir.is_dir();
@@ -153,76 +225,165 @@ impl Storage {
                 sync_dir(parent)?;
             }
         }
-        let path = dir.join(WAL_FILE_NAME);
-        let (mut file, created) = match OpenOptions::new()
+        let lock_path = dir.join(LOCK_FILE_NAME);
+        let lock = OpenOptions::new()
             .read(true)
             .write(true)
-            .create_new(true)
-            .open(&path)
-        {
-            Ok(f) => (f, true),
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => (
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(io_err(&lock_path, "open"))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StorageError::Locked {
+                    path: dir.join(WAL_FILE_NAME),
+                })
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io_err(&lock_path, "lock")(e)),
+        }
+
+        let mut seqs = Vec::new();
+        let mut snaps = Vec::new();
+        for de in std::fs::read_dir(dir).map_err(io_err(dir, "list directory"))? {
+            let de = de.map_err(io_err(dir, "list directory"))?;
+            let name = de.file_name().to_string_lossy().into_owned();
+            if let Some(seq) = parse_segment_name(&name) {
+                seqs.push(seq);
+            } else if let Some(index) = snapfile::parse_name(&name) {
+                snaps.push(index);
+            } else if name.starts_with("snap-") && name.ends_with(".tmp") {
+                // A crash while writing a snapshot: the old state is complete without it.
+                let p = de.path();
+                tracing::warn!(file = %p.display(), "removing unfinished snapshot file");
+                std::fs::remove_file(&p).map_err(io_err(&p, "remove"))?;
+            }
+        }
+        seqs.sort_unstable();
+        snaps.sort_unstable();
+
+        let mut snapshot = None;
+        let mut first_segment = 0;
+        if let Some(&index) = snaps.last() {
+            let p = dir.join(snapfile::file_name(index));
+            let bytes = std::fs::read(&p).map_err(io_err(&p, "read"))?;
+            let body =
+                snapfile::decode(&bytes).map_err(|reason| StorageError::CorruptSnapshot {
+                    path: p.clone(),
+                    reason,
+                })?;
+            if body.meta.index != index {
+                return Err(StorageError::CorruptSnapshot {
+                    path: p,
+                    reason: format!("holds index {} under another name", body.meta.index),
+                });
+            }
+            first_segment = body.first_segment;
+            snapshot = Some(Snapshot {
+                meta: body.meta,
+                data: Arc::new(body.data),
+            });
+        }
+        let created = seqs.is_empty();
+        if created {
+            seqs.push(1);
+        }
+
+        let base = snapshot.as_ref().map_or(0, |s| s.meta.index);
+        let mut replayer = Replayer {
+            base,
+            ..Replayer::default()
+        };
+        let mut segments = Vec::new();
+        let mut torn_bytes_cut = 0;
+        let mut file = None;
+        for (k, &seq) in seqs.iter().enumerate() {
+            let last = k + 1 == seqs.len();
+            let path = dir.join(segment_name(seq));
+            let mut f = if last {
                 OpenOptions::new()
                     .read(true)
                     .write(true)
+                    .create(true)
+                    .truncate(false)
                     .open(&path)
-                    .map_err(io_err(&path, "open"))?,
-                false,
-            ),
-            Err(e) => return Err(io_err(&path, "create")(e)),
-        };
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => return Err(StorageError::Locked { path }),
-            Err(std::fs::TryLockError::Error(e)) => return Err(io_err(&path, "lock")(e)),
-        }
-        if created && sync {
-            // The file's directory entry must be durable too, or a crash can lose the whole
-            // file (etcd issue #6368).
-            sync_dir(dir)?;
-        }
-
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)
-            .map_err(io_err(&path, "read"))?;
-        let mut replayer = Replayer::default();
-        let corrupt = |c: record::CorruptAt| StorageError::Corrupt {
-            path: path.clone(),
-            offset: c.offset,
-            reason: c.reason,
-        };
-        let scanned = record::scan(&bytes, |o, r| replayer.apply(o, r)).map_err(corrupt)?;
-        let file_len = bytes.len() as u64;
-        drop(bytes);
-        let mut torn_bytes_cut = 0;
-        if let Some(torn) = scanned.torn {
-            torn_bytes_cut = file_len - scanned.valid_len;
-            tracing::warn!(
-                file = %path.display(),
-                offset = torn.offset,
-                bytes_cut = torn_bytes_cut,
-                reason = torn.reason,
-                "cutting torn tail of write-ahead log"
-            );
-            file.set_len(scanned.valid_len)
-                .map_err(io_err(&path, "truncate"))?;
-            if sync {
-                file.sync_all().map_err(io_err(&path, "fsync"))?;
+                    .map_err(io_err(&path, "open"))?
+            } else {
+                File::open(&path).map_err(io_err(&path, "open"))?
+            };
+            if created && sync {
+                // The file's directory entry must be durable too, or a crash can lose the
+                // whole file (etcd issue #6368).
+                sync_dir(dir)?;
+            }
+            let mut bytes = Vec::new();
+            f.read_to_end(&mut bytes).map_err(io_err(&path, "read"))?;
+            let corrupt = |c: record::CorruptAt| StorageError::Corrupt {
+                path: path.clone(),
+                offset: c.offset,
+                reason: c.reason,
+            };
+            let covered = seq < first_segment;
+            let mut max_index = 0;
+            let scanned = record::scan(&bytes, |o, r| {
+                if let record::Record::Entry(e) = &r {
+                    max_index = max_index.max(e.index);
+                    if covered {
+                        return Ok(());
+                    }
+                }
+                replayer.apply(o, r)
+            })
+            .map_err(corrupt)?;
+            let file_len = bytes.len() as u64;
+            drop(bytes);
+            if let Some(torn) = scanned.torn {
+                if !last {
+                    return Err(StorageError::Corrupt {
+                        path,
+                        offset: torn.offset,
+                        reason: format!("{} in a segment that is not the last", torn.reason),
+                    });
+                }
+                torn_bytes_cut = file_len - scanned.valid_len;
+                tracing::warn!(
+                    file = %path.display(),
+                    offset = torn.offset,
+                    bytes_cut = torn_bytes_cut,
+                    reason = torn.reason,
+                    "cutting torn tail of write-ahead log"
+                );
+                f.set_len(scanned.valid_len)
+                    .map_err(io_err(&path, "truncate"))?;
+                if sync {
+                    f.sync_all().map_err(io_err(&path, "fsync"))?;
+                }
+            }
+            segments.push(Segment { seq, max_index });
+            if last {
+                f.seek(SeekFrom::Start(scanned.valid_len))
+                    .map_err(io_err(&path, "seek"))?;
+                file = Some((f, path));
             }
         }
-        file.seek(SeekFrom::Start(scanned.valid_len))
-            .map_err(io_err(&path, "seek"))?;
+        let (file, path) = file.expect("at least one segment");
 
         let Replayer {
             hard_state,
             entries,
+            ..
         } = replayer;
         let storage = Storage {
+            dir: dir.to_path_buf(),
             path,
             file,
+            _lock: lock,
             opts,
             pending: Vec::new(),
+            offset: base,
+            offset_term: snapshot.as_ref().map_or(0, |s| s.meta.term),
             terms: entries.iter().map(|e| e.term).collect(),
+            segments,
             hard_state,
             poisoned: false,
         };
@@ -230,6 +391,7 @@ impl Storage {
             storage,
             Recovered {
                 hard_state,
+                snapshot,
                 entries,
                 torn_bytes_cut,
             },
@@ -238,9 +400,9 @@ impl Storage {
 
     /// Appends `entries` (consecutive indexes). The first may be at or below the last index:
     /// it then replaces that index and everything after it, on disk (at replay) as here.
-    /// Fails without writing anything if the first index is 0 or past `last_index() + 1`,
-    /// or the entries are not consecutive. Durable only after [`Storage::sync`] (or at once
-    /// under [`FsyncPolicy::PerEntry`]).
+    /// Fails without writing anything if the first index is at or below the snapshot's
+    /// index or past `last_index() + 1`, or the entries are not consecutive. Durable only
+    /// after [`Storage::sync`] (or at once under [`FsyncPolicy::PerEntry`]).
     ///
     /// The Raft core must pass only entries from the first conflicting index on: passing an
     /// entry the log already has, followed by a shorter tail, truncates the log.
@@ -250,10 +412,10 @@ impl Storage {
             return Ok(());
         };
         let last = self.last_index();
-        if first.index == 0 || first.index > last + 1 {
+        if first.index <= self.offset || first.index > last + 1 {
             return Err(StorageError::InvalidAppend(format!(
-                "first entry has index {} but the log's last index is {last}",
-                first.index
+                "first entry has index {} but the log holds ({}, {last}]",
+                first.index, self.offset
             )));
         }
         if let Some(w) = entries.windows(2).find(|w| w[1].index != w[0].index + 1) {
@@ -276,8 +438,142 @@ impl Storage {
             );
         }
         self.push_records(entries.iter().map(RecordRef::Entry))?;
-        self.terms.truncate((first.index - 1) as usize);
+        self.terms
+            .truncate((first.index - self.offset - 1) as usize);
         self.terms.extend(entries.iter().map(|e| e.term));
+        if let Some(seg) = self.segments.last_mut() {
+            seg.max_index = seg.max_index.max(new_last);
+        }
+        Ok(())
+    }
+
+    /// Makes `snapshot` the base of the log, durably: starts a new segment that repeats the
+    /// hard state, writes the snapshot file atomically (temporary file, fsync, rename, fsync
+    /// the directory), then deletes the segments and snapshots it makes useless. If the log
+    /// holds the snapshot's last entry with its term (a local compaction), the entries after
+    /// it are kept; otherwise (a snapshot from the leader) the whole log is replaced. A crash
+    /// at any point leaves either the old or the new snapshot with a consistent log.
+    pub fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
+        self.save_snapshot_until(snapshot, SnapshotStep::Cleaned)
+    }
+
+    /// [`Storage::save_snapshot`], stopping after `stop` (tests simulate a crash there by
+    /// dropping the storage and opening the directory again).
+    pub fn save_snapshot_until(
+        &mut self,
+        snapshot: &Snapshot,
+        stop: SnapshotStep,
+    ) -> Result<(), StorageError> {
+        self.check_usable()?;
+        let meta = &snapshot.meta;
+        if meta.index < self.offset {
+            return Err(StorageError::InvalidAppend(format!(
+                "snapshot at {} is older than the one held at {}",
+                meta.index, self.offset
+            )));
+        }
+        let keep_log = self.term(meta.index) == Some(meta.term);
+        let sync = self.opts.fsync != FsyncPolicy::Never;
+        // Everything written so far must be durable before older segments can go.
+        self.write_pending()?;
+        if sync {
+            self.fsync()?;
+        }
+
+        // 1. A new segment that starts with the hard state, so that deleting older
+        //    segments can never lose the latest term or vote.
+        let seq = self.segments.last().map_or(1, |s| s.seq) + 1;
+        let path = self.dir.join(segment_name(seq));
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(io_err(&path, "create"))?;
+        let mut buf = Vec::new();
+        encode_record(RecordRef::HardState(&self.hard_state), &mut buf)?;
+        let res = file
+            .write_all(&buf)
+            .and_then(|_| if sync { file.sync_all() } else { Ok(()) });
+        if let Err(e) = res {
+            self.poisoned = true;
+            return Err(io_err(&path, "write")(e));
+        }
+        if sync {
+            sync_dir(&self.dir)?;
+        }
+        self.file = file;
+        self.path = path;
+        self.segments.push(Segment { seq, max_index: 0 });
+        if stop == SnapshotStep::SegmentStarted {
+            return Ok(());
+        }
+
+        // 2. The snapshot file, atomically.
+        let first_segment = if keep_log {
+            self.segments
+                .iter()
+                .find(|s| s.max_index > meta.index)
+                .map_or(seq, |s| s.seq)
+        } else {
+            seq
+        };
+        let bytes = snapfile::encode(&snapfile::SnapshotBody {
+            meta: meta.clone(),
+            first_segment,
+            data: snapshot.data.as_ref().clone(),
+        })
+        .map_err(|e| StorageError::Encode(record::EncodeError::Bincode(e)))?;
+        let tmp = snapfile::temp_path(&self.dir, meta.index);
+        let mut f = File::create(&tmp).map_err(io_err(&tmp, "create"))?;
+        f.write_all(&bytes).map_err(io_err(&tmp, "write"))?;
+        if stop == SnapshotStep::TempWritten {
+            return Ok(());
+        }
+        if sync {
+            f.sync_all().map_err(io_err(&tmp, "fsync"))?;
+        }
+        drop(f);
+        if stop == SnapshotStep::TempSynced {
+            return Ok(());
+        }
+        let fin = self.dir.join(snapfile::file_name(meta.index));
+        std::fs::rename(&tmp, &fin).map_err(io_err(&fin, "rename"))?;
+        if stop == SnapshotStep::Renamed {
+            return Ok(());
+        }
+        if sync {
+            sync_dir(&self.dir)?;
+        }
+        // The snapshot is durable: from here on a restart uses it.
+        let old_offset = self.offset;
+        self.offset = meta.index;
+        self.offset_term = meta.term;
+        if keep_log {
+            self.terms.drain(..(meta.index - old_offset) as usize);
+        } else {
+            self.terms.clear();
+        }
+        if stop == SnapshotStep::DirSynced {
+            return Ok(());
+        }
+
+        // 3. Clean up what the snapshot covers.
+        let (old, keep): (Vec<Segment>, Vec<Segment>) =
+            self.segments.iter().partition(|s| s.seq < first_segment);
+        for s in old {
+            let p = self.dir.join(segment_name(s.seq));
+            std::fs::remove_file(&p).map_err(io_err(&p, "remove"))?;
+        }
+        self.segments = keep;
+        for de in std::fs::read_dir(&self.dir).map_err(io_err(&self.dir, "list directory"))? {
+            let de = de.map_err(io_err(&self.dir, "list directory"))?;
+            let name = de.file_name().to_string_lossy().into_owned();
+            if snapfile::parse_name(&name).is_some_and(|i| i < meta.index) {
+                let p = de.path();
+                std::fs::remove_file(&p).map_err(io_err(&p, "remove"))?;
+            }
+        }
         Ok(())
     }
 
@@ -320,22 +616,35 @@ impl Storage {
         Ok(())
     }
 
-    /// The log file's path.
+    /// The current segment's path.
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// The index of the last entry appended (0 for an empty log), durable or not.
-    pub fn last_index(&self) -> LogIndex {
-        self.terms.len() as LogIndex
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
-    /// The term of the entry at `index`, if the log has one.
+    /// The index of the last entry appended (the snapshot's index when none follows it; 0
+    /// for an empty log), durable or not.
+    pub fn last_index(&self) -> LogIndex {
+        self.offset + self.terms.len() as LogIndex
+    }
+
+    /// The index covered by the snapshot (0 without one).
+    pub fn snapshot_index(&self) -> LogIndex {
+        self.offset
+    }
+
+    /// The term of the entry at `index`, if the log has one (the snapshot's term at its index).
     pub fn term(&self, index: LogIndex) -> Option<Term> {
-        let i = usize::try_from(index.checked_sub(1)?).ok()?;
+        if index == self.offset {
+            return Some(self.offset_term);
+        }
+        let i = usize::try_from(index.checked_sub(self.offset + 1)?).ok()?;
         self.terms.get(i).copied()
     }
-
     /// The hard state last saved, durable or not.
     pub fn hard_state(&self) -> HardState {
         self.hard_state

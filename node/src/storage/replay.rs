@@ -9,14 +9,17 @@ use crate::raft::{Entry, HardState, LogIndex};
 pub struct Replayer {
     /// The last hard state seen (default when none).
     pub hard_state: HardState,
-    /// The log, contiguous from index 1: `entries[i]` has index `i + 1`.
+    /// The log, contiguous after `base`: `entries[i]` has index `base + i + 1`.
     pub entries: Vec<Entry>,
+    /// The index covered by the snapshot the log follows (0 without one); entries at or
+    /// below it are already in the snapshot and are skipped.
+    pub base: LogIndex,
 }
 
 impl Replayer {
     /// The index of the last entry (0 when the log is empty).
     pub fn last_index(&self) -> LogIndex {
-        self.entries.len() as LogIndex
+        self.base + self.entries.len() as LogIndex
     }
 
     /// Applies one record found at byte `offset`. An entry at or below the last index
@@ -25,6 +28,7 @@ impl Replayer {
     pub fn apply(&mut self, offset: u64, record: Record) -> Result<(), CorruptAt> {
         match record {
             Record::HardState(hs) => self.hard_state = hs,
+            Record::Entry(e) if e.index != 0 && e.index <= self.base => {}
             Record::Entry(e) => {
                 let next = self.last_index() + 1;
                 if e.index == 0 || e.index > next {
@@ -37,8 +41,8 @@ impl Replayer {
                         ),
                     });
                 }
-                // Lossless: e.index - 1 < next <= len + 1.
-                self.entries.truncate((e.index - 1) as usize);
+                // Lossless: base < e.index <= base + len + 1.
+                self.entries.truncate((e.index - self.base - 1) as usize);
                 self.entries.push(e);
             }
         }

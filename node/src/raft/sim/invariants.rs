@@ -110,9 +110,7 @@ impl Invariants {
             let key = (r.id(), r.term());
             let start = self.completeness.get(&key).copied().unwrap_or(0);
             for (&idx, (e, ct)) in self.committed.range(start + 1..) {
-                if *ct < r.term()
-                    && idx > r.log().snapshot_index()
-                    && r.log().entry(idx) != Some(e)
+                if *ct < r.term() && idx > r.log().snapshot_index() && r.log().entry(idx) != Some(e)
                 {
                     return Err(format!(
                         "leader completeness: leader {} of term {} lacks committed {e:?}",

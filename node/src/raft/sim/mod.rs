@@ -203,7 +203,11 @@ impl Sim {
             if let Some(hs) = rd.hard_state {
                 node.disk_hs = hs;
             }
-            persist_entries(&mut node.disk_log, snap_index(&node.disk_snapshot), &rd.entries);
+            persist_entries(
+                &mut node.disk_log,
+                snap_index(&node.disk_snapshot),
+                &rd.entries,
+            );
             node.applied.extend(rd.committed.iter().cloned());
             node.read_states.extend(rd.read_states.iter().copied());
             node.failed_reads.extend(rd.failed_reads.iter().copied());
@@ -312,7 +316,11 @@ impl Sim {
                 if let Some(hs) = rd.hard_state {
                     node.disk_hs = hs;
                 }
-                persist_entries(&mut node.disk_log, snap_index(&node.disk_snapshot), &rd.entries);
+                persist_entries(
+                    &mut node.disk_log,
+                    snap_index(&node.disk_snapshot),
+                    &rd.entries,
+                );
             }
         }
         self.crash(id);
@@ -356,12 +364,17 @@ impl Sim {
         if index <= raft.log().snapshot_index() {
             return false;
         }
-        assert_eq!(node.applied.len() as u64, index, "state machine holds the applied prefix");
+        assert_eq!(
+            node.applied.len() as u64,
+            index,
+            "state machine holds the applied prefix"
+        );
         let snap = Snapshot {
             meta,
             data: Arc::new(bincode::serialize(&node.applied).expect("entries encode")),
         };
-        raft.compact(snap.clone()).expect("compaction at the applied index");
+        raft.compact(snap.clone())
+            .expect("compaction at the applied index");
         node.disk_log.retain(|e| e.index > index);
         node.disk_snapshot = Some(snap);
         true

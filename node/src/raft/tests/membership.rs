@@ -3,7 +3,7 @@
 //! not-yet-added nodes never campaign.
 
 use crate::raft::sim::Sim;
-use crate::raft::{NodeId, ProposeError, Role};
+use crate::raft::{EntryPayload, MessageBody, NodeId, ProposeError, Role};
 use std::collections::BTreeSet;
 
 fn set(ids: &[NodeId]) -> BTreeSet<NodeId> {
@@ -15,13 +15,12 @@ fn set(ids: &[NodeId]) -> BTreeSet<NodeId> {
 fn run_until_config(sim: &mut Sim, members: &[NodeId], voters: &BTreeSet<NodeId>, rounds: usize) {
     for _ in 0..rounds {
         sim.run(1);
-        sim.check().unwrap_or_else(|e| panic!("seed {}: {e}", sim.seed));
+        sim.check()
+            .unwrap_or_else(|e| panic!("seed {}: {e}", sim.seed));
         let done = members.iter().all(|&id| {
             let r = sim.raft(id);
             let c = r.cluster_config();
-            !c.is_joint()
-                && &c.voters == voters
-                && r.log().committed() >= r.log().config_index()
+            !c.is_joint() && &c.voters == voters && r.log().committed() >= r.log().config_index()
         });
         if done {
             return;
@@ -45,7 +44,9 @@ fn grow_three_to_five_then_remove_the_leader() {
         let leader = leader.unwrap_or_else(|| panic!("seed {seed}: no leader"));
         assert!(leader <= 3, "seed {seed}: a joining node never campaigns");
         for i in 0..10u32 {
-            sim.raft_mut(leader).propose(i.to_be_bytes().to_vec()).unwrap();
+            sim.raft_mut(leader)
+                .propose(i.to_be_bytes().to_vec())
+                .unwrap();
         }
         sim.flush(leader);
         sim.run(3);
@@ -105,7 +106,10 @@ fn grow_three_to_five_then_remove_the_leader() {
         }
         assert_eq!(sim.leaders().len(), 1, "seed {seed}");
         let l = sim.leaders()[0].0;
-        assert!(keep_set.contains(&l), "seed {seed}: leader {l} (was {new_leader})");
+        assert!(
+            keep_set.contains(&l),
+            "seed {seed}: leader {l} (was {new_leader})"
+        );
         sim.raft_mut(l).propose(b"after".to_vec()).unwrap();
         sim.flush(l);
         sim.run(5);
@@ -122,11 +126,13 @@ fn change_is_refused_before_the_leader_commits_in_its_term_and_elsewhere() {
     let leader = sim.wait_stable_leader(300).expect("leader");
     let follower = (1..=3).find(|&i| i != leader).unwrap();
     assert!(matches!(
-        sim.raft_mut(follower).propose_membership(set(&[1, 2]), Vec::new()),
+        sim.raft_mut(follower)
+            .propose_membership(set(&[1, 2]), Vec::new()),
         Err(ProposeError::NotLeader { .. })
     ));
     assert_eq!(
-        sim.raft_mut(leader).propose_membership(BTreeSet::new(), Vec::new()),
+        sim.raft_mut(leader)
+            .propose_membership(BTreeSet::new(), Vec::new()),
         Err(ProposeError::NoVoters)
     );
     // Shrinking to a single node works and that node then decides alone.
@@ -140,16 +146,23 @@ fn change_is_refused_before_the_leader_commits_in_its_term_and_elsewhere() {
     sim.flush(leader);
     sim.run(30);
     assert_eq!(sim.raft(leader).role(), Role::Leader, "seed {seed}");
-    assert!(sim.applied(leader).iter().any(|e| e.index == idx), "seed {seed}");
+    assert!(
+        sim.applied(leader).iter().any(|e| e.index == idx),
+        "seed {seed}"
+    );
 }
 
 #[test]
 fn learner_far_behind_catches_up_through_a_snapshot() {
     let seed = 5;
     let mut sim = Sim::with_members(4, &[1, 2, 3], seed, |c| c.max_snapshot_chunk = 100);
-    let leader = sim.wait_stable_leader_among(&[1, 2, 3], 300).expect("leader");
+    let leader = sim
+        .wait_stable_leader_among(&[1, 2, 3], 300)
+        .expect("leader");
     for i in 0..50u32 {
-        sim.raft_mut(leader).propose(i.to_be_bytes().to_vec()).unwrap();
+        sim.raft_mut(leader)
+            .propose(i.to_be_bytes().to_vec())
+            .unwrap();
         sim.flush(leader);
         sim.deliver_all();
     }
@@ -162,7 +175,100 @@ fn learner_far_behind_catches_up_through_a_snapshot() {
         .unwrap();
     sim.flush(leader);
     run_until_config(&mut sim, &[1, 2, 3, 4], &all, 300);
-    assert!(sim.raft(4).log().snapshot_index() > 0, "seed {seed}: via snapshot");
+    assert!(
+        sim.raft(4).log().snapshot_index() > 0,
+        "seed {seed}: via snapshot"
+    );
     sim.run(5);
     assert_eq!(sim.applied(4), sim.applied(leader), "seed {seed}");
+}
+
+#[test]
+fn change_whose_learner_never_catches_up_is_abandoned() {
+    let seed = 9;
+    let mut sim = Sim::with_members(4, &[1, 2, 3], seed, |_| {});
+    let leader = sim
+        .wait_stable_leader_among(&[1, 2, 3], 300)
+        .expect("leader");
+    sim.crash(4);
+    sim.raft_mut(leader)
+        .propose_membership(set(&[1, 2, 3, 4]), Vec::new())
+        .unwrap();
+    sim.flush(leader);
+    assert_eq!(
+        sim.raft_mut(leader)
+            .propose_membership(set(&[1, 2, 3]), Vec::new()),
+        Err(ProposeError::ChangeInProgress)
+    );
+    // 20 maximum election timeouts later the change is dropped and a new one accepted.
+    sim.run(20 * 20 + 5);
+    assert_eq!(sim.leaders().len(), 1, "seed {seed}");
+    let leader = sim.leaders()[0].0;
+    assert!(sim.raft(leader).pending_change().is_none(), "seed {seed}");
+    assert_eq!(sim.raft(leader).cluster_config().voters, set(&[1, 2, 3]));
+    let keep: Vec<NodeId> = (1..=3).filter(|&i| i != leader).collect();
+    sim.raft_mut(leader)
+        .propose_membership(set(&keep), Vec::new())
+        .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+    sim.flush(leader);
+    run_until_config(&mut sim, &keep, &set(&keep), 300);
+}
+
+#[test]
+fn removed_node_that_missed_the_commit_is_told_and_stops_campaigning() {
+    let seed = 17;
+    let mut sim = Sim::new(3, seed, |_| {});
+    let leader = sim.wait_stable_leader(300).expect("leader");
+    let gone = (1..=3).find(|&i| i != leader).unwrap();
+    let keep: Vec<NodeId> = (1..=3).filter(|&i| i != gone).collect();
+    sim.raft_mut(leader)
+        .propose_membership(set(&keep), Vec::new())
+        .unwrap();
+    sim.flush(leader);
+    // Everything reaches `gone` until the entry C_new does, but not that it committed
+    // (lowering a message's commit index only withholds news); then `gone` hears nothing.
+    let mut cut = false;
+    for _ in 0..50 {
+        sim.tick_all();
+        for _ in 0..10_000 {
+            if sim.in_flight.is_empty() {
+                break;
+            }
+            let mut m = sim.in_flight.remove(0);
+            if m.to == gone {
+                if cut {
+                    continue;
+                }
+                if let MessageBody::AppendEntries {
+                    entries, commit, ..
+                } = &mut m.body
+                {
+                    let final_cfg = entries
+                        .iter()
+                        .find(|e| matches!(&e.payload, EntryPayload::Config(c) if !c.is_joint()));
+                    if let Some(e) = final_cfg {
+                        *commit = (*commit).min(e.index - 1);
+                        cut = true;
+                    }
+                }
+            }
+            sim.deliver(m);
+        }
+    }
+    assert!(cut, "seed {seed}: C_new reached {gone}");
+    let r = sim.raft(gone);
+    assert!(!r.cluster_config().voters.contains(&gone), "seed {seed}");
+    assert!(
+        r.log().committed() < r.log().config_index(),
+        "seed {seed}: the removal is not known committed at {gone}"
+    );
+    // Now it campaigns; the leader answers with the commit index and it stops for good.
+    sim.run(200);
+    sim.check().unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+    let r = sim.raft(gone);
+    assert!(r.log().committed() >= r.log().config_index(), "seed {seed}");
+    let term = r.term();
+    sim.run(200);
+    assert_eq!(sim.raft(gone).role(), Role::Follower, "seed {seed}");
+    assert_eq!(sim.raft(gone).term(), term, "seed {seed}");
 }

@@ -2,9 +2,9 @@
 //! that uses randomness names its seed in the failure message.
 
 mod election;
+mod membership;
 mod paper;
 mod random;
 mod reads;
 mod rules;
-mod membership;
 mod snapshot;

@@ -267,6 +267,17 @@ fn final_liveness_with_changes(sim: &mut Sim) -> Result<(), String> {
                 .any(|e| e.index == index && e.term == term)
         });
         if done {
+            if std::env::var("RAFT_SIM_STATS").is_ok() {
+                let snaps: Vec<u64> = sim
+                    .ids()
+                    .iter()
+                    .map(|&i| sim.raft(i).log().snapshot_index())
+                    .collect();
+                println!(
+                    "seed {}: final voters {voters:?}, leader {leader}, snapshot indexes {snaps:?}",
+                    sim.seed
+                );
+            }
             return Ok(());
         }
     }

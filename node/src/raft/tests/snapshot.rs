@@ -100,10 +100,18 @@ fn crash_while_receiving_a_snapshot_keeps_the_old_state_usable() {
         }
     }
     assert!(chunks >= 3, "seed {seed}: chunks started");
-    assert_eq!(sim.raft(lagger).log().snapshot_index(), 0, "not installed yet");
+    assert_eq!(
+        sim.raft(lagger).log().snapshot_index(),
+        0,
+        "not installed yet"
+    );
     sim.crash(lagger);
     sim.restart(lagger);
-    assert_eq!(sim.applied(lagger), &before[..], "seed {seed}: old state after the crash");
+    assert_eq!(
+        sim.applied(lagger),
+        &before[..],
+        "seed {seed}: old state after the crash"
+    );
     sim.check().unwrap_or_else(|e| panic!("seed {seed}: {e}"));
     sim.run(300);
     sim.check().unwrap_or_else(|e| panic!("seed {seed}: {e}"));
@@ -126,7 +134,11 @@ fn compaction_keeps_the_term_before_the_first_retained_index() {
     assert!(sim.compact(leader));
     let log = sim.raft(leader).log();
     assert_eq!(log.snapshot_index(), applied);
-    assert_eq!(log.term(applied), term, "term at the snapshot index is kept");
+    assert_eq!(
+        log.term(applied),
+        term,
+        "term at the snapshot index is kept"
+    );
     assert_eq!(log.term(applied - 1), None, "compacted");
     // A restarted node recovers from snapshot + log and keeps replicating.
     sim.crash(leader);
