@@ -13,6 +13,7 @@ use nemesis::mesh::ProxyMesh;
 use nemesis::process::{ProcState, ProcessSpec, Supervisor};
 use nemesis::schedule::Fault;
 use nemesis::LinkState;
+use node::protocol::{MemberAddrs, Operation, Reply};
 use node::raft::{node_name, NodeId};
 
 /// How to start a node: a program and the arguments that come before the node's own.
@@ -265,6 +266,10 @@ impl Cluster {
                     self.supervisor.pause(&self.name(id))?;
                 }
             }
+            Fault::Membership { removed, .. } => {
+                let voters: Vec<NodeId> = self.ids().into_iter().filter(|n| n != removed).collect();
+                self.change_membership(&voters).await?;
+            }
             Fault::Clock { skews } => {
                 for (id, s) in skews {
                     let addr = self.node(*id)?.client_addr;
@@ -298,8 +303,82 @@ impl Cluster {
                     self.reset_clock(*id).await?;
                 }
             }
+            Fault::Membership { .. } => self.change_membership(&self.ids()).await?,
         }
         Ok(())
+    }
+
+    /// How every node reaches each of `voters`: its peer port through the proxy of that
+    /// directed pair, and its client port.
+    fn member_addrs(&self, voters: &[NodeId]) -> Vec<MemberAddrs> {
+        self.nodes
+            .iter()
+            .filter(|n| voters.contains(&n.id))
+            .map(|n| MemberAddrs {
+                id: n.id,
+                peer: n.peer_addr.to_string(),
+                client: n.client_addr.to_string(),
+                peer_via: self
+                    .ids()
+                    .into_iter()
+                    .filter(|&i| i != n.id)
+                    .filter_map(|i| self.mesh.addr_for(i, n.id).map(|a| (i, a.to_string())))
+                    .collect(),
+            })
+            .collect()
+    }
+
+    /// The voters the leader has in effect, if a leader answers.
+    async fn current_voters(&self) -> Option<(Vec<NodeId>, bool)> {
+        let leader = self.leader().await?;
+        let addr = self.node(leader).ok()?.client_addr;
+        match nemesis::admin::request(addr, Operation::Members, Duration::from_secs(2)).await {
+            Ok(Reply::Members(m)) => {
+                let mut v = m.voters;
+                v.sort_unstable();
+                Some((v, m.outgoing.is_empty() && m.committed))
+            }
+            _ => None,
+        }
+    }
+
+    /// Moves the cluster to `voters` through joint consensus, asking whichever node leads
+    /// (bounded: retries "not leader" and "change in progress" for up to 30 s).
+    pub async fn change_membership(&self, voters: &[NodeId]) -> anyhow::Result<()> {
+        let mut want = voters.to_vec();
+        want.sort_unstable();
+        let start = Instant::now();
+        let mut last_error = String::from("no leader answered");
+        while start.elapsed() < Duration::from_secs(30) {
+            if let Some((have, settled)) = self.current_voters().await {
+                if have == want && settled {
+                    return Ok(());
+                }
+            }
+            let Some(leader) = self.leader().await else {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            };
+            let addr = self.node(leader)?.client_addr;
+            let op = Operation::ChangeMembership {
+                voters: want.clone(),
+                addrs: self.member_addrs(&want),
+            };
+            match nemesis::admin::request(addr, op, Duration::from_secs(10)).await {
+                Ok(Reply::Members(m)) => {
+                    let mut v = m.voters;
+                    v.sort_unstable();
+                    if v == want {
+                        return Ok(());
+                    }
+                    last_error = format!("the leader answered with voters {v:?}");
+                }
+                Ok(other) => last_error = format!("unexpected reply {other:?}"),
+                Err(e) => last_error = e.to_string(),
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        bail!("membership change to {want:?} did not complete within 30 s: {last_error}")
     }
 
     async fn restart(&self, id: NodeId) -> anyhow::Result<()> {
@@ -352,6 +431,14 @@ impl Cluster {
         }
         for n in &self.nodes {
             self.reset_clock(n.id).await?;
+        }
+        // Membership last: it needs a leader. Restore every node as a voter if some fault
+        // left the configuration smaller.
+        if let Some((have, settled)) = self.current_voters().await {
+            if have != self.ids() || !settled {
+                self.wait_for_leader(Duration::from_secs(30)).await?;
+                self.change_membership(&self.ids()).await?;
+            }
         }
         Ok(())
     }

@@ -1,8 +1,8 @@
 //! Each fault family has its effect on a real cluster (nemesis issue, acceptance 2):
 //! an isolated leader loses leadership and the majority elects a new one; a killed node's
 //! process is gone and comes back on restart; a paused process stops answering and resumes;
-//! a skewed clock is reported by the node. (Membership faults need joint consensus in the
-//! node and are refused by the planner until then.)
+//! a skewed clock is reported by the node; a removed node leaves the configuration and
+//! rejoins.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -117,6 +117,39 @@ async fn every_fault_family_has_its_effect() {
     let s = nemesis::admin::status(addrs[&victim]).await.unwrap();
     assert_eq!(s.clock.rate, 1.0);
     assert_eq!(s.clock.offset_ms, 0.0);
+
+    // Membership: remove the leader through joint consensus, then add it back.
+    let leader = cluster.wait_for_leader(Duration::from_secs(20)).await.unwrap();
+    let fault = Fault::Membership {
+        removed: leader,
+        was_leader: true,
+    };
+    cluster.apply(&fault).await.unwrap();
+    let voters = |m: node::protocol::Reply| match m {
+        node::protocol::Reply::Members(m) => m.voters,
+        other => panic!("{other:?}"),
+    };
+    let new_leader = cluster.wait_for_leader(Duration::from_secs(20)).await.unwrap();
+    let members = nemesis::admin::request(
+        addrs[&new_leader],
+        node::protocol::Operation::Members,
+        Duration::from_secs(2),
+    )
+    .await
+    .unwrap();
+    let v = voters(members);
+    assert!(!v.contains(&leader), "n{leader} still a voter: {v:?}");
+    assert_eq!(v.len(), 2);
+    cluster.heal(&fault).await.unwrap();
+    let l = cluster.wait_for_leader(Duration::from_secs(20)).await.unwrap();
+    let members = nemesis::admin::request(
+        addrs[&l],
+        node::protocol::Operation::Members,
+        Duration::from_secs(2),
+    )
+    .await
+    .unwrap();
+    assert_eq!(voters(members).len(), 3, "the removed node rejoined");
 
     // Delay and loss on every link: the cluster still has a leader, and heals.
     for fault in [

@@ -116,6 +116,8 @@ pub enum Fault {
     Pause { target: Target, nodes: Vec<NodeId> },
     /// Change these nodes' clocks (reset at heal).
     Clock { skews: BTreeMap<NodeId, ClockSkew> },
+    /// Remove this node from the voters through joint consensus (added back at heal).
+    Membership { removed: NodeId, was_leader: bool },
 }
 
 impl Fault {
@@ -128,6 +130,7 @@ impl Fault {
             Fault::Kill { .. } => FaultFamily::Kill,
             Fault::Pause { .. } => FaultFamily::Pause,
             Fault::Clock { .. } => FaultFamily::Clock,
+            Fault::Membership { .. } => FaultFamily::Membership,
         }
     }
 
@@ -164,6 +167,14 @@ impl Fault {
                 }
                 json!({"fault": "clock", "nodes": m})
             }
+            Fault::Membership {
+                removed,
+                was_leader,
+            } => json!({
+                "fault": "membership",
+                "removed": node_name(*removed),
+                "was_leader": was_leader
+            }),
         }
     }
 }
@@ -192,12 +203,11 @@ pub struct Planner {
 impl Planner {
     /// A planner for `config`, seeded. Fails if a family cannot be planned here.
     pub fn new(seed: u64, config: PlannerConfig) -> Result<Planner, String> {
-        if config.families.contains(&FaultFamily::Membership) {
-            return Err(
-                "the membership nemesis needs joint-consensus membership change in the node, \
-                 which is not built yet"
-                    .into(),
-            );
+        if config.families.contains(&FaultFamily::Membership) && config.nodes.len() < 3 {
+            return Err(format!(
+                "the membership nemesis removes a voter and needs at least 3 nodes, got {}",
+                config.nodes.len()
+            ));
         }
         if !(config.clock_rate_min > 0.0 && config.clock_rate_min <= config.clock_rate_max) {
             return Err(format!(
@@ -329,7 +339,17 @@ impl Planner {
                 }
                 Fault::Clock { skews }
             }
-            FaultFamily::Membership => unreachable!("refused in Planner::new"),
+            FaultFamily::Membership => {
+                let was_leader = leader.is_some() && rng.gen_bool(0.5);
+                let removed = match leader {
+                    Some(l) if was_leader => l,
+                    _ => *nodes.choose(rng).expect("non-empty"),
+                };
+                Fault::Membership {
+                    removed,
+                    was_leader,
+                }
+            }
         };
         Some(fault)
     }
@@ -414,11 +434,28 @@ mod tests {
     }
 
     #[test]
-    fn membership_is_refused_clearly() {
-        let e = Planner::new(1, config(vec![FaultFamily::Membership]))
-            .err()
-            .unwrap();
-        assert!(e.contains("membership"));
+    fn membership_removes_one_node_and_needs_three() {
+        let mut p = Planner::new(1, config(vec![FaultFamily::Membership])).unwrap();
+        let mut removed_leader = false;
+        for _ in 0..50 {
+            match p.next_fault(Some(2)).unwrap() {
+                Fault::Membership {
+                    removed,
+                    was_leader,
+                } => {
+                    assert!((1..=5).contains(&removed));
+                    if was_leader {
+                        assert_eq!(removed, 2);
+                    }
+                    removed_leader |= was_leader;
+                }
+                f => panic!("{f:?}"),
+            }
+        }
+        assert!(removed_leader, "the leader is sometimes the one removed");
+        let mut small = config(vec![FaultFamily::Membership]);
+        small.nodes = vec![1, 2];
+        assert!(Planner::new(1, small).err().unwrap().contains("at least 3"));
     }
 
     #[test]
