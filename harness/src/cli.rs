@@ -1,4 +1,4 @@
-//! The command line of `harness` (see `shared/spec/cli.md`: these names are a contract).
+//! The command line of `harness` (see `docs/spec/cli.md`: these names are a contract).
 
 use std::path::PathBuf;
 
@@ -33,6 +33,12 @@ pub enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Many short seeded runs over a matrix of nemeses x read modes until a time budget is
+    /// spent; summary page and JUnit XML (nightly CI).
+    Soak(crate::soak::SoakArgs),
+    /// Run each deliberate node bug under the fault that exposes it; show each is caught and
+    /// the correct node is valid under the same schedule.
+    Selftest(crate::selftest::SelftestArgs),
     /// Run the node itself (used when no `node` binary is beside `harness`).
     #[command(hide = true, disable_help_flag = true)]
     Node {

@@ -85,7 +85,19 @@ pub struct ClusterOptions {
     pub seed: u64,
 }
 
+/// A loopback port that was free a moment ago, drawn from below the kernel's ephemeral range
+/// (32768 and up by default), so that no outgoing connection can take it between now and the
+/// node binding it; random, so that concurrent harness runs rarely pick the same one.
 fn free_port() -> anyhow::Result<u16> {
+    use rand::Rng;
+    let mut rng = rand::thread_rng();
+    for _ in 0..200 {
+        let port = rng.gen_range(20_000..32_000);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    // Crowded: let the kernel choose.
     Ok(TcpListener::bind("127.0.0.1:0")
         .context("finding a free loopback port")?
         .local_addr()?
@@ -100,9 +112,20 @@ impl Cluster {
         let ids: Vec<NodeId> = (1..=n as NodeId).collect();
         let mut peer_addrs = BTreeMap::new();
         let mut client_addrs = BTreeMap::new();
+        // Distinct ports: two draws of the same free port would collide at bind time.
+        let mut taken = std::collections::BTreeSet::new();
+        let mut port = || -> anyhow::Result<u16> {
+            for _ in 0..100 {
+                let p = free_port()?;
+                if taken.insert(p) {
+                    return Ok(p);
+                }
+            }
+            bail!("cannot find distinct free loopback ports")
+        };
         for &id in &ids {
-            peer_addrs.insert(id, SocketAddr::from(([127, 0, 0, 1], free_port()?)));
-            client_addrs.insert(id, SocketAddr::from(([127, 0, 0, 1], free_port()?)));
+            peer_addrs.insert(id, SocketAddr::from(([127, 0, 0, 1], port()?)));
+            client_addrs.insert(id, SocketAddr::from(([127, 0, 0, 1], port()?)));
         }
         let mesh = ProxyMesh::start(&peer_addrs, opts.seed)
             .await
@@ -117,8 +140,7 @@ impl Cluster {
         for &id in &ids {
             let name = node_name(id);
             let dir = run_dir.join("nodes").join(&name);
-            std::fs::create_dir_all(&dir)
-                .with_context(|| format!("creating {}", dir.display()))?;
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
             let data_dir = dir.join("data");
             let log_path = dir.join("node.log");
             let peers = mesh
@@ -230,8 +252,14 @@ impl Cluster {
         for n in &self.nodes {
             if let Ok(ProcState::Exited { status }) = self.supervisor.state(&n.name) {
                 let tail = std::fs::read_to_string(&n.log_path).unwrap_or_default();
-                let last = tail.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
-                let how = status.map(|s| s.to_string()).unwrap_or_else(|| "exited".into());
+                let last = tail
+                    .lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("");
+                let how = status
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| "exited".into());
                 bail!("{} exited ({how}): {last}", n.name);
             }
         }

@@ -1,12 +1,14 @@
 //! The harness: Jepsen-style tests against a cluster of real `node` processes.
 //!
-//! - [`cli`]: the command line (`shared/spec/cli.md`).
+//! - [`cli`]: the command line (`docs/spec/cli.md`).
 //! - [`test_cmd`]: `harness test`: cluster, workload, nemesis, check, report.
 //! - [`cluster`]: node processes behind the proxy mesh; applying and healing faults.
 //! - [`check_cmd`]: `harness check`.
 //! - [`report`]: charts and HTML pages from a run directory.
 //! - [`run_dir`]: the results layout.
 //! - [`exit`]: exit codes.
+//! - [`selftest`]: `harness selftest`: each deliberate bug caught, the correct node valid.
+//! - [`soak`]: `harness soak`: many short seeded runs over a matrix; summary page, JUnit.
 
 pub mod check_cmd;
 pub mod cli;
@@ -14,4 +16,6 @@ pub mod cluster;
 pub mod exit;
 pub mod report;
 pub mod run_dir;
+pub mod selftest;
+pub mod soak;
 pub mod test_cmd;

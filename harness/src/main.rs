@@ -1,5 +1,5 @@
 //! `harness`: runs Jepsen-style tests against a cluster of real `node` processes, checks
-//! histories and writes reports. See `shared/spec/cli.md` for the contract this follows.
+//! histories and writes reports. See `docs/spec/cli.md` for the contract this follows.
 
 use std::process::ExitCode;
 
@@ -60,6 +60,8 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Soak(args) => harness::soak::run(&args),
+        Command::Selftest(args) => harness::selftest::run(&args),
         Command::Node { .. } => unreachable!("handled before parsing"),
     };
     ExitCode::from(code)

@@ -44,7 +44,11 @@ pub fn create(results_dir: &Path, test: &str) -> anyhow::Result<PathBuf> {
         .with_context(|| format!("cannot create results directory {}", base.display()))?;
     let ts = timestamp();
     for n in 0..1000 {
-        let name = if n == 0 { ts.clone() } else { format!("{ts}-{n}") };
+        let name = if n == 0 {
+            ts.clone()
+        } else {
+            format!("{ts}-{n}")
+        };
         let dir = base.join(name);
         match std::fs::create_dir(&dir) {
             Ok(()) => {
@@ -52,12 +56,13 @@ pub fn create(results_dir: &Path, test: &str) -> anyhow::Result<PathBuf> {
                 return Ok(dir);
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => {
-                return Err(e).with_context(|| format!("cannot create {}", dir.display()))
-            }
+            Err(e) => return Err(e).with_context(|| format!("cannot create {}", dir.display())),
         }
     }
-    anyhow::bail!("cannot find a free run directory name under {}", base.display())
+    anyhow::bail!(
+        "cannot find a free run directory name under {}",
+        base.display()
+    )
 }
 
 #[cfg(test)]

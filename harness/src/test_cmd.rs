@@ -65,13 +65,19 @@ fn usage(message: impl Into<String>) -> Failure {
 /// Checks every option and resolves the node binary; names the first problem found.
 pub fn plan(args: &TestArgs) -> Result<Plan, Failure> {
     if args.nodes == 0 || args.nodes > 15 {
-        return Err(usage(format!("--nodes must be between 1 and 15, got {}", args.nodes)));
+        return Err(usage(format!(
+            "--nodes must be between 1 and 15, got {}",
+            args.nodes
+        )));
     }
     if args.concurrency == 0 {
         return Err(usage("--concurrency must be at least 1"));
     }
     if !(args.time_limit.is_finite() && args.time_limit > 0.0) {
-        return Err(usage(format!("--time-limit must be positive, got {}", args.time_limit)));
+        return Err(usage(format!(
+            "--time-limit must be positive, got {}",
+            args.time_limit
+        )));
     }
     if !(args.rate.is_finite() && args.rate > 0.0) {
         return Err(usage(format!("--rate must be positive, got {}", args.rate)));
@@ -88,8 +94,8 @@ pub fn plan(args: &TestArgs) -> Result<Plan, Failure> {
     if !(args.op_timeout.is_finite() && args.op_timeout > 0.0) {
         return Err(usage("--op-timeout must be positive"));
     }
-    let read_modes =
-        generator::parse_read_modes(&args.read_mode).map_err(|e| usage(format!("--read-mode: {e}")))?;
+    let read_modes = generator::parse_read_modes(&args.read_mode)
+        .map_err(|e| usage(format!("--read-mode: {e}")))?;
     let families =
         schedule::parse_families(&args.nemesis).map_err(|e| usage(format!("--nemesis: {e}")))?;
     // Reject what the planner cannot do (e.g. membership) before starting anything.
@@ -112,20 +118,32 @@ pub fn plan(args: &TestArgs) -> Result<Plan, Failure> {
             )));
         }
     }
-    let command = NodeCommand::resolve(args.node_bin.as_deref()).map_err(|e| usage(format!("{e:#}")))?;
+    let command =
+        NodeCommand::resolve(args.node_bin.as_deref()).map_err(|e| usage(format!("{e:#}")))?;
     check_writable(&args.results_dir).map_err(|e| Failure {
         code: exit::HARNESS_FAILED,
-        message: format!("results directory {} is not writable: {e}", args.results_dir.display()),
+        message: format!(
+            "results directory {} is not writable: {e}",
+            args.results_dir.display()
+        ),
     })?;
     let nemeses = if families.is_empty() {
         "none".to_string()
     } else {
-        families.iter().map(|f| f.as_str()).collect::<Vec<_>>().join("+")
+        families
+            .iter()
+            .map(|f| f.as_str())
+            .collect::<Vec<_>>()
+            .join("+")
     };
     let modes = if args.read_mode.trim() == "all" {
         "all".to_string()
     } else {
-        read_modes.iter().map(|m| m.as_str()).collect::<Vec<_>>().join("+")
+        read_modes
+            .iter()
+            .map(|m| m.as_str())
+            .collect::<Vec<_>>()
+            .join("+")
     };
     let mut test_name = format!("{}-{}-{}", args.workload.as_str(), nemeses, modes);
     if let Some(b) = &args.bug {
@@ -183,7 +201,10 @@ pub fn run(args: &TestArgs) -> u8 {
             return f.code;
         }
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("harness test: cannot start the async runtime: {e}");
@@ -343,7 +364,10 @@ pub async fn run_test(plan: &Plan, seed: u64) -> anyhow::Result<RunOutcome> {
 
     let recorder = Recorder::create_keeping_events(&run_dir.join("history.jsonl"))
         .context("creating history.jsonl")?;
-    let mut extra_args = vec!["--read-mode".to_string(), plan.read_modes[0].as_str().to_string()];
+    let mut extra_args = vec![
+        "--read-mode".to_string(),
+        plan.read_modes[0].as_str().to_string(),
+    ];
     if let Some(b) = &args.bug {
         extra_args.extend(["--bug".to_string(), b.clone()]);
     }
@@ -382,7 +406,10 @@ pub async fn run_test(plan: &Plan, seed: u64) -> anyhow::Result<RunOutcome> {
     cluster.shutdown().await;
     let _ = recorder.flush();
     if let Err(e) = driven {
-        eprintln!("harness: {e:#}; node logs under {}", run_dir.join("nodes").display());
+        eprintln!(
+            "harness: {e:#}; node logs under {}",
+            run_dir.join("nodes").display()
+        );
         outcome.elapsed = started.elapsed();
         return Ok(outcome);
     }
@@ -396,7 +423,12 @@ pub async fn run_test(plan: &Plan, seed: u64) -> anyhow::Result<RunOutcome> {
 }
 
 /// Waits for a leader, runs the workload and the nemesis, heals, final reads.
-async fn drive(plan: &Plan, seed: u64, cluster: &Cluster, recorder: &Recorder) -> anyhow::Result<()> {
+async fn drive(
+    plan: &Plan,
+    seed: u64,
+    cluster: &Cluster,
+    recorder: &Recorder,
+) -> anyhow::Result<()> {
     let args = &plan.args;
     cluster
         .wait_for_leader(Duration::from_secs(20))
@@ -444,7 +476,14 @@ async fn drive(plan: &Plan, seed: u64, cluster: &Cluster, recorder: &Recorder) -
             },
         )
         .map_err(anyhow::Error::msg)?;
-        run_nemesis(planner, cluster, recorder, deadline, stop.clone(), args.nemesis_interval)
+        run_nemesis(
+            planner,
+            cluster,
+            recorder,
+            deadline,
+            stop.clone(),
+            args.nemesis_interval,
+        )
     };
     let progress = progress_task(recorder.clone(), time_limit, stop.clone(), args.quiet);
     let workload = driver::run_workload(&config, &nodes, recorder, deadline.into(), stop.clone());
@@ -501,7 +540,13 @@ async fn run_nemesis(
     }
     // Bounded: each iteration waits at least half an interval.
     loop {
-        if !wait(Instant::now() + planner.next_interval(mean), deadline, &stop).await {
+        if !wait(
+            Instant::now() + planner.next_interval(mean),
+            deadline,
+            &stop,
+        )
+        .await
+        {
             return Ok(());
         }
         let leader = cluster.leader().await;
@@ -536,11 +581,18 @@ fn progress_task(
     quiet: bool,
 ) -> tokio::task::JoinHandle<()> {
     let tty = std::io::stderr().is_terminal();
-    let every = if tty { Duration::from_secs(1) } else { Duration::from_secs(5) };
+    let every = if tty {
+        Duration::from_secs(1)
+    } else {
+        Duration::from_secs(5)
+    };
     tokio::spawn(async move {
         let start = Instant::now();
         // Bounded by the time limit plus slack; aborted by the caller at the end.
-        while !quiet && start.elapsed() < time_limit + Duration::from_secs(30) && !stop.is_cancelled() {
+        while !quiet
+            && start.elapsed() < time_limit + Duration::from_secs(30)
+            && !stop.is_cancelled()
+        {
             tokio::time::sleep(every).await;
             let c = recorder.counts();
             let faults: Vec<String> = recorder.open_faults().keys().cloned().collect();
@@ -552,7 +604,11 @@ fn progress_task(
                 c.total.ok,
                 c.total.fail,
                 c.total.info,
-                if faults.is_empty() { "none".into() } else { faults.join(", ") }
+                if faults.is_empty() {
+                    "none".into()
+                } else {
+                    faults.join(", ")
+                }
             );
         }
     })
@@ -649,7 +705,12 @@ fn check_and_report(
             "  anomaly on {} ({}): {}",
             a["key"].as_str().unwrap_or("?"),
             a["read_mode"].as_str().unwrap_or("?"),
-            a["explanation"].as_str().unwrap_or("").lines().next().unwrap_or("")
+            a["explanation"]
+                .as_str()
+                .unwrap_or("")
+                .lines()
+                .next()
+                .unwrap_or("")
         );
     }
     println!("  report: {}", run_dir.join("index.html").display());

@@ -45,7 +45,10 @@ where
 async fn every_fault_family_has_its_effect() {
     let dir = tempfile::tempdir().unwrap();
     let cluster = Cluster::start(dir.path(), &options(3)).await.unwrap();
-    let leader = cluster.wait_for_leader(Duration::from_secs(20)).await.unwrap();
+    let leader = cluster
+        .wait_for_leader(Duration::from_secs(20))
+        .await
+        .unwrap();
     let addrs: BTreeMap<u64, std::net::SocketAddr> = cluster.client_addrs();
 
     // Partition: isolate the leader. The majority elects another; the old one steps down.
@@ -55,16 +58,28 @@ async fn every_fault_family_has_its_effect() {
     };
     cluster.apply(&fault).await.unwrap();
     let old = addrs[&leader];
-    wait_until("a new leader on the majority side", Duration::from_secs(15), || async {
-        matches!(cluster.leader().await, Some(l) if l != leader)
-    })
+    wait_until(
+        "a new leader on the majority side",
+        Duration::from_secs(15),
+        || async { matches!(cluster.leader().await, Some(l) if l != leader) },
+    )
     .await;
-    wait_until("the isolated leader steps down", Duration::from_secs(15), || async {
-        nemesis::admin::status(old).await.map(|s| s.role != "leader").unwrap_or(false)
-    })
+    wait_until(
+        "the isolated leader steps down",
+        Duration::from_secs(15),
+        || async {
+            nemesis::admin::status(old)
+                .await
+                .map(|s| s.role != "leader")
+                .unwrap_or(false)
+        },
+    )
     .await;
     cluster.heal(&fault).await.unwrap();
-    let leader = cluster.wait_for_leader(Duration::from_secs(20)).await.unwrap();
+    let leader = cluster
+        .wait_for_leader(Duration::from_secs(20))
+        .await
+        .unwrap();
 
     // Kill: the process is gone; heal restarts it on its data directory.
     let victim = cluster.ids().into_iter().find(|&n| n != leader).unwrap();
@@ -78,9 +93,11 @@ async fn every_fault_family_has_its_effect() {
         "a killed node still answers"
     );
     cluster.heal(&fault).await.unwrap();
-    wait_until("the killed node answers after restart", Duration::from_secs(15), || async {
-        nemesis::admin::status(addrs[&victim]).await.is_ok()
-    })
+    wait_until(
+        "the killed node answers after restart",
+        Duration::from_secs(15),
+        || async { nemesis::admin::status(addrs[&victim]).await.is_ok() },
+    )
     .await;
 
     // Pause: no answer while stopped; answers again after resume.
@@ -94,9 +111,11 @@ async fn every_fault_family_has_its_effect() {
         "a paused node still answers"
     );
     cluster.heal(&fault).await.unwrap();
-    wait_until("the paused node answers after resume", Duration::from_secs(10), || async {
-        nemesis::admin::status(addrs[&victim]).await.is_ok()
-    })
+    wait_until(
+        "the paused node answers after resume",
+        Duration::from_secs(10),
+        || async { nemesis::admin::status(addrs[&victim]).await.is_ok() },
+    )
     .await;
 
     // Clock: the node reports the skew; heal resets it.
@@ -119,7 +138,10 @@ async fn every_fault_family_has_its_effect() {
     assert_eq!(s.clock.offset_ms, 0.0);
 
     // Membership: remove the leader through joint consensus, then add it back.
-    let leader = cluster.wait_for_leader(Duration::from_secs(20)).await.unwrap();
+    let leader = cluster
+        .wait_for_leader(Duration::from_secs(20))
+        .await
+        .unwrap();
     let fault = Fault::Membership {
         removed: leader,
         was_leader: true,
@@ -129,7 +151,10 @@ async fn every_fault_family_has_its_effect() {
         node::protocol::Reply::Members(m) => m.voters,
         other => panic!("{other:?}"),
     };
-    let new_leader = cluster.wait_for_leader(Duration::from_secs(20)).await.unwrap();
+    let new_leader = cluster
+        .wait_for_leader(Duration::from_secs(20))
+        .await
+        .unwrap();
     let members = nemesis::admin::request(
         addrs[&new_leader],
         node::protocol::Operation::Members,
@@ -141,7 +166,10 @@ async fn every_fault_family_has_its_effect() {
     assert!(!v.contains(&leader), "n{leader} still a voter: {v:?}");
     assert_eq!(v.len(), 2);
     cluster.heal(&fault).await.unwrap();
-    let l = cluster.wait_for_leader(Duration::from_secs(20)).await.unwrap();
+    let l = cluster
+        .wait_for_leader(Duration::from_secs(20))
+        .await
+        .unwrap();
     let members = nemesis::admin::request(
         addrs[&l],
         node::protocol::Operation::Members,
@@ -160,7 +188,10 @@ async fn every_fault_family_has_its_effect() {
         Fault::Loss { p: 0.2 },
     ] {
         cluster.apply(&fault).await.unwrap();
-        cluster.wait_for_leader(Duration::from_secs(20)).await.unwrap();
+        cluster
+            .wait_for_leader(Duration::from_secs(20))
+            .await
+            .unwrap();
         cluster.heal(&fault).await.unwrap();
     }
     cluster.shutdown().await;

@@ -77,7 +77,11 @@ fn register_under_partition_is_valid_and_complete() {
         "nodes/n2/node.log",
         "nodes/n3/node.log",
     ] {
-        assert!(run.join(f).is_file(), "seed {seed}: missing {f} in {}", run.display());
+        assert!(
+            run.join(f).is_file(),
+            "seed {seed}: missing {f} in {}",
+            run.display()
+        );
     }
     assert!(results.join("index.html").is_file());
     let v = Command::new("python3")
@@ -104,7 +108,10 @@ fn register_under_partition_is_valid_and_complete() {
     assert!(test_json["node_command_lines"].as_array().unwrap().len() == 3);
     // The history has nemesis events for the partitions.
     let history = std::fs::read_to_string(run.join("history.jsonl")).unwrap();
-    assert!(history.contains("\"fault\":\"partition\""), "no partition recorded");
+    assert!(
+        history.contains("\"fault\":\"partition\""),
+        "no partition recorded"
+    );
 }
 
 #[test]
@@ -133,7 +140,10 @@ fn set_under_kill_loses_nothing() {
         serde_json::from_slice(&std::fs::read(latest(&results).join("results.json")).unwrap())
             .unwrap();
     assert_eq!(r["checkers"]["set"]["lost"]["count"], 0, "{r}");
-    assert!(r["checkers"]["set"]["acknowledged"].as_u64().unwrap() > 50, "{r}");
+    assert!(
+        r["checkers"]["set"]["acknowledged"].as_u64().unwrap() > 50,
+        "{r}"
+    );
 }
 
 #[test]
@@ -145,7 +155,11 @@ fn bad_options_exit_254_or_255_with_one_line() {
         (vec!["--read-mode", "fast"], 254, "fast"),
         (vec!["--bug", "nonsense"], 254, "nonsense"),
         (vec!["--no-such-flag"], 254, "no-such-flag"),
-        (vec!["--results-dir", "/proc/no/such/dir"], 255, "/proc/no/such/dir"),
+        (
+            vec!["--results-dir", "/proc/no/such/dir"],
+            255,
+            "/proc/no/such/dir",
+        ),
     ];
     for (args, want, needle) in cases {
         let mut cmd = harness();
@@ -157,7 +171,10 @@ fn bad_options_exit_254_or_255_with_one_line() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(want as i32), "{args:?}: {err}");
         let first = err.lines().next().unwrap_or("");
-        assert!(first.contains(needle), "{args:?}: first line does not name {needle}: {err}");
+        assert!(
+            first.contains(needle),
+            "{args:?}: first line does not name {needle}: {err}"
+        );
         assert!(
             err.lines().filter(|l| !l.trim().is_empty()).count() <= 3,
             "{args:?}: error should be short: {err}"

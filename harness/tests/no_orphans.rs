@@ -45,7 +45,9 @@ fn node_pids(results: &Path) -> Vec<i32> {
         if seen > 10_000 {
             break;
         }
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in rd.flatten() {
             let p = e.path();
             if p.is_dir() && !p.is_symlink() {
@@ -82,8 +84,14 @@ fn wait_for_nodes(results: &Path, harness: &mut Child) -> Vec<i32> {
             // Let the cluster come up (and the panic hook, if set, fire).
             return pids;
         }
-        assert!(harness.try_wait().unwrap().is_none(), "harness exited early");
-        assert!(start.elapsed() < Duration::from_secs(30), "nodes never started");
+        assert!(
+            harness.try_wait().unwrap().is_none(),
+            "harness exited early"
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "nodes never started"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -138,6 +146,9 @@ fn panic_leaves_no_node_behind() {
     let mut h = start_harness(dir.path(), true);
     wait_for_nodes(dir.path(), &mut h);
     let status = wait_exit(&mut h, Duration::from_secs(60));
-    assert!(!status.success(), "the harness should have failed on the panic");
+    assert!(
+        !status.success(),
+        "the harness should have failed on the panic"
+    );
     assert_all_gone(&node_pids(dir.path()));
 }
