@@ -270,9 +270,14 @@ impl Cluster {
         node_name(id)
     }
 
-    /// Applies a fault.
+    /// Applies a fault (the parts of a combined one in order).
     pub async fn apply(&self, fault: &Fault) -> anyhow::Result<()> {
         match fault {
+            Fault::Combined { parts } => {
+                for p in parts {
+                    Box::pin(self.apply(p)).await?;
+                }
+            }
             Fault::Partition { grudge, .. } => self.mesh.apply_grudge(grudge)?,
             Fault::Delay {
                 fixed_ms,
@@ -310,9 +315,15 @@ impl Cluster {
         Ok(())
     }
 
-    /// Heals one fault (links, killed or paused processes, clocks).
+    /// Heals one fault (links, killed or paused processes, clocks, membership); the parts
+    /// of a combined one in reverse order.
     pub async fn heal(&self, fault: &Fault) -> anyhow::Result<()> {
         match fault {
+            Fault::Combined { parts } => {
+                for p in parts.iter().rev() {
+                    Box::pin(self.heal(p)).await?;
+                }
+            }
             Fault::Partition { .. } | Fault::Delay { .. } | Fault::Loss { .. } => {
                 self.mesh.heal_all()
             }

@@ -553,20 +553,35 @@ async fn run_nemesis(
         let Some(fault) = planner.next_fault(leader) else {
             return Ok(());
         };
-        let desc = fault.describe();
-        recorder.nemesis(NemesisPhase::Start, desc.clone());
-        if let Err(e) = cluster.apply(&fault).await {
-            tracing::warn!("applying {desc}: {e:#}");
-            let mut d = desc.clone();
-            d["error"] = json!(format!("{e:#}"));
-            recorder.nemesis(NemesisPhase::Stop, d);
-            continue;
+        // Each part of a (combined) fault is its own start/stop pair in the history, so the
+        // charts shade each window by its kind.
+        let parts = fault.parts();
+        let mut applied = Vec::new();
+        let mut failed = None;
+        for part in &parts {
+            let desc = part.describe();
+            recorder.nemesis(NemesisPhase::Start, desc.clone());
+            match cluster.apply(part).await {
+                Ok(()) => applied.push((*part, desc)),
+                Err(e) => {
+                    tracing::warn!("applying {desc}: {e:#}");
+                    let mut d = desc;
+                    d["error"] = json!(format!("{e:#}"));
+                    recorder.nemesis(NemesisPhase::Stop, d);
+                    failed = Some(());
+                    break;
+                }
+            }
         }
-        let healed_at = Instant::now() + planner.next_interval(mean);
-        wait(healed_at, deadline, &stop).await;
-        let result = cluster.heal(&fault).await;
-        recorder.nemesis(NemesisPhase::Stop, desc.clone());
-        result.with_context(|| format!("healing {desc}"))?;
+        if failed.is_none() {
+            let healed_at = Instant::now() + planner.next_interval(mean);
+            wait(healed_at, deadline, &stop).await;
+        }
+        for (part, desc) in applied.into_iter().rev() {
+            let result = cluster.heal(part).await;
+            recorder.nemesis(NemesisPhase::Stop, desc.clone());
+            result.with_context(|| format!("healing {desc}"))?;
+        }
         if Instant::now() >= deadline || stop.is_cancelled() {
             return Ok(());
         }

@@ -118,6 +118,10 @@ pub enum Fault {
     Clock { skews: BTreeMap<NodeId, ClockSkew> },
     /// Remove this node from the voters through joint consensus (added back at heal).
     Membership { removed: NodeId, was_leader: bool },
+    /// Several faults at once, applied in order and healed in reverse: for instance the
+    /// leader's clock slowed while it is isolated, so that it believes it still leads for
+    /// longer than the others wait before electing a new leader.
+    Combined { parts: Vec<Fault> },
 }
 
 impl Fault {
@@ -131,6 +135,18 @@ impl Fault {
             Fault::Pause { .. } => FaultFamily::Pause,
             Fault::Clock { .. } => FaultFamily::Clock,
             Fault::Membership { .. } => FaultFamily::Membership,
+            Fault::Combined { parts } => parts
+                .first()
+                .map(Fault::family)
+                .unwrap_or(FaultFamily::Partition),
+        }
+    }
+
+    /// The single faults this fault is made of (itself, unless combined), in applying order.
+    pub fn parts(&self) -> Vec<&Fault> {
+        match self {
+            Fault::Combined { parts } => parts.iter().flat_map(Fault::parts).collect(),
+            single => vec![single],
         }
     }
 
@@ -167,6 +183,10 @@ impl Fault {
                 }
                 json!({"fault": "clock", "nodes": m})
             }
+            Fault::Combined { parts } => json!({
+                "fault": "combined",
+                "parts": parts.iter().map(Fault::describe).collect::<Vec<_>>()
+            }),
             Fault::Membership {
                 removed,
                 was_leader,
@@ -239,6 +259,43 @@ impl Planner {
         let family = *self.config.families.choose(&mut self.rng)?;
         let nodes = self.config.nodes.clone();
         let rng = &mut self.rng;
+        // With clocks and partitions both enabled, sometimes slow the leader's clock while
+        // isolating it (a stale leader that keeps believing it leads).
+        let slow_isolated_leader = match leader {
+            Some(l)
+                if family == FaultFamily::Partition
+                    && self.config.families.contains(&FaultFamily::Clock)
+                    && rng.gen_bool(0.5) =>
+            {
+                Some(l)
+            }
+            _ => None,
+        };
+        if let Some(l) = slow_isolated_leader {
+            let rate = if self.config.clock_rate_min < self.config.clock_rate_max {
+                rng.gen_range(self.config.clock_rate_min..=self.config.clock_rate_max)
+            } else {
+                self.config.clock_rate_min
+            };
+            let mut skews = BTreeMap::new();
+            skews.insert(
+                l,
+                ClockSkew {
+                    offset_ms: 0.0,
+                    rate: (rate * 1000.0).round() / 1000.0,
+                },
+            );
+            let grudge = partition::isolate(&nodes, l).unwrap_or_default();
+            return Some(Fault::Combined {
+                parts: vec![
+                    Fault::Clock { skews },
+                    Fault::Partition {
+                        shape: "isolate-leader",
+                        grudge,
+                    },
+                ],
+            });
+        }
         let fault = match family {
             FaultFamily::Partition => {
                 let mut shapes: Vec<(&'static str, partition::Shape)> = vec![
@@ -456,6 +513,35 @@ mod tests {
         let mut small = config(vec![FaultFamily::Membership]);
         small.nodes = vec![1, 2];
         assert!(Planner::new(1, small).err().unwrap().contains("at least 3"));
+    }
+
+    #[test]
+    fn partitions_with_clocks_sometimes_slow_the_isolated_leader() {
+        let mut p =
+            Planner::new(9, config(vec![FaultFamily::Partition, FaultFamily::Clock])).unwrap();
+        let mut combined = 0;
+        for _ in 0..200 {
+            if let Fault::Combined { parts } = p.next_fault(Some(4)).unwrap() {
+                combined += 1;
+                match (&parts[0], &parts[1]) {
+                    (Fault::Clock { skews }, Fault::Partition { shape, grudge }) => {
+                        assert_eq!(skews.keys().copied().collect::<Vec<_>>(), vec![4]);
+                        assert_eq!(*shape, "isolate-leader");
+                        assert!(grudge.is_cut(4, 1) && grudge.is_cut(1, 4));
+                    }
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
+        assert!(combined > 10, "combined faults drawn {combined} times");
+        // Without a leader, or without the clock family, never.
+        let mut q = Planner::new(9, config(vec![FaultFamily::Partition])).unwrap();
+        for _ in 0..100 {
+            assert!(!matches!(
+                q.next_fault(Some(4)),
+                Some(Fault::Combined { .. })
+            ));
+        }
     }
 
     #[test]
