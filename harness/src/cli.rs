@@ -131,4 +131,11 @@ pub struct TestArgs {
     /// No progress lines (the verdict line is still printed).
     #[arg(long)]
     pub quiet: bool,
+    /// Draw partitions only of these shapes (comma-separated): isolate-one, halves,
+    /// majorities-ring, bridge, isolate-leader, leader-in-minority, one-way-leader-deaf,
+    /// lagging-rejoin (a follower cut off until it lags, let back in as the leader is cut
+    /// off), slow-isolated-leader (the leader cut off while its clock runs slow; needs the
+    /// clock nemesis). Default: all.
+    #[arg(long)]
+    pub partition_shapes: Option<String>,
 }

@@ -273,6 +273,9 @@ impl Cluster {
     /// Applies a fault (the parts of a combined one in order).
     pub async fn apply(&self, fault: &Fault) -> anyhow::Result<()> {
         match fault {
+            Fault::Sequence { .. } => {
+                bail!("a sequence of faults is applied step by step by the schedule")
+            }
             Fault::Combined { parts } => {
                 for p in parts {
                     Box::pin(self.apply(p)).await?;
@@ -319,6 +322,11 @@ impl Cluster {
     /// of a combined one in reverse order.
     pub async fn heal(&self, fault: &Fault) -> anyhow::Result<()> {
         match fault {
+            Fault::Sequence { steps } => {
+                for step in steps.iter().rev() {
+                    Box::pin(self.heal(step)).await?;
+                }
+            }
             Fault::Combined { parts } => {
                 for p in parts.iter().rev() {
                     Box::pin(self.heal(p)).await?;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use nemesis::schedule::{self, FaultFamily, Planner, PlannerConfig};
+use nemesis::schedule::{self, Fault, FaultFamily, Planner, PlannerConfig};
 use node::protocol::ReadMode;
 use rand::Rng;
 use serde_json::json;
@@ -109,7 +109,9 @@ pub fn plan(args: &TestArgs) -> Result<Plan, Failure> {
             clock_bump_ms: 0.0,
         },
     )
-    .map_err(|e| usage(format!("--nemesis: {e}")))?;
+    .map_err(|e| usage(format!("--nemesis: {e}")))?
+    .with_partition_shapes(&partition_shapes(args))
+    .map_err(|e| usage(format!("--partition-shapes: {e}")))?;
     if let Some(b) = &args.bug {
         if !BUGS.contains(&b.as_str()) {
             return Err(usage(format!(
@@ -156,6 +158,14 @@ pub fn plan(args: &TestArgs) -> Result<Plan, Failure> {
         command,
         test_name,
     })
+}
+
+/// `--partition-shapes` as a list (empty: every shape).
+fn partition_shapes(args: &TestArgs) -> Vec<String> {
+    args.partition_shapes
+        .as_deref()
+        .map(|s| s.split(',').map(|x| x.trim().to_string()).collect())
+        .unwrap_or_default()
 }
 
 fn check_writable(dir: &Path) -> std::io::Result<()> {
@@ -266,6 +276,9 @@ pub fn command_line(args: &TestArgs, seed: u64) -> String {
             " --clock-rate-min {} --clock-rate-max {}",
             args.clock_rate_min, args.clock_rate_max
         ));
+    }
+    if let Some(p) = &args.partition_shapes {
+        s.push_str(&format!(" --partition-shapes {p}"));
     }
     if args.results_dir != Path::new("results") {
         s.push_str(&format!(" --results-dir {}", args.results_dir.display()));
@@ -475,6 +488,7 @@ async fn drive(
                 clock_bump_ms: 250.0,
             },
         )
+        .and_then(|p| p.with_partition_shapes(&partition_shapes(args)))
         .map_err(anyhow::Error::msg)?;
         run_nemesis(
             planner,
@@ -553,39 +567,70 @@ async fn run_nemesis(
         let Some(fault) = planner.next_fault(leader) else {
             return Ok(());
         };
-        // Each part of a (combined) fault is its own start/stop pair in the history, so the
-        // charts shade each window by its kind.
-        let parts = fault.parts();
-        let mut applied = Vec::new();
-        let mut failed = None;
-        for part in &parts {
-            let desc = part.describe();
-            recorder.nemesis(NemesisPhase::Start, desc.clone());
-            match cluster.apply(part).await {
-                Ok(()) => applied.push((*part, desc)),
-                Err(e) => {
-                    tracing::warn!("applying {desc}: {e:#}");
-                    let mut d = desc;
-                    d["error"] = json!(format!("{e:#}"));
-                    recorder.nemesis(NemesisPhase::Stop, d);
-                    failed = Some(());
+        // Each step of a sequence is healed as the next is applied; each part of a combined
+        // fault is its own start/stop pair in the history, so the charts shade each window
+        // by its kind.
+        let mut active: Vec<(&Fault, serde_json::Value)> = Vec::new();
+        let mut failed = false;
+        for step in fault.steps() {
+            if !active.is_empty() {
+                if !wait(
+                    Instant::now() + planner.next_interval(mean),
+                    deadline,
+                    &stop,
+                )
+                .await
+                {
                     break;
                 }
+                heal_parts(cluster, recorder, &mut active).await?;
+            }
+            for part in step.parts() {
+                let desc = part.describe();
+                recorder.nemesis(NemesisPhase::Start, desc.clone());
+                match cluster.apply(part).await {
+                    Ok(()) => active.push((part, desc)),
+                    Err(e) => {
+                        tracing::warn!("applying {desc}: {e:#}");
+                        let mut d = desc;
+                        d["error"] = json!(format!("{e:#}"));
+                        recorder.nemesis(NemesisPhase::Stop, d);
+                        failed = true;
+                        break;
+                    }
+                }
+            }
+            if failed {
+                break;
             }
         }
-        if failed.is_none() {
-            let healed_at = Instant::now() + planner.next_interval(mean);
-            wait(healed_at, deadline, &stop).await;
+        if !failed {
+            wait(
+                Instant::now() + planner.next_interval(mean),
+                deadline,
+                &stop,
+            )
+            .await;
         }
-        for (part, desc) in applied.into_iter().rev() {
-            let result = cluster.heal(part).await;
-            recorder.nemesis(NemesisPhase::Stop, desc.clone());
-            result.with_context(|| format!("healing {desc}"))?;
-        }
+        heal_parts(cluster, recorder, &mut active).await?;
         if Instant::now() >= deadline || stop.is_cancelled() {
             return Ok(());
         }
     }
+}
+
+/// Heals the applied parts in reverse order, recording each stop.
+async fn heal_parts(
+    cluster: &Cluster,
+    recorder: &Recorder,
+    active: &mut Vec<(&Fault, serde_json::Value)>,
+) -> anyhow::Result<()> {
+    while let Some((part, desc)) = active.pop() {
+        let result = cluster.heal(part).await;
+        recorder.nemesis(NemesisPhase::Stop, desc.clone());
+        result.with_context(|| format!("healing {desc}"))?;
+    }
+    Ok(())
 }
 
 /// Prints progress: a line every 5 s (every second on a terminal).
@@ -670,12 +715,12 @@ fn check_and_report(
             let mut anomalies = Vec::new();
             if s.lost.count > 0 {
                 anomalies.push(json!({"key": "set", "read_mode": mode, "explanation":
-                    format!("{} acknowledged adds are missing from a final read: {:?}", s.lost.count, s.lost.elements),
+                    format!("{} acknowledged adds are missing from a final read: {}", s.lost.count, elements_preview(&s.lost.elements)),
                     "ops": s.bad_reads}));
             }
             if s.unexpected.count > 0 {
                 anomalies.push(json!({"key": "set", "read_mode": mode, "explanation":
-                    format!("{} elements read were never added: {:?}", s.unexpected.count, s.unexpected.elements),
+                    format!("{} elements read were never added: {}", s.unexpected.count, elements_preview(&s.unexpected.elements)),
                     "ops": s.bad_reads}));
             }
             (s.valid, modes, json!({"set": s}), json!(anomalies))
@@ -735,6 +780,18 @@ fn check_and_report(
         Verdict::Unknown => exit::UNKNOWN,
     };
     Ok((code, results))
+}
+
+/// The first elements of a (possibly huge) list, for one-line explanations; the full lists
+/// are in `results.json` under `checkers.set`.
+fn elements_preview(elements: &[i64]) -> String {
+    const SHOWN: usize = 20;
+    let head: Vec<String> = elements.iter().take(SHOWN).map(i64::to_string).collect();
+    if elements.len() > SHOWN {
+        format!("{}, … ({} more)", head.join(", "), elements.len() - SHOWN)
+    } else {
+        head.join(", ")
+    }
 }
 
 fn verdict_label(v: &serde_json::Value) -> &'static str {

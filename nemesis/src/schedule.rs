@@ -122,6 +122,10 @@ pub enum Fault {
     /// leader's clock slowed while it is isolated, so that it believes it still leads for
     /// longer than the others wait before electing a new leader.
     Combined { parts: Vec<Fault> },
+    /// Faults one after another: each step is healed the moment the next is applied. For
+    /// instance a follower isolated until it lags, then let back in at the moment the leader
+    /// is isolated, so that the lagging node stands in the election that follows.
+    Sequence { steps: Vec<Fault> },
 }
 
 impl Fault {
@@ -135,17 +139,25 @@ impl Fault {
             Fault::Pause { .. } => FaultFamily::Pause,
             Fault::Clock { .. } => FaultFamily::Clock,
             Fault::Membership { .. } => FaultFamily::Membership,
-            Fault::Combined { parts } => parts
+            Fault::Combined { parts: faults } | Fault::Sequence { steps: faults } => faults
                 .first()
                 .map(Fault::family)
                 .unwrap_or(FaultFamily::Partition),
         }
     }
 
-    /// The single faults this fault is made of (itself, unless combined), in applying order.
+    /// The single faults this (combined) fault applies at once, in applying order.
     pub fn parts(&self) -> Vec<&Fault> {
         match self {
             Fault::Combined { parts } => parts.iter().flat_map(Fault::parts).collect(),
+            single => vec![single],
+        }
+    }
+
+    /// The steps of a sequence, one after another (a single step for any other fault).
+    pub fn steps(&self) -> Vec<&Fault> {
+        match self {
+            Fault::Sequence { steps } => steps.iter().collect(),
             single => vec![single],
         }
     }
@@ -187,6 +199,10 @@ impl Fault {
                 "fault": "combined",
                 "parts": parts.iter().map(Fault::describe).collect::<Vec<_>>()
             }),
+            Fault::Sequence { steps } => json!({
+                "fault": "sequence",
+                "steps": steps.iter().map(Fault::describe).collect::<Vec<_>>()
+            }),
             Fault::Membership {
                 removed,
                 was_leader,
@@ -218,6 +234,134 @@ pub struct PlannerConfig {
 pub struct Planner {
     rng: ChaCha8Rng,
     config: PlannerConfig,
+    /// Partition shapes allowed (empty: all); see [`Planner::with_partition_shapes`].
+    only_shapes: Vec<&'static str>,
+}
+
+/// Every partition shape the planner draws from, by the name history events give it.
+/// `slow-isolated-leader` (the leader isolated while its clock runs slow) needs the clock
+/// family enabled; the leader shapes need a known leader.
+pub const PARTITION_SHAPES: [&str; 9] = [
+    "isolate-one",
+    "halves",
+    "majorities-ring",
+    "bridge",
+    "isolate-leader",
+    "leader-in-minority",
+    "one-way-leader-deaf",
+    "lagging-rejoin",
+    "slow-isolated-leader",
+];
+
+fn draw_rate(rng: &mut ChaCha8Rng, c: &PlannerConfig) -> f64 {
+    let rate = if c.clock_rate_min < c.clock_rate_max {
+        rng.gen_range(c.clock_rate_min..=c.clock_rate_max)
+    } else {
+        c.clock_rate_min
+    };
+    (rate * 1000.0).round() / 1000.0
+}
+
+/// A partition of one of the allowed shapes (all when `only` is empty), drawn from `rng`.
+fn partition_fault(
+    nodes: &[NodeId],
+    leader: Option<NodeId>,
+    clock_enabled: bool,
+    slow_rate: f64,
+    only: &[&'static str],
+    rng: &mut ChaCha8Rng,
+) -> Fault {
+    let mut names: Vec<&'static str> = vec!["isolate-one", "halves", "majorities-ring", "bridge"];
+    if leader.is_some() {
+        names.extend([
+            "isolate-leader",
+            "leader-in-minority",
+            "one-way-leader-deaf",
+        ]);
+        if nodes.len() >= 3 {
+            names.push("lagging-rejoin");
+        }
+        if clock_enabled {
+            names.push("slow-isolated-leader");
+        }
+    }
+    if !only.is_empty() {
+        names.retain(|n| only.contains(n));
+    }
+    let fallback = || Fault::Partition {
+        shape: "isolate-one",
+        grudge: partition::isolate(nodes, nodes[0]).unwrap_or_default(),
+    };
+    // Shapes that need more nodes than we have are redrawn (bounded).
+    for _ in 0..8 {
+        let Some(&name) = names.choose(rng) else {
+            return fallback();
+        };
+        let l = leader.unwrap_or(nodes[0]);
+        let shape = match name {
+            "isolate-one" => partition::Shape::Isolate { target: None },
+            "halves" => partition::Shape::Halves,
+            "majorities-ring" => partition::Shape::MajoritiesRing,
+            "bridge" => partition::Shape::Bridge,
+            "isolate-leader" => partition::Shape::Isolate { target: Some(l) },
+            "leader-in-minority" => partition::Shape::LeaderInMinority { leader: l },
+            "one-way-leader-deaf" => partition::Shape::OneWayDeaf { target: l },
+            "lagging-rejoin" => {
+                let others: Vec<NodeId> = nodes.iter().copied().filter(|&n| n != l).collect();
+                let Some(&lagging) = others.choose(rng) else {
+                    continue;
+                };
+                let (Ok(g1), Ok(g2)) = (
+                    partition::isolate(nodes, lagging),
+                    partition::isolate(nodes, l),
+                ) else {
+                    continue;
+                };
+                return Fault::Sequence {
+                    steps: vec![
+                        Fault::Partition {
+                            shape: "lagging-rejoin",
+                            grudge: g1,
+                        },
+                        Fault::Partition {
+                            shape: "isolate-leader",
+                            grudge: g2,
+                        },
+                    ],
+                };
+            }
+            "slow-isolated-leader" => {
+                let mut skews = BTreeMap::new();
+                skews.insert(
+                    l,
+                    ClockSkew {
+                        offset_ms: 0.0,
+                        rate: slow_rate,
+                    },
+                );
+                let Ok(grudge) = partition::isolate(nodes, l) else {
+                    continue;
+                };
+                return Fault::Combined {
+                    parts: vec![
+                        Fault::Clock { skews },
+                        Fault::Partition {
+                            shape: "isolate-leader",
+                            grudge,
+                        },
+                    ],
+                };
+            }
+            _ => continue,
+        };
+        if let Ok(grudge) = shape.grudge(nodes, rng) {
+            return Fault::Partition {
+                shape: name,
+                grudge,
+            };
+        }
+    }
+    fallback()
 }
 
 impl Planner {
@@ -241,7 +385,27 @@ impl Planner {
         Ok(Planner {
             rng: ChaCha8Rng::seed_from_u64(seed),
             config,
+            only_shapes: Vec::new(),
         })
+    }
+
+    /// Draws partitions only of these shapes (names from [`PARTITION_SHAPES`]; empty: all),
+    /// to aim a run at one bug.
+    pub fn with_partition_shapes(mut self, names: &[String]) -> Result<Planner, String> {
+        let mut only = Vec::new();
+        for n in names.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
+            let known = PARTITION_SHAPES.iter().find(|s| **s == n).ok_or_else(|| {
+                format!(
+                    "unknown partition shape {n:?} (expected some of {})",
+                    PARTITION_SHAPES.join(", ")
+                )
+            })?;
+            if !only.contains(known) {
+                only.push(*known);
+            }
+        }
+        self.only_shapes = only;
+        Ok(self)
     }
 
     /// Whether any fault is enabled.
@@ -259,81 +423,11 @@ impl Planner {
         let family = *self.config.families.choose(&mut self.rng)?;
         let nodes = self.config.nodes.clone();
         let rng = &mut self.rng;
-        // With clocks and partitions both enabled, sometimes slow the leader's clock while
-        // isolating it (a stale leader that keeps believing it leads).
-        let slow_isolated_leader = match leader {
-            Some(l)
-                if family == FaultFamily::Partition
-                    && self.config.families.contains(&FaultFamily::Clock)
-                    && rng.gen_bool(0.5) =>
-            {
-                Some(l)
-            }
-            _ => None,
-        };
-        if let Some(l) = slow_isolated_leader {
-            let rate = if self.config.clock_rate_min < self.config.clock_rate_max {
-                rng.gen_range(self.config.clock_rate_min..=self.config.clock_rate_max)
-            } else {
-                self.config.clock_rate_min
-            };
-            let mut skews = BTreeMap::new();
-            skews.insert(
-                l,
-                ClockSkew {
-                    offset_ms: 0.0,
-                    rate: (rate * 1000.0).round() / 1000.0,
-                },
-            );
-            let grudge = partition::isolate(&nodes, l).unwrap_or_default();
-            return Some(Fault::Combined {
-                parts: vec![
-                    Fault::Clock { skews },
-                    Fault::Partition {
-                        shape: "isolate-leader",
-                        grudge,
-                    },
-                ],
-            });
-        }
         let fault = match family {
             FaultFamily::Partition => {
-                let mut shapes: Vec<(&'static str, partition::Shape)> = vec![
-                    ("isolate-one", partition::Shape::Isolate { target: None }),
-                    ("halves", partition::Shape::Halves),
-                    ("majorities-ring", partition::Shape::MajoritiesRing),
-                    ("bridge", partition::Shape::Bridge),
-                ];
-                if let Some(l) = leader {
-                    shapes.push((
-                        "isolate-leader",
-                        partition::Shape::Isolate { target: Some(l) },
-                    ));
-                    shapes.push((
-                        "leader-in-minority",
-                        partition::Shape::LeaderInMinority { leader: l },
-                    ));
-                    shapes.push((
-                        "one-way-leader-deaf",
-                        partition::Shape::OneWayDeaf { target: l },
-                    ));
-                }
-                // Shapes that need more nodes than we have are skipped (bounded retries).
-                let mut chosen = None;
-                for _ in 0..8 {
-                    let (name, shape) = *shapes.choose(rng).expect("non-empty");
-                    if let Ok(g) = shape.grudge(&nodes, rng) {
-                        chosen = Some(Fault::Partition {
-                            shape: name,
-                            grudge: g,
-                        });
-                        break;
-                    }
-                }
-                chosen.unwrap_or_else(|| Fault::Partition {
-                    shape: "isolate-one",
-                    grudge: partition::isolate(&nodes, nodes[0]).unwrap_or_default(),
-                })
+                let clock = self.config.families.contains(&FaultFamily::Clock);
+                let rate = draw_rate(rng, &self.config);
+                partition_fault(&nodes, leader, clock, rate, &self.only_shapes, rng)
             }
             FaultFamily::Delay => Fault::Delay {
                 fixed_ms: rng.gen_range(20..=150),
@@ -516,9 +610,11 @@ mod tests {
     }
 
     #[test]
-    fn partitions_with_clocks_sometimes_slow_the_isolated_leader() {
-        let mut p =
-            Planner::new(9, config(vec![FaultFamily::Partition, FaultFamily::Clock])).unwrap();
+    fn slow_isolated_leader_combines_a_clock_and_a_partition() {
+        let mut p = Planner::new(9, config(vec![FaultFamily::Partition, FaultFamily::Clock]))
+            .unwrap()
+            .with_partition_shapes(&["slow-isolated-leader".into()])
+            .unwrap();
         let mut combined = 0;
         for _ in 0..200 {
             if let Fault::Combined { parts } = p.next_fault(Some(4)).unwrap() {
@@ -526,6 +622,7 @@ mod tests {
                 match (&parts[0], &parts[1]) {
                     (Fault::Clock { skews }, Fault::Partition { shape, grudge }) => {
                         assert_eq!(skews.keys().copied().collect::<Vec<_>>(), vec![4]);
+                        assert!((0.5..=2.0).contains(&skews[&4].rate));
                         assert_eq!(*shape, "isolate-leader");
                         assert!(grudge.is_cut(4, 1) && grudge.is_cut(1, 4));
                     }
@@ -533,10 +630,14 @@ mod tests {
                 }
             }
         }
-        assert!(combined > 10, "combined faults drawn {combined} times");
-        // Without a leader, or without the clock family, never.
-        let mut q = Planner::new(9, config(vec![FaultFamily::Partition])).unwrap();
-        for _ in 0..100 {
+        // About half the draws are of the clock family, the rest all combined.
+        assert!(combined > 60, "combined faults drawn {combined} times");
+        // Without the clock family it is never drawn (the fallback is isolate-one).
+        let mut q = Planner::new(9, config(vec![FaultFamily::Partition]))
+            .unwrap()
+            .with_partition_shapes(&["slow-isolated-leader".into()])
+            .unwrap();
+        for _ in 0..50 {
             assert!(!matches!(
                 q.next_fault(Some(4)),
                 Some(Fault::Combined { .. })
@@ -545,9 +646,44 @@ mod tests {
     }
 
     #[test]
+    fn lagging_rejoin_isolates_a_follower_then_the_leader() {
+        let mut p = Planner::new(5, config(vec![FaultFamily::Partition]))
+            .unwrap()
+            .with_partition_shapes(&["lagging-rejoin".into()])
+            .unwrap();
+        for _ in 0..50 {
+            let f = p.next_fault(Some(2)).unwrap();
+            let steps = f.steps();
+            assert_eq!(steps.len(), 2, "{f:?}");
+            match (steps[0], steps[1]) {
+                (Fault::Partition { grudge: g1, .. }, Fault::Partition { grudge: g2, .. }) => {
+                    let isolated = |g: &Grudge, x: NodeId| {
+                        (1..=5)
+                            .filter(|&n| n != x)
+                            .all(|n| g.is_cut(x, n) && g.is_cut(n, x))
+                    };
+                    let lagging = (1..=5).find(|&n| isolated(g1, n)).unwrap();
+                    assert_ne!(lagging, 2, "the lagging node is not the leader");
+                    assert!(isolated(g2, 2), "then the leader is isolated");
+                    let other = (1..=5).find(|&n| n != 2 && n != lagging).unwrap();
+                    assert!(!g2.is_cut(lagging, other), "the lagging node is back in");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(Planner::new(5, config(vec![FaultFamily::Partition]))
+            .unwrap()
+            .with_partition_shapes(&["sideways".into()])
+            .err()
+            .unwrap()
+            .contains("sideways"));
+    }
+
+    #[test]
     fn partition_descriptions_name_nodes() {
         let mut p = Planner::new(3, config(vec![FaultFamily::Partition])).unwrap();
-        let d = p.next_fault(Some(2)).unwrap().describe();
+        let f = p.next_fault(Some(2)).unwrap();
+        let d = f.steps()[0].describe();
         assert_eq!(d["fault"], "partition");
         let g = d["grudge"].as_object().unwrap();
         assert!(g.keys().all(|k| k.starts_with('n')));

@@ -128,12 +128,13 @@ impl Raft {
             warn!("invalid raft config ({e}); using repaired values");
         }
         let cfg = config.repaired();
-        let (log, dropped) = RaftLog::recover_from(
+        let (mut log, dropped) = RaftLog::recover_from(
             snapshot.as_ref().map(|s| &s.meta),
             ClusterConfig::simple(cfg.voters.iter().copied()),
             entries,
             hard_state.commit,
         );
+        log.set_overwrite_committed(cfg.bugs.vote_ignores_log);
         if dropped > 0 {
             error!(
                 dropped,
@@ -1258,7 +1259,9 @@ impl Raft {
         commit: LogIndex,
     ) {
         let committed = self.log.committed();
-        if prev_index < committed {
+        // (With the deliberate bug `vote-ignores-log` the follower trusts any leader, even
+        // one whose log is behind its commit index.)
+        if prev_index < committed && !self.cfg.bugs.vote_ignores_log {
             // Everything up to our commit index matches the leader; say so.
             self.send(from, append_ok(committed));
             return;

@@ -54,6 +54,11 @@ pub struct RaftLog {
     /// Lowest index truncated since the last `take_unstable`, so that an `advance` for a
     /// Ready built before the truncation does not mark replaced entries as persisted.
     truncated_since_ready: Option<LogIndex>,
+    /// Deliberate bug `vote-ignores-log`, follower half: trust any leader the way a naive
+    /// implementation does, replacing even committed entries (and the commit index with
+    /// them) instead of refusing. Together with votes granted without the up-to-date check,
+    /// this is how forgetting the election restriction loses committed writes.
+    overwrite_committed: bool,
 }
 
 impl RaftLog {
@@ -88,6 +93,7 @@ impl RaftLog {
             committed: 0,
             applied: offset,
             truncated_since_ready: None,
+            overwrite_committed: false,
         };
         for e in entries {
             if e.index != log.last_index() + 1 || e.term < log.last_term() || e.term == 0 {
@@ -244,7 +250,7 @@ impl RaftLog {
         let Some(conflict) = self.find_conflict(entries) else {
             return Ok(last_new);
         };
-        if conflict <= self.committed {
+        if conflict <= self.committed && (!self.overwrite_committed || conflict <= self.offset) {
             return Err(AppendError::ConflictWithCommitted {
                 index: conflict,
                 committed: self.committed,
@@ -271,7 +277,14 @@ impl RaftLog {
                 self.push_entry(e.clone());
             }
         }
+        // Only with the deliberate bug can a committed entry have been replaced.
+        self.committed = self.committed.min(self.last_index());
         Ok(last_new)
+    }
+
+    /// Turns on the follower half of the deliberate bug `vote-ignores-log` (see the field).
+    pub fn set_overwrite_committed(&mut self, on: bool) {
+        self.overwrite_committed = on;
     }
 
     /// Drops every entry at `index` and after (never below the snapshot).
