@@ -226,8 +226,8 @@ impl Conn {
 /// A node's status, or an I/O error if it does not answer.
 pub fn status(addr: &str) -> std::io::Result<Status> {
     let mut c = Conn::connect(addr)?;
-    c.stream
-        .set_read_timeout(Some(Duration::from_millis(500)))?;
+    // Generous: a loaded CI machine can take a while to answer; callers poll anyway.
+    c.stream.set_read_timeout(Some(Duration::from_secs(3)))?;
     match c.call(Operation::Status)? {
         Ok(Reply::Status(s)) => Ok(s),
         other => Err(std::io::Error::other(format!("unexpected {other:?}"))),
