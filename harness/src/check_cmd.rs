@@ -56,17 +56,8 @@ const EXIT_ERROR: i32 = 255;
 
 /// The worse of two exit codes: 255 > 1 > 2 > 0.
 fn worst_code(a: i32, b: i32) -> i32 {
-    let rank = |c: i32| match c {
-        0 => 0,
-        2 => 1,
-        1 => 2,
-        _ => 3,
-    };
-    if rank(a) >= rank(b) {
-        a
-    } else {
-        b
-    }
+    let clamp = |c: i32| c.clamp(0, 255) as u8;
+    i32::from(crate::exit::worst(clamp(a), clamp(b)))
 }
 
 /// Runs `harness check`; prints to stdout and returns the exit code.

@@ -12,7 +12,7 @@ use node::protocol::ReadMode;
 use rand::Rng;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
-use workloads::checker::{self, CheckOptions, Verdict};
+use workloads::checker::{self, CheckOptions};
 use workloads::client::{ClientConfig, NodeAddr};
 use workloads::driver::{self, WorkloadConfig};
 use workloads::generator::{self, WorkloadKind as GenWorkload};
@@ -303,11 +303,6 @@ fn write_json(path: &Path, value: &serde_json::Value) -> anyhow::Result<()> {
     crate::report::index::write_atomic(path, &bytes)
 }
 
-/// Where a run lives.
-struct RunDirs {
-    run_dir: PathBuf,
-}
-
 /// What one run of `harness test` found.
 #[derive(Clone, Debug)]
 pub struct RunOutcome {
@@ -338,9 +333,6 @@ pub async fn run_test(plan: &Plan, seed: u64) -> anyhow::Result<RunOutcome> {
     let args = &plan.args;
     let results_dir = &args.results_dir;
     let run_dir = crate::run_dir::create(results_dir, &plan.test_name)?;
-    let dirs = RunDirs {
-        run_dir: run_dir.clone(),
-    };
     let mut outcome = RunOutcome {
         code: exit::HARNESS_FAILED,
         run_dir: run_dir.clone(),
@@ -428,7 +420,7 @@ pub async fn run_test(plan: &Plan, seed: u64) -> anyhow::Result<RunOutcome> {
     }
 
     let events = recorder.events();
-    let (code, results) = check_and_report(plan, seed, &dirs, &events)?;
+    let (code, results) = check_and_report(plan, seed, &run_dir, &events)?;
     outcome.code = code;
     outcome.results = results;
     outcome.elapsed = started.elapsed();
@@ -678,11 +670,10 @@ fn progress_task(
 fn check_and_report(
     plan: &Plan,
     seed: u64,
-    dirs: &RunDirs,
+    run_dir: &Path,
     events: &[workloads::history::Event],
 ) -> anyhow::Result<(u8, serde_json::Value)> {
     let args = &plan.args;
-    let run_dir = &dirs.run_dir;
     let opts = CheckOptions {
         timeout: Duration::from_secs_f64(args.check_timeout),
         ..CheckOptions::default()
@@ -746,11 +737,7 @@ fn check_and_report(
     if let Err(e) = crate::report::rebuild_results_index(&args.results_dir) {
         eprintln!("harness: results index failed: {e:#}");
     }
-    let label = match verdict {
-        Verdict::Valid => "valid",
-        Verdict::Invalid => "INVALID",
-        Verdict::Unknown => "unknown",
-    };
+    let label = verdict.label();
     let per_mode: Vec<String> = read_modes
         .iter()
         .map(|(m, v)| format!("{m}: {}", verdict_label(&v["valid"])))
@@ -774,12 +761,7 @@ fn check_and_report(
         );
     }
     println!("  report: {}", run_dir.join("index.html").display());
-    let code = match verdict {
-        Verdict::Valid => exit::VALID,
-        Verdict::Invalid => exit::INVALID,
-        Verdict::Unknown => exit::UNKNOWN,
-    };
-    Ok((code, results))
+    Ok((verdict.exit_code() as u8, results))
 }
 
 /// The first elements of a (possibly huge) list, for one-line explanations; the full lists

@@ -253,6 +253,15 @@ pub const PARTITION_SHAPES: [&str; 9] = [
     "slow-isolated-leader",
 ];
 
+/// One of `choices`; the leader target falls back to one node while no leader is known.
+fn draw_target(choices: &[Target], leader: Option<NodeId>, rng: &mut ChaCha8Rng) -> Target {
+    match *choices.choose(rng).expect("non-empty") {
+        Target::Leader if leader.is_none() => Target::One,
+        t => t,
+    }
+}
+
+/// A clock rate in the configured range, rounded to three decimals.
 fn draw_rate(rng: &mut ChaCha8Rng, c: &PlannerConfig) -> f64 {
     let rate = if c.clock_rate_min < c.clock_rate_max {
         rng.gen_range(c.clock_rate_min..=c.clock_rate_max)
@@ -437,26 +446,20 @@ impl Planner {
                 p: (rng.gen_range(0.1..0.5f64) * 100.0).round() / 100.0,
             },
             FaultFamily::Kill => {
-                let target = *[Target::One, Target::Minority, Target::Leader, Target::All]
-                    .choose(rng)
-                    .expect("non-empty");
-                let target = if target == Target::Leader && leader.is_none() {
-                    Target::One
-                } else {
-                    target
-                };
+                let target = draw_target(
+                    &[Target::One, Target::Minority, Target::Leader, Target::All],
+                    leader,
+                    rng,
+                );
                 let nodes = targets::select(target, &nodes, leader, rng).unwrap_or_default();
                 Fault::Kill { target, nodes }
             }
             FaultFamily::Pause => {
-                let target = *[Target::One, Target::Leader, Target::Minority]
-                    .choose(rng)
-                    .expect("non-empty");
-                let target = if target == Target::Leader && leader.is_none() {
-                    Target::One
-                } else {
-                    target
-                };
+                let target = draw_target(
+                    &[Target::One, Target::Leader, Target::Minority],
+                    leader,
+                    rng,
+                );
                 let nodes = targets::select(target, &nodes, leader, rng).unwrap_or_default();
                 Fault::Pause { target, nodes }
             }
@@ -469,24 +472,14 @@ impl Planner {
                 let chosen = targets::select(target, &nodes, leader, rng).unwrap_or_default();
                 let mut skews = BTreeMap::new();
                 for n in chosen {
-                    let rate = if self.config.clock_rate_min < self.config.clock_rate_max {
-                        rng.gen_range(self.config.clock_rate_min..=self.config.clock_rate_max)
-                    } else {
-                        self.config.clock_rate_min
-                    };
+                    let rate = draw_rate(rng, &self.config);
                     let bump = self.config.clock_bump_ms;
                     let offset_ms = if bump > 0.0 && rng.gen_bool(0.5) {
                         rng.gen_range(-bump..=bump).round()
                     } else {
                         0.0
                     };
-                    skews.insert(
-                        n,
-                        ClockSkew {
-                            offset_ms,
-                            rate: (rate * 1000.0).round() / 1000.0,
-                        },
-                    );
+                    skews.insert(n, ClockSkew { offset_ms, rate });
                 }
                 Fault::Clock { skews }
             }
