@@ -135,7 +135,9 @@ pub struct TestArgs {
     /// majorities-ring, bridge, isolate-leader, leader-in-minority, one-way-leader-deaf,
     /// lagging-rejoin (a follower cut off until it lags, let back in as the leader is cut
     /// off), slow-isolated-leader (the leader cut off while its clock runs slow; needs the
-    /// clock nemesis). Default: all.
+    /// clock nemesis), deaf-leader-fast-follower (the leader hears nobody while one
+    /// follower's clock runs at a rate drawn from the clock range; needs the clock nemesis).
+    /// Default: all.
     #[arg(long)]
     pub partition_shapes: Option<String>,
 }

@@ -241,7 +241,7 @@ pub struct Planner {
 /// Every partition shape the planner draws from, by the name history events give it.
 /// `slow-isolated-leader` (the leader isolated while its clock runs slow) needs the clock
 /// family enabled; the leader shapes need a known leader.
-pub const PARTITION_SHAPES: [&str; 9] = [
+pub const PARTITION_SHAPES: [&str; 10] = [
     "isolate-one",
     "halves",
     "majorities-ring",
@@ -251,6 +251,7 @@ pub const PARTITION_SHAPES: [&str; 9] = [
     "one-way-leader-deaf",
     "lagging-rejoin",
     "slow-isolated-leader",
+    "deaf-leader-fast-follower",
 ];
 
 /// One of `choices`; the leader target falls back to one node while no leader is known.
@@ -276,7 +277,7 @@ fn partition_fault(
     nodes: &[NodeId],
     leader: Option<NodeId>,
     clock_enabled: bool,
-    slow_rate: f64,
+    skew_rate: f64,
     only: &[&'static str],
     rng: &mut ChaCha8Rng,
 ) -> Fault {
@@ -292,6 +293,9 @@ fn partition_fault(
         }
         if clock_enabled {
             names.push("slow-isolated-leader");
+            if nodes.len() >= 3 {
+                names.push("deaf-leader-fast-follower");
+            }
         }
     }
     if !only.is_empty() {
@@ -339,13 +343,45 @@ fn partition_fault(
                     ],
                 };
             }
+            "deaf-leader-fast-follower" => {
+                // The leader hears nobody (its messages still arrive, so the others keep
+                // following it) while one follower's clock runs fast enough that it times
+                // out between heartbeats. A correct follower that hears a live leader refuses
+                // to vote (stickiness), so the leader keeps its lease until it expires
+                // unrenewed; without that rule the fast follower is elected and commits while
+                // the deaf leader still trusts its lease, and the deaf leader never hears of it.
+                let others: Vec<NodeId> = nodes.iter().copied().filter(|&n| n != l).collect();
+                let Some(&fast) = others.choose(rng) else {
+                    continue;
+                };
+                let Ok(grudge) = partition::one_way_deaf(nodes, l) else {
+                    continue;
+                };
+                let mut skews = BTreeMap::new();
+                skews.insert(
+                    fast,
+                    ClockSkew {
+                        offset_ms: 0.0,
+                        rate: skew_rate,
+                    },
+                );
+                return Fault::Combined {
+                    parts: vec![
+                        Fault::Clock { skews },
+                        Fault::Partition {
+                            shape: "one-way-leader-deaf",
+                            grudge,
+                        },
+                    ],
+                };
+            }
             "slow-isolated-leader" => {
                 let mut skews = BTreeMap::new();
                 skews.insert(
                     l,
                     ClockSkew {
                         offset_ms: 0.0,
-                        rate: slow_rate,
+                        rate: skew_rate,
                     },
                 );
                 let Ok(grudge) = partition::isolate(nodes, l) else {
@@ -636,6 +672,33 @@ mod tests {
                 Some(Fault::Combined { .. })
             ));
         }
+    }
+
+    #[test]
+    fn deaf_leader_fast_follower_skews_one_follower_and_deafens_the_leader() {
+        let mut p = Planner::new(11, config(vec![FaultFamily::Partition, FaultFamily::Clock]))
+            .unwrap()
+            .with_partition_shapes(&["deaf-leader-fast-follower".into()])
+            .unwrap();
+        let mut combined = 0;
+        for _ in 0..200 {
+            if let Fault::Combined { parts } = p.next_fault(Some(3)).unwrap() {
+                combined += 1;
+                match (&parts[0], &parts[1]) {
+                    (Fault::Clock { skews }, Fault::Partition { grudge, .. }) => {
+                        let fast: Vec<NodeId> = skews.keys().copied().collect();
+                        assert_eq!(fast.len(), 1);
+                        assert_ne!(fast[0], 3, "the fast clock is a follower's");
+                        for n in [1, 2, 4, 5] {
+                            assert!(grudge.is_cut(n, 3), "the leader hears nobody");
+                            assert!(!grudge.is_cut(3, n), "everyone hears the leader");
+                        }
+                    }
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
+        assert!(combined > 60, "combined faults drawn {combined} times");
     }
 
     #[test]
