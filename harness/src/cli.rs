@@ -136,8 +136,10 @@ pub struct TestArgs {
     /// lagging-rejoin (a follower cut off until it lags, let back in as the leader is cut
     /// off), slow-isolated-leader (the leader cut off while its clock runs slow; needs the
     /// clock nemesis), deaf-leader-fast-follower (the leader hears nobody while one
-    /// follower's clock runs at a rate drawn from the clock range; needs the clock nemesis).
-    /// Default: all.
+    /// follower's clock runs at a rate drawn from the clock range; needs the clock nemesis),
+    /// figure-8 (the Raft paper's Figure 8 replayed step by step as the nodes report each
+    /// step; 5 nodes or more; give --op-timeout a few seconds so that the clients it catches
+    /// wait for their answers). Default: all.
     #[arg(long)]
     pub partition_shapes: Option<String>,
 }

@@ -202,6 +202,20 @@ impl Cluster {
         self.nodes.iter().map(|n| n.id).collect()
     }
 
+    /// The client address of node `id`.
+    pub fn client_addr(&self, id: NodeId) -> anyhow::Result<SocketAddr> {
+        Ok(self.node(id)?.client_addr)
+    }
+
+    /// What node `id` reports of itself, or `None` if it does not answer within `timeout`.
+    pub async fn status(&self, id: NodeId, timeout: Duration) -> Option<node::protocol::Status> {
+        let addr = self.node(id).ok()?.client_addr;
+        match nemesis::admin::request(addr, node::protocol::Operation::Status, timeout).await {
+            Ok(node::protocol::Reply::Status(s)) => Some(s),
+            _ => None,
+        }
+    }
+
     /// The leader the nodes report (highest term among self-declared leaders), if any.
     pub async fn leader(&self) -> Option<NodeId> {
         nemesis::admin::find_leader(&self.client_addrs())
@@ -273,7 +287,7 @@ impl Cluster {
     /// Applies a fault (the parts of a combined one in order).
     pub async fn apply(&self, fault: &Fault) -> anyhow::Result<()> {
         match fault {
-            Fault::Sequence { .. } => {
+            Fault::Sequence { .. } | Fault::Figure8 { .. } => {
                 bail!("a sequence of faults is applied step by step by the schedule")
             }
             Fault::Combined { parts } => {
@@ -289,6 +303,15 @@ impl Cluster {
                 fixed: Duration::from_millis(*fixed_ms),
                 jitter: Duration::from_millis(*jitter_ms),
             })?,
+            Fault::SlowLinks { links, fixed_ms } => {
+                let state = LinkState::Delay {
+                    fixed: Duration::from_millis(*fixed_ms),
+                    jitter: Duration::ZERO,
+                };
+                for &(from, to) in links {
+                    self.mesh.set_link(from, to, state)?;
+                }
+            }
             Fault::Loss { p } => self.set_all_links(LinkState::Loss { p: *p })?,
             Fault::Kill { nodes, .. } => {
                 for &id in nodes {
@@ -332,9 +355,11 @@ impl Cluster {
                     Box::pin(self.heal(p)).await?;
                 }
             }
-            Fault::Partition { .. } | Fault::Delay { .. } | Fault::Loss { .. } => {
-                self.mesh.heal_all()
-            }
+            Fault::Partition { .. }
+            | Fault::Delay { .. }
+            | Fault::SlowLinks { .. }
+            | Fault::Loss { .. }
+            | Fault::Figure8 { .. } => self.mesh.heal_all(),
             Fault::Kill { nodes, .. } => {
                 for &id in nodes {
                     self.restart(id).await?;

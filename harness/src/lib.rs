@@ -14,6 +14,7 @@ pub mod check_cmd;
 pub mod cli;
 pub mod cluster;
 pub mod exit;
+pub mod figure8;
 pub mod report;
 pub mod run_dir;
 pub mod selftest;

@@ -559,6 +559,12 @@ async fn run_nemesis(
         let Some(fault) = planner.next_fault(leader) else {
             return Ok(());
         };
+        if let Fault::Figure8 { old, peer, usurper } = fault {
+            let cast = crate::figure8::Cast::new(&cluster.ids(), old, peer, usurper);
+            let reached = crate::figure8::run(cluster, recorder, &cast, deadline, &stop).await?;
+            tracing::info!("figure-8 script: {reached:?}");
+            continue;
+        }
         // Each step of a sequence is healed as the next is applied; each part of a combined
         // fault is its own start/stop pair in the history, so the charts shade each window
         // by its kind.

@@ -399,6 +399,12 @@ async fn pump(
                 }
                 tokio::time::sleep_until(item.at).await;
             }
+            // A frame still on its way when the link is cut is lost, as packets in flight
+            // are: a delayed message must not slip through a partition set after it was sent.
+            if *dir.state.borrow() == LinkState::Cut {
+                dir.counters.add_dropped();
+                continue;
+            }
             sink.feed(item.frame).await?;
             dir.counters.add_forwarded();
             unflushed = true;

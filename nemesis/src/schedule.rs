@@ -108,6 +108,11 @@ pub enum Fault {
     Partition { shape: &'static str, grudge: Grudge },
     /// Delay every frame on every link.
     Delay { fixed_ms: u64, jitter_ms: u64 },
+    /// Delay every frame on these directed links `(from, to)` only.
+    SlowLinks {
+        links: Vec<(NodeId, NodeId)>,
+        fixed_ms: u64,
+    },
     /// Drop each frame on every link with probability `p`.
     Loss { p: f64 },
     /// SIGKILL these nodes (restarted at heal).
@@ -122,6 +127,15 @@ pub enum Fault {
     /// leader's clock slowed while it is isolated, so that it believes it still leads for
     /// longer than the others wait before electing a new leader.
     Combined { parts: Vec<Fault> },
+    /// The Raft paper's Figure 8 replayed on the live cluster (at least five nodes): the
+    /// harness moves from one partition to the next as the nodes report each step done
+    /// (see `harness::figure8`). `old` leads at the start; `peer` receives its uncommitted
+    /// entries; `usurper` later leads a term whose entry reaches nobody; the rest decide.
+    Figure8 {
+        old: NodeId,
+        peer: NodeId,
+        usurper: NodeId,
+    },
     /// Faults one after another: each step is healed the moment the next is applied. For
     /// instance a follower isolated until it lags, then let back in at the moment the leader
     /// is isolated, so that the lagging node stands in the election that follows.
@@ -132,8 +146,8 @@ impl Fault {
     /// The family this fault belongs to.
     pub fn family(&self) -> FaultFamily {
         match self {
-            Fault::Partition { .. } => FaultFamily::Partition,
-            Fault::Delay { .. } => FaultFamily::Delay,
+            Fault::Partition { .. } | Fault::Figure8 { .. } => FaultFamily::Partition,
+            Fault::Delay { .. } | Fault::SlowLinks { .. } => FaultFamily::Delay,
             Fault::Loss { .. } => FaultFamily::Loss,
             Fault::Kill { .. } => FaultFamily::Kill,
             Fault::Pause { .. } => FaultFamily::Pause,
@@ -178,6 +192,19 @@ impl Fault {
                 fixed_ms,
                 jitter_ms,
             } => json!({"fault": "delay", "fixed_ms": fixed_ms, "jitter_ms": jitter_ms}),
+            Fault::SlowLinks { links, fixed_ms } => {
+                let links: Vec<[String; 2]> = links
+                    .iter()
+                    .map(|&(f, t)| [node_name(f), node_name(t)])
+                    .collect();
+                json!({"fault": "delay", "links": links, "fixed_ms": fixed_ms, "jitter_ms": 0})
+            }
+            Fault::Figure8 { old, peer, usurper } => json!({
+                "fault": "figure-8",
+                "old": node_name(*old),
+                "peer": node_name(*peer),
+                "usurper": node_name(*usurper)
+            }),
             Fault::Loss { p } => json!({"fault": "loss", "p": p}),
             Fault::Kill { target, nodes } => {
                 json!({"fault": "kill", "target": target.as_str(), "nodes": names(nodes)})
@@ -239,9 +266,10 @@ pub struct Planner {
 }
 
 /// Every partition shape the planner draws from, by the name history events give it.
-/// `slow-isolated-leader` (the leader isolated while its clock runs slow) needs the clock
-/// family enabled; the leader shapes need a known leader.
-pub const PARTITION_SHAPES: [&str; 10] = [
+/// `slow-isolated-leader` (the leader isolated while its clock runs slow) and
+/// `deaf-leader-fast-follower` need the clock family enabled; the leader shapes need a known
+/// leader; `figure-8` (a script the harness plays, see [`Fault::Figure8`]) needs five nodes.
+pub const PARTITION_SHAPES: [&str; 11] = [
     "isolate-one",
     "halves",
     "majorities-ring",
@@ -252,6 +280,7 @@ pub const PARTITION_SHAPES: [&str; 10] = [
     "lagging-rejoin",
     "slow-isolated-leader",
     "deaf-leader-fast-follower",
+    "figure-8",
 ];
 
 /// One of `choices`; the leader target falls back to one node while no leader is known.
@@ -290,6 +319,9 @@ fn partition_fault(
         ]);
         if nodes.len() >= 3 {
             names.push("lagging-rejoin");
+        }
+        if nodes.len() >= 5 {
+            names.push("figure-8");
         }
         if clock_enabled {
             names.push("slow-isolated-leader");
@@ -341,6 +373,18 @@ fn partition_fault(
                             grudge: g2,
                         },
                     ],
+                };
+            }
+            "figure-8" => {
+                let mut others: Vec<NodeId> = nodes.iter().copied().filter(|&n| n != l).collect();
+                others.shuffle(rng);
+                let (Some(&peer), Some(&usurper)) = (others.first(), others.get(1)) else {
+                    continue;
+                };
+                return Fault::Figure8 {
+                    old: l,
+                    peer,
+                    usurper,
                 };
             }
             "deaf-leader-fast-follower" => {
@@ -736,10 +780,46 @@ mod tests {
     }
 
     #[test]
+    fn figure_8_casts_the_leader_as_old_and_two_distinct_followers() {
+        let mut p = Planner::new(12, config(vec![FaultFamily::Partition]))
+            .unwrap()
+            .with_partition_shapes(&["figure-8".into()])
+            .unwrap();
+        let mut usurpers = std::collections::BTreeSet::new();
+        for _ in 0..50 {
+            match p.next_fault(Some(4)).unwrap() {
+                Fault::Figure8 { old, peer, usurper } => {
+                    assert_eq!(old, 4);
+                    assert!(peer != 4 && usurper != 4 && peer != usurper);
+                    usurpers.insert(usurper);
+                }
+                f => panic!("{f:?}"),
+            }
+        }
+        assert_eq!(usurpers.len(), 4, "every follower is sometimes the usurper");
+        // Fewer than five nodes: never drawn.
+        let mut small = config(vec![FaultFamily::Partition]);
+        small.nodes = vec![1, 2, 3];
+        let mut q = Planner::new(12, small)
+            .unwrap()
+            .with_partition_shapes(&["figure-8".into()])
+            .unwrap();
+        for _ in 0..20 {
+            assert!(!matches!(
+                q.next_fault(Some(1)),
+                Some(Fault::Figure8 { .. })
+            ));
+        }
+    }
+
+    #[test]
     fn partition_descriptions_name_nodes() {
         let mut p = Planner::new(3, config(vec![FaultFamily::Partition])).unwrap();
-        let f = p.next_fault(Some(2)).unwrap();
-        let d = f.steps()[0].describe();
+        let f = (0..20)
+            .map(|_| p.next_fault(Some(2)).unwrap())
+            .find(|f| matches!(f, Fault::Partition { .. }))
+            .expect("a plain partition among 20 draws");
+        let d = f.describe();
         assert_eq!(d["fault"], "partition");
         let g = d["grudge"].as_object().unwrap();
         assert!(g.keys().all(|k| k.starts_with('n')));

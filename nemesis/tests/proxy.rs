@@ -219,6 +219,42 @@ async fn cut_direction_delivers_nothing_while_the_other_works_and_heal_is_fast()
 }
 
 #[tokio::test]
+async fn frames_delayed_in_flight_are_lost_when_the_link_is_cut() {
+    let mut sink = sink_server().await;
+    let p = proxy_to(sink.addr, 4).await;
+    let mut c = connect(p.local_addr()).await;
+    p.set(
+        Direction::ToTarget,
+        LinkState::Delay {
+            fixed: Duration::from_millis(400),
+            jitter: Duration::ZERO,
+        },
+    );
+    for i in 0..5u8 {
+        c.send(Bytes::from(vec![i; 8])).await.unwrap();
+    }
+    // Give the proxy time to read (and queue) them, then cut before they are due.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    p.set(Direction::ToTarget, LinkState::Cut);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(700), sink.got.recv())
+            .await
+            .is_err(),
+        "a frame in flight crossed a cut"
+    );
+    assert_eq!(p.stats(Direction::ToTarget).dropped, 5);
+    // After healing, new frames pass again.
+    p.heal();
+    c.send(Bytes::from_static(b"after")).await.unwrap();
+    let (_, f) = tokio::time::timeout(Duration::from_secs(5), sink.got.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&f[..], b"after");
+    p.shutdown().await;
+}
+
+#[tokio::test]
 async fn new_connections_are_held_while_cut_and_proceed_on_heal() {
     let mut sink = sink_server().await;
     let p = proxy_to(sink.addr, 3).await;

@@ -12,7 +12,9 @@ pub struct Bugs {
     /// as up-to-date as the voter's), so a leader may lack committed entries.
     pub vote_ignores_log: bool,
     /// Commit any entry stored on a majority even if it is from an earlier term (the Figure 8
-    /// mistake), so a "committed" entry can later be overwritten.
+    /// mistake), so a "committed" entry can later be overwritten. Trusting that, a new leader
+    /// appends no no-op entry of its term either (the no-op exists only because of the rule
+    /// this bug breaks).
     pub commit_by_count: bool,
     /// On AppendEntries, overwrite conflicting entries in place but never truncate a longer
     /// conflicting suffix, breaking log matching.

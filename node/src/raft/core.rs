@@ -854,8 +854,12 @@ impl Raft {
                 .insert(v, Progress::new(next, self.cfg.max_inflight_msgs));
         }
         // An entry of the new term: committing it commits every earlier entry (Figure 8) and
-        // lets reads be served.
-        self.log.push(self.term, EntryPayload::Noop);
+        // lets reads be served. An implementation that commits by counting replicas (the
+        // deliberate bug) sees no need for it, and so leaves earlier entries to be committed
+        // by count alone.
+        if !self.cfg.bugs.commit_by_count {
+            self.log.push(self.term, EntryPayload::Noop);
+        }
         info!(
             term = self.term,
             last_index = self.log.last_index(),
@@ -1326,7 +1330,10 @@ impl Raft {
             return;
         }
         let was_paused = pr.is_paused();
-        if !pr.maybe_update(index) {
+        // A probe answered at the index already matched (say an empty log, or a new leader
+        // whose log ends where the follower's does) also ends probing, as in etcd.
+        let probe_confirmed = pr.state == ProgressState::Probe && pr.match_index == index;
+        if !pr.maybe_update(index) && !probe_confirmed {
             return;
         }
         match pr.state {
