@@ -139,7 +139,8 @@ pub struct TestArgs {
     /// follower's clock runs at a rate drawn from the clock range; needs the clock nemesis),
     /// figure-8 (the Raft paper's Figure 8 replayed step by step as the nodes report each
     /// step; 5 nodes or more; give --op-timeout a few seconds so that the clients it catches
-    /// wait for their answers). Default: all.
+    /// wait for their answers), stale-tail (a follower left holding a stale suffix behind a
+    /// newer leader's entries, then the old leader back; 5 nodes or more). Default: all.
     #[arg(long)]
     pub partition_shapes: Option<String>,
 }

@@ -287,7 +287,7 @@ impl Cluster {
     /// Applies a fault (the parts of a combined one in order).
     pub async fn apply(&self, fault: &Fault) -> anyhow::Result<()> {
         match fault {
-            Fault::Sequence { .. } | Fault::Figure8 { .. } => {
+            Fault::Sequence { .. } | Fault::Scripted { .. } => {
                 bail!("a sequence of faults is applied step by step by the schedule")
             }
             Fault::Combined { parts } => {
@@ -359,7 +359,7 @@ impl Cluster {
             | Fault::Delay { .. }
             | Fault::SlowLinks { .. }
             | Fault::Loss { .. }
-            | Fault::Figure8 { .. } => self.mesh.heal_all(),
+            | Fault::Scripted { .. } => self.mesh.heal_all(),
             Fault::Kill { nodes, .. } => {
                 for &id in nodes {
                     self.restart(id).await?;

@@ -559,10 +559,10 @@ async fn run_nemesis(
         let Some(fault) = planner.next_fault(leader) else {
             return Ok(());
         };
-        if let Fault::Figure8 { old, peer, usurper } = fault {
-            let cast = crate::figure8::Cast::new(&cluster.ids(), old, peer, usurper);
-            let reached = crate::figure8::run(cluster, recorder, &cast, deadline, &stop).await?;
-            tracing::info!("figure-8 script: {reached:?}");
+        if let Fault::Scripted { script, old, peer } = fault {
+            let reached =
+                crate::scripted::run(cluster, recorder, script, old, peer, deadline, &stop).await?;
+            tracing::info!("{} script: {reached:?}", script.as_str());
             continue;
         }
         // Each step of a sequence is healed as the next is applied; each part of a combined

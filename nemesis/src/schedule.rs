@@ -92,6 +92,27 @@ pub fn parse_families(s: &str) -> Result<Vec<FaultFamily>, String> {
     Ok(out)
 }
 
+/// The scripts of [`Fault::Scripted`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Script {
+    /// The Raft paper's Figure 8: entries of an earlier term reach a majority in a later
+    /// term, and a node holding an entry of a term in between then wins.
+    Figure8,
+    /// A follower holds uncommitted entries of the old leader; a new leader overwrites only
+    /// the first of them, then the old leader wins again and appends after the rest.
+    StaleTail,
+}
+
+impl Script {
+    /// The partition shape name that draws it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Script::Figure8 => "figure-8",
+            Script::StaleTail => "stale-tail",
+        }
+    }
+}
+
 /// One clock change on one node.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ClockSkew {
@@ -127,14 +148,14 @@ pub enum Fault {
     /// leader's clock slowed while it is isolated, so that it believes it still leads for
     /// longer than the others wait before electing a new leader.
     Combined { parts: Vec<Fault> },
-    /// The Raft paper's Figure 8 replayed on the live cluster (at least five nodes): the
-    /// harness moves from one partition to the next as the nodes report each step done
-    /// (see `harness::figure8`). `old` leads at the start; `peer` receives its uncommitted
-    /// entries; `usurper` later leads a term whose entry reaches nobody; the rest decide.
-    Figure8 {
+    /// A script the harness plays on the live cluster (at least five nodes), moving from one
+    /// partition to the next as the nodes report each step done (see `harness::scripted`).
+    /// `old` leads at the start and `peer` receives its uncommitted entries; the harness
+    /// casts the other parts from what the nodes report.
+    Scripted {
+        script: Script,
         old: NodeId,
         peer: NodeId,
-        usurper: NodeId,
     },
     /// Faults one after another: each step is healed the moment the next is applied. For
     /// instance a follower isolated until it lags, then let back in at the moment the leader
@@ -146,7 +167,7 @@ impl Fault {
     /// The family this fault belongs to.
     pub fn family(&self) -> FaultFamily {
         match self {
-            Fault::Partition { .. } | Fault::Figure8 { .. } => FaultFamily::Partition,
+            Fault::Partition { .. } | Fault::Scripted { .. } => FaultFamily::Partition,
             Fault::Delay { .. } | Fault::SlowLinks { .. } => FaultFamily::Delay,
             Fault::Loss { .. } => FaultFamily::Loss,
             Fault::Kill { .. } => FaultFamily::Kill,
@@ -199,11 +220,11 @@ impl Fault {
                     .collect();
                 json!({"fault": "delay", "links": links, "fixed_ms": fixed_ms, "jitter_ms": 0})
             }
-            Fault::Figure8 { old, peer, usurper } => json!({
-                "fault": "figure-8",
+            Fault::Scripted { script, old, peer } => json!({
+                "fault": "script",
+                "script": script.as_str(),
                 "old": node_name(*old),
-                "peer": node_name(*peer),
-                "usurper": node_name(*usurper)
+                "peer": node_name(*peer)
             }),
             Fault::Loss { p } => json!({"fault": "loss", "p": p}),
             Fault::Kill { target, nodes } => {
@@ -268,8 +289,9 @@ pub struct Planner {
 /// Every partition shape the planner draws from, by the name history events give it.
 /// `slow-isolated-leader` (the leader isolated while its clock runs slow) and
 /// `deaf-leader-fast-follower` need the clock family enabled; the leader shapes need a known
-/// leader; `figure-8` (a script the harness plays, see [`Fault::Figure8`]) needs five nodes.
-pub const PARTITION_SHAPES: [&str; 11] = [
+/// leader; `figure-8` and `stale-tail` (scripts the harness plays, see [`Fault::Scripted`])
+/// need five nodes.
+pub const PARTITION_SHAPES: [&str; 12] = [
     "isolate-one",
     "halves",
     "majorities-ring",
@@ -281,6 +303,7 @@ pub const PARTITION_SHAPES: [&str; 11] = [
     "slow-isolated-leader",
     "deaf-leader-fast-follower",
     "figure-8",
+    "stale-tail",
 ];
 
 /// One of `choices`; the leader target falls back to one node while no leader is known.
@@ -321,7 +344,7 @@ fn partition_fault(
             names.push("lagging-rejoin");
         }
         if nodes.len() >= 5 {
-            names.push("figure-8");
+            names.extend(["figure-8", "stale-tail"]);
         }
         if clock_enabled {
             names.push("slow-isolated-leader");
@@ -375,16 +398,20 @@ fn partition_fault(
                     ],
                 };
             }
-            "figure-8" => {
-                let mut others: Vec<NodeId> = nodes.iter().copied().filter(|&n| n != l).collect();
-                others.shuffle(rng);
-                let (Some(&peer), Some(&usurper)) = (others.first(), others.get(1)) else {
+            "figure-8" | "stale-tail" => {
+                let others: Vec<NodeId> = nodes.iter().copied().filter(|&n| n != l).collect();
+                let Some(&peer) = others.choose(rng) else {
                     continue;
                 };
-                return Fault::Figure8 {
+                let script = if name == "figure-8" {
+                    Script::Figure8
+                } else {
+                    Script::StaleTail
+                };
+                return Fault::Scripted {
+                    script,
                     old: l,
                     peer,
-                    usurper,
                 };
             }
             "deaf-leader-fast-follower" => {
@@ -780,35 +807,44 @@ mod tests {
     }
 
     #[test]
-    fn figure_8_casts_the_leader_as_old_and_two_distinct_followers() {
-        let mut p = Planner::new(12, config(vec![FaultFamily::Partition]))
-            .unwrap()
-            .with_partition_shapes(&["figure-8".into()])
-            .unwrap();
-        let mut usurpers = std::collections::BTreeSet::new();
-        for _ in 0..50 {
-            match p.next_fault(Some(4)).unwrap() {
-                Fault::Figure8 { old, peer, usurper } => {
-                    assert_eq!(old, 4);
-                    assert!(peer != 4 && usurper != 4 && peer != usurper);
-                    usurpers.insert(usurper);
+    fn scripts_cast_the_leader_as_old_and_a_follower_as_peer() {
+        for (name, script) in [
+            ("figure-8", Script::Figure8),
+            ("stale-tail", Script::StaleTail),
+        ] {
+            let mut p = Planner::new(12, config(vec![FaultFamily::Partition]))
+                .unwrap()
+                .with_partition_shapes(&[name.into()])
+                .unwrap();
+            let mut peers = std::collections::BTreeSet::new();
+            for _ in 0..50 {
+                match p.next_fault(Some(4)).unwrap() {
+                    Fault::Scripted {
+                        script: s,
+                        old,
+                        peer,
+                    } => {
+                        assert_eq!((s, old), (script, 4));
+                        assert_ne!(peer, 4);
+                        peers.insert(peer);
+                    }
+                    f => panic!("{f:?}"),
                 }
-                f => panic!("{f:?}"),
             }
-        }
-        assert_eq!(usurpers.len(), 4, "every follower is sometimes the usurper");
-        // Fewer than five nodes: never drawn.
-        let mut small = config(vec![FaultFamily::Partition]);
-        small.nodes = vec![1, 2, 3];
-        let mut q = Planner::new(12, small)
-            .unwrap()
-            .with_partition_shapes(&["figure-8".into()])
-            .unwrap();
-        for _ in 0..20 {
-            assert!(!matches!(
-                q.next_fault(Some(1)),
-                Some(Fault::Figure8 { .. })
-            ));
+            assert_eq!(peers.len(), 4, "every follower is sometimes the peer");
+            // Fewer than five nodes: never drawn.
+            let mut small = config(vec![FaultFamily::Partition]);
+            small.nodes = vec![1, 2, 3];
+            let mut q = Planner::new(12, small)
+                .unwrap()
+                .with_partition_shapes(&[name.into()])
+                .unwrap();
+            for _ in 0..20 {
+                assert!(!matches!(
+                    q.next_fault(Some(1)),
+                    Some(Fault::Scripted { .. })
+                ));
+            }
         }
     }
 

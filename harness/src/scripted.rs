@@ -1,0 +1,260 @@
+//! Scripted nemeses: sequences of partitions and slow links that move to the next step the
+//! moment the nodes report (through `Status`) that the previous one happened.
+//!
+//! A fixed schedule cannot hit the interleavings some protocol mistakes need (the Raft paper's
+//! Figure 8, a follower left with a stale suffix): each step must start when a leader has been
+//! elected or an entry has arrived, and those moments move with every run. Each step waits a
+//! bounded time; a step that does not happen ends the script early (it is retried at the next
+//! draw), and whatever happens, every fault applied is healed and recorded before returning.
+//! Each part is recorded as its own nemesis start/stop (a partition with its grudge, a delay
+//! with its links), so the history and the charts show exactly what was done.
+
+pub mod figure8;
+pub mod stale_tail;
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use nemesis::partition::Grudge;
+use nemesis::schedule::{Fault, Script};
+use node::protocol::{Operation, Status, WriteId};
+use node::raft::NodeId;
+use tokio_util::sync::CancellationToken;
+use workloads::recorder::{NemesisPhase, Recorder};
+
+use crate::cluster::Cluster;
+
+/// How often the nodes are asked for their status while a step is awaited.
+const POLL: Duration = Duration::from_millis(10);
+/// How long one status request may take.
+const STATUS_TIMEOUT: Duration = Duration::from_millis(500);
+/// The slow links' delay: long enough for a status poll and a partition change to land
+/// while a message is still on its way.
+pub const SLOW_MS: u64 = 250;
+/// The key of the scripts' own writes; no workload uses it.
+pub const NEMESIS_KEY: &str = "nemesis-script";
+
+/// How far a script got.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reached {
+    /// Every step happened.
+    Done,
+    /// The step (its letter) that did not happen within its bound, or the run ended first.
+    GaveUpAt(char),
+}
+
+/// Plays `script` once with `old` (the leader when it was drawn) and `peer`; every fault it
+/// applied is healed (and recorded) before it returns.
+pub async fn run(
+    cluster: &Cluster,
+    recorder: &Recorder,
+    script: Script,
+    old: NodeId,
+    peer: NodeId,
+    deadline: Instant,
+    stop: &CancellationToken,
+) -> anyhow::Result<Reached> {
+    let mut stage = Stage {
+        cluster,
+        recorder,
+        deadline,
+        stop,
+        active: Vec::new(),
+    };
+    let reached = match script {
+        Script::Figure8 => figure8::play(&mut stage, old, peer).await,
+        Script::StaleTail => stale_tail::play(&mut stage, old, peer).await,
+    };
+    let healed = stage.heal().await;
+    let reached = reached?;
+    healed?;
+    Ok(reached)
+}
+
+/// What a script acts through: the cluster, the history, and the faults it has applied.
+pub struct Stage<'a> {
+    cluster: &'a Cluster,
+    recorder: &'a Recorder,
+    deadline: Instant,
+    stop: &'a CancellationToken,
+    active: Vec<(Fault, serde_json::Value)>,
+}
+
+impl Stage<'_> {
+    /// Every node of the cluster.
+    pub fn nodes(&self) -> Vec<NodeId> {
+        self.cluster.ids()
+    }
+
+    /// Heals what is active and applies `parts` (each recorded as a start).
+    pub async fn step(&mut self, parts: Vec<Fault>) -> anyhow::Result<()> {
+        self.heal().await?;
+        for p in parts {
+            self.add(p).await?;
+        }
+        Ok(())
+    }
+
+    /// Applies one more fault on top of the active ones.
+    pub async fn add(&mut self, part: Fault) -> anyhow::Result<()> {
+        let desc = part.describe();
+        self.recorder.nemesis(NemesisPhase::Start, desc.clone());
+        let applied = self.cluster.apply(&part).await;
+        self.active.push((part, desc.clone()));
+        applied.with_context(|| format!("applying {desc}"))
+    }
+
+    /// Heals every active fault, last applied first, recording each stop.
+    pub async fn heal(&mut self) -> anyhow::Result<()> {
+        let mut first_err = None;
+        while let Some((part, desc)) = self.active.pop() {
+            let r = self.cluster.heal(&part).await;
+            self.recorder.nemesis(NemesisPhase::Stop, desc.clone());
+            if let Err(e) = r {
+                first_err.get_or_insert(e.context(format!("healing {desc}")));
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// What node `id` reports, if it answers.
+    pub async fn status(&self, id: NodeId) -> Option<Status> {
+        self.cluster.status(id, STATUS_TIMEOUT).await
+    }
+
+    /// Polls every node until `done` holds; `None` after `bound` (or the run's deadline, or
+    /// a stop).
+    pub async fn wait_for(
+        &self,
+        bound: Duration,
+        done: impl Fn(&Statuses) -> bool,
+    ) -> Option<Statuses> {
+        let until = (Instant::now() + bound).min(self.deadline);
+        let ids = self.nodes();
+        while Instant::now() < until && !self.stop.is_cancelled() {
+            let asks = ids.iter().map(|&id| self.status(id));
+            let got: Vec<Status> = futures::future::join_all(asks)
+                .await
+                .into_iter()
+                .flatten()
+                .collect();
+            let s = Statuses(got);
+            if done(&s) {
+                return Some(s);
+            }
+            self.sleep(POLL).await;
+        }
+        None
+    }
+
+    /// Sleeps `d`, or less if the run is stopped.
+    pub async fn sleep(&self, d: Duration) {
+        tokio::select! {
+            _ = tokio::time::sleep(d) => {}
+            _ = self.stop.cancelled() => {}
+        }
+    }
+
+    /// Sends one write to `id` without waiting for its answer: a script only needs it in
+    /// that leader's log.
+    pub fn send_write(&self, id: NodeId) {
+        let Ok(addr) = self.cluster.client_addr(id) else {
+            return;
+        };
+        let op = Operation::Put {
+            key: NEMESIS_KEY.into(),
+            value: 0,
+            write_id: WriteId {
+                client: u64::MAX,
+                seq: rand::random(),
+            },
+        };
+        tokio::spawn(async move {
+            let _ = nemesis::admin::request(addr, op, Duration::from_millis(500)).await;
+        });
+    }
+
+    /// Of `candidates`, the one with the longest log (the first of equals), so that the
+    /// others, whose logs are no longer, will vote for it.
+    pub async fn longest_log(&self, candidates: &[NodeId]) -> Option<NodeId> {
+        let mut best: Option<(u64, NodeId)> = None;
+        for &c in candidates {
+            let s = self.status(c).await?;
+            if best.is_none_or(|(len, _)| s.last_log_index > len) {
+                best = Some((s.last_log_index, c));
+            }
+        }
+        best.map(|(_, c)| c)
+    }
+}
+
+/// The statuses of one poll.
+pub struct Statuses(Vec<Status>);
+
+impl Statuses {
+    /// What node `id` reported, if it answered.
+    pub fn node(&self, id: NodeId) -> Option<&Status> {
+        self.0.iter().find(|s| s.id == id)
+    }
+}
+
+/// A partition part named `shape`.
+pub fn partition(shape: &'static str, grudge: Grudge) -> Fault {
+    Fault::Partition { shape, grudge }
+}
+
+/// A grudge under which only the listed pairs talk (both ways).
+pub fn only_pairs(nodes: &[NodeId], pairs: &[(NodeId, NodeId)]) -> Grudge {
+    let mut g = Grudge::new();
+    for &a in nodes {
+        for &b in nodes {
+            let talks = pairs.contains(&(a, b)) || pairs.contains(&(b, a));
+            if a != b && !talks {
+                g.drop_traffic(b, a);
+            }
+        }
+    }
+    g
+}
+
+/// Every pair within `group`.
+pub fn all_pairs(group: &[NodeId]) -> Vec<(NodeId, NodeId)> {
+    let mut v = Vec::new();
+    for (i, &a) in group.iter().enumerate() {
+        for &b in &group[i + 1..] {
+            v.push((a, b));
+        }
+    }
+    v
+}
+
+/// `nodes` without `but`.
+pub fn others(nodes: &[NodeId], but: &[NodeId]) -> Vec<NodeId> {
+    nodes.iter().copied().filter(|n| !but.contains(n)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_pairs_cuts_every_other_link() {
+        let nodes = [1, 2, 3, 4, 5];
+        let g = only_pairs(&nodes, &[(1, 2), (3, 4)]);
+        for a in nodes {
+            for b in nodes {
+                if a == b {
+                    continue;
+                }
+                let talks = [(1, 2), (2, 1), (3, 4), (4, 3)].contains(&(a, b));
+                assert_eq!(!g.is_cut(a, b), talks, "{a} -> {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn pairs_and_others() {
+        assert_eq!(all_pairs(&[1, 2, 3]), vec![(1, 2), (1, 3), (2, 3)]);
+        assert_eq!(others(&[1, 2, 3, 4, 5, 6], &[3, 1, 6]), vec![2, 4, 5]);
+    }
+}
