@@ -20,7 +20,8 @@
 //!   The slow answers then arrive: `old` counts the writes of (a) as stored on a majority.
 //! - (d) `old` and `peer` are cut off; `usurper` and the rest talk. If the rest hold no entry
 //!   of `old`'s term, `usurper`'s log looks more up to date than theirs and it wins, replacing
-//!   the writes of (a).
+//!   the writes of (a). The nemesis then sends the winner a write and waits until it commits,
+//!   so that the outcome is settled on a majority.
 //! - Then every link heals.
 
 use std::time::Duration;
@@ -146,20 +147,36 @@ pub async fn play(stage: &mut Stage<'_>, old: NodeId, peer: NodeId) -> anyhow::R
         .await?;
     let mut deciders = rest.clone();
     deciders.push(usurper);
-    // Decided: one of them leads and has committed its log (up to where old's ended).
-    let decided = stage
+    let Some(led) = stage
         .wait_for(Duration::from_secs(4), |s| {
-            deciders.iter().any(|&d| {
-                s.node(d).is_some_and(|n| {
-                    n.role == "leader" && n.commit_index >= x_end.min(n.last_log_index)
-                })
-            })
+            deciders
+                .iter()
+                .any(|&d| s.node(d).is_some_and(|n| n.role == "leader"))
+        })
+        .await
+    else {
+        return Ok(Reached::GaveUpAt('d'));
+    };
+    let Some((leader, before)) = deciders.iter().find_map(|&d| {
+        led.node(d)
+            .filter(|n| n.role == "leader")
+            .map(|n| (d, n.last_log_index))
+    }) else {
+        return Ok(Reached::GaveUpAt('d'));
+    };
+    // An entry of the decider's own term, committed on the majority, settles the outcome:
+    // without one (a leader with the bug appends no no-op), `old`'s later entries could make
+    // it look more up to date once the links heal.
+    stage.send_write(leader);
+    let settled = stage
+        .wait_for(Duration::from_secs(3), |s| {
+            s.node(leader).is_some_and(|n| n.commit_index > before)
         })
         .await;
-    if decided.is_none() {
+    if settled.is_none() {
         return Ok(Reached::GaveUpAt('d'));
     }
     // Let the decision reach every node of the majority before healing.
-    stage.sleep(Duration::from_millis(300)).await;
+    stage.sleep(Duration::from_millis(200)).await;
     Ok(Reached::Done)
 }
