@@ -174,6 +174,26 @@ impl Stage<'_> {
         });
     }
 
+    /// Waits (bounded) until `id` leads, sends it one write, and waits until that write is in
+    /// its log: a leader holding an entry of its own term. False if either did not happen.
+    pub async fn lead_then_append(&self, id: NodeId) -> bool {
+        let Some(won) = self
+            .wait_for(Duration::from_secs(4), |s| {
+                s.node(id).is_some_and(|n| n.role == "leader")
+            })
+            .await
+        else {
+            return false;
+        };
+        let before = won.node(id).map_or(0, |n| n.last_log_index);
+        self.send_write(id);
+        self.wait_for(Duration::from_secs(1), |s| {
+            s.node(id).is_some_and(|n| n.last_log_index > before)
+        })
+        .await
+        .is_some()
+    }
+
     /// Of `candidates`, the one with the longest log (the first of equals), so that the
     /// others, whose logs are no longer, will vote for it.
     pub async fn longest_log(&self, candidates: &[NodeId]) -> Option<NodeId> {

@@ -35,12 +35,9 @@ use super::{all_pairs, only_pairs, others, partition, Reached, Stage, SLOW_MS};
 /// Plays the script once (see the module documentation).
 pub async fn play(stage: &mut Stage<'_>, old: NodeId, peer: NodeId) -> anyhow::Result<Reached> {
     let nodes = stage.nodes();
-    let Some(start) = stage.status(old).await else {
+    let Some(start) = stage.status(old).await.filter(|s| s.role == "leader") else {
         return Ok(Reached::GaveUpAt('a'));
     };
-    if start.role != "leader" {
-        return Ok(Reached::GaveUpAt('a'));
-    }
 
     // (a) old and peer alone: old appends writes it cannot commit.
     stage
@@ -80,23 +77,7 @@ pub async fn play(stage: &mut Stage<'_>, old: NodeId, peer: NodeId) -> anyhow::R
             },
         ])
         .await?;
-    let Some(won) = stage
-        .wait_for(Duration::from_secs(4), |s| {
-            s.node(usurper).is_some_and(|u| u.role == "leader")
-        })
-        .await
-    else {
-        return Ok(Reached::GaveUpAt('b'));
-    };
-    let before = won.node(usurper).map_or(0, |u| u.last_log_index);
-    stage.send_write(usurper);
-    if stage
-        .wait_for(Duration::from_secs(1), |s| {
-            s.node(usurper).is_some_and(|u| u.last_log_index > before)
-        })
-        .await
-        .is_none()
-    {
+    if !stage.lead_then_append(usurper).await {
         return Ok(Reached::GaveUpAt('b'));
     }
 
