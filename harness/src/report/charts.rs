@@ -139,6 +139,9 @@ fn shade_faults(
     let (xr, yr) = px;
     let w = f64::from(xr.end - xr.start);
     let to_px = |ns: u64| xr.start + ((ns as f64 / 1e9 / x_max).clamp(0.0, 1.0) * w) as i32;
+    // Where the last label drawn in each lane ends: a label that would overlap it is left
+    // out (the band and its edge still show the window).
+    let mut lane_end = [i32::MIN; 4];
     for f in faults {
         let c = fault_color(&f.kind);
         let (x0, x1) = (
@@ -156,11 +159,12 @@ fn shade_faults(
             c.mix(0.5).stroke_width(1),
         ))
         .map_err(pe)?;
-        if label && x1 - x0 >= 44 {
-            let lane = kinds.iter().position(|k| *k == f.kind).unwrap_or(0) as i32;
-            let y = yr.start + 4 + (lane % 4) * 20;
-            // A light backing keeps the label readable over dense points.
-            let tw = 9 * f.kind.chars().count() as i32 + 6;
+        let lane = kinds.iter().position(|k| *k == f.kind).unwrap_or(0) % 4;
+        // A light backing keeps the label readable over dense points.
+        let tw = 9 * f.kind.chars().count() as i32 + 6;
+        if label && x1 - x0 >= 44 && x0 >= lane_end[lane] {
+            lane_end[lane] = x0 + 1 + tw;
+            let y = yr.start + 4 + lane as i32 * 20;
             root.draw(&Rectangle::new(
                 [(x0 + 1, y - 1), (x0 + 1 + tw, y + 18)],
                 WHITE.mix(0.75).filled(),
