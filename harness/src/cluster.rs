@@ -210,10 +210,20 @@ impl Cluster {
     /// What node `id` reports of itself, or `None` if it does not answer within `timeout`.
     pub async fn status(&self, id: NodeId, timeout: Duration) -> Option<node::protocol::Status> {
         let addr = self.node(id).ok()?.client_addr;
-        match nemesis::admin::request(addr, node::protocol::Operation::Status, timeout).await {
-            Ok(node::protocol::Reply::Status(s)) => Some(s),
-            _ => None,
-        }
+        nemesis::admin::status_within(addr, timeout).await.ok()
+    }
+
+    /// What every node that answers within `timeout` reports, asked all at once.
+    pub async fn statuses(&self, timeout: Duration) -> Vec<node::protocol::Status> {
+        let asks = self
+            .nodes
+            .iter()
+            .map(|n| nemesis::admin::status_within(n.client_addr, timeout));
+        futures::future::join_all(asks)
+            .await
+            .into_iter()
+            .filter_map(Result::ok)
+            .collect()
     }
 
     /// The leader the nodes report (highest term among self-declared leaders), if any.
@@ -228,15 +238,7 @@ impl Cluster {
         let start = Instant::now();
         let majority = self.nodes.len() / 2 + 1;
         while start.elapsed() < timeout {
-            let asks = self
-                .nodes
-                .iter()
-                .map(|n| nemesis::admin::status(n.client_addr));
-            let statuses: Vec<_> = futures::future::join_all(asks)
-                .await
-                .into_iter()
-                .filter_map(Result::ok)
-                .collect();
+            let statuses = self.statuses(nemesis::admin::DEFAULT_ADMIN_TIMEOUT).await;
             if let Some(l) = statuses.iter().find(|s| s.role == "leader") {
                 let agree = statuses
                     .iter()

@@ -10,6 +10,7 @@
 //! - [`selftest`]: `harness selftest`: each deliberate bug caught, the correct node valid.
 //! - [`soak`]: `harness soak`: many short seeded runs over a matrix; summary page, JUnit.
 
+pub mod active_faults;
 pub mod check_cmd;
 pub mod cli;
 pub mod cluster;

@@ -14,14 +14,14 @@ pub mod stale_tail;
 
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use nemesis::partition::Grudge;
 use nemesis::schedule::{Fault, Script};
 use node::protocol::{Operation, Status, WriteId};
 use node::raft::NodeId;
 use tokio_util::sync::CancellationToken;
-use workloads::recorder::{NemesisPhase, Recorder};
+use workloads::recorder::Recorder;
 
+use crate::active_faults::ActiveFaults;
 use crate::cluster::Cluster;
 
 /// How often the nodes are asked for their status while a step is awaited.
@@ -56,16 +56,15 @@ pub async fn run(
 ) -> anyhow::Result<Reached> {
     let mut stage = Stage {
         cluster,
-        recorder,
         deadline,
         stop,
-        active: Vec::new(),
+        active: ActiveFaults::new(cluster, recorder),
     };
     let reached = match script {
         Script::Figure8 => figure8::play(&mut stage, old, peer).await,
         Script::StaleTail => stale_tail::play(&mut stage, old, peer).await,
     };
-    let healed = stage.heal().await;
+    let healed = stage.active.heal().await;
     let reached = reached?;
     healed?;
     Ok(reached)
@@ -74,10 +73,9 @@ pub async fn run(
 /// What a script acts through: the cluster, the history, and the faults it has applied.
 pub struct Stage<'a> {
     cluster: &'a Cluster,
-    recorder: &'a Recorder,
     deadline: Instant,
     stop: &'a CancellationToken,
-    active: Vec<(Fault, serde_json::Value)>,
+    active: ActiveFaults<'a>,
 }
 
 impl Stage<'_> {
@@ -88,33 +86,16 @@ impl Stage<'_> {
 
     /// Heals what is active and applies `parts` (each recorded as a start).
     pub async fn step(&mut self, parts: Vec<Fault>) -> anyhow::Result<()> {
-        self.heal().await?;
-        for p in parts {
-            self.add(p).await?;
+        self.active.heal().await?;
+        for p in &parts {
+            self.active.apply(p).await?;
         }
         Ok(())
     }
 
     /// Applies one more fault on top of the active ones.
     pub async fn add(&mut self, part: Fault) -> anyhow::Result<()> {
-        let desc = part.describe();
-        self.recorder.nemesis(NemesisPhase::Start, desc.clone());
-        let applied = self.cluster.apply(&part).await;
-        self.active.push((part, desc.clone()));
-        applied.with_context(|| format!("applying {desc}"))
-    }
-
-    /// Heals every active fault, last applied first, recording each stop.
-    pub async fn heal(&mut self) -> anyhow::Result<()> {
-        let mut first_err = None;
-        while let Some((part, desc)) = self.active.pop() {
-            let r = self.cluster.heal(&part).await;
-            self.recorder.nemesis(NemesisPhase::Stop, desc.clone());
-            if let Err(e) = r {
-                first_err.get_or_insert(e.context(format!("healing {desc}")));
-            }
-        }
-        first_err.map_or(Ok(()), Err)
+        self.active.apply(&part).await
     }
 
     /// What node `id` reports, if it answers.
@@ -130,15 +111,8 @@ impl Stage<'_> {
         done: impl Fn(&Statuses) -> bool,
     ) -> Option<Statuses> {
         let until = (Instant::now() + bound).min(self.deadline);
-        let ids = self.nodes();
         while Instant::now() < until && !self.stop.is_cancelled() {
-            let asks = ids.iter().map(|&id| self.status(id));
-            let got: Vec<Status> = futures::future::join_all(asks)
-                .await
-                .into_iter()
-                .flatten()
-                .collect();
-            let s = Statuses(got);
+            let s = Statuses(self.cluster.statuses(STATUS_TIMEOUT).await);
             if done(&s) {
                 return Some(s);
             }
@@ -197,9 +171,10 @@ impl Stage<'_> {
     /// Of `candidates`, the one with the longest log (the first of equals), so that the
     /// others, whose logs are no longer, will vote for it.
     pub async fn longest_log(&self, candidates: &[NodeId]) -> Option<NodeId> {
+        let poll = Statuses(self.cluster.statuses(STATUS_TIMEOUT).await);
         let mut best: Option<(u64, NodeId)> = None;
         for &c in candidates {
-            let s = self.status(c).await?;
+            let s = poll.node(c)?;
             if best.is_none_or(|(len, _)| s.last_log_index > len) {
                 best = Some((s.last_log_index, c));
             }

@@ -18,6 +18,8 @@ use workloads::driver::{self, WorkloadConfig};
 use workloads::generator::{self, WorkloadKind as GenWorkload};
 use workloads::recorder::{NemesisPhase, Recorder};
 
+use crate::active_faults::ActiveFaults;
+
 use crate::cli::{TestArgs, WorkloadKind};
 use crate::cluster::{Cluster, ClusterOptions, NodeCommand};
 use crate::exit;
@@ -568,7 +570,7 @@ async fn run_nemesis(
         // Each step of a sequence is healed as the next is applied; each part of a combined
         // fault is its own start/stop pair in the history, so the charts shade each window
         // by its kind.
-        let mut active: Vec<(&Fault, serde_json::Value)> = Vec::new();
+        let mut active = ActiveFaults::new(cluster, recorder);
         let mut failed = false;
         for step in fault.steps() {
             if !active.is_empty() {
@@ -581,21 +583,13 @@ async fn run_nemesis(
                 {
                     break;
                 }
-                heal_parts(cluster, recorder, &mut active).await?;
+                active.heal().await?;
             }
             for part in step.parts() {
-                let desc = part.describe();
-                recorder.nemesis(NemesisPhase::Start, desc.clone());
-                match cluster.apply(part).await {
-                    Ok(()) => active.push((part, desc)),
-                    Err(e) => {
-                        tracing::warn!("applying {desc}: {e:#}");
-                        let mut d = desc;
-                        d["error"] = json!(format!("{e:#}"));
-                        recorder.nemesis(NemesisPhase::Stop, d);
-                        failed = true;
-                        break;
-                    }
+                if let Err(e) = active.apply(part).await {
+                    tracing::warn!("{e:#}");
+                    failed = true;
+                    break;
                 }
             }
             if failed {
@@ -610,25 +604,11 @@ async fn run_nemesis(
             )
             .await;
         }
-        heal_parts(cluster, recorder, &mut active).await?;
+        active.heal().await?;
         if Instant::now() >= deadline || stop.is_cancelled() {
             return Ok(());
         }
     }
-}
-
-/// Heals the applied parts in reverse order, recording each stop.
-async fn heal_parts(
-    cluster: &Cluster,
-    recorder: &Recorder,
-    active: &mut Vec<(&Fault, serde_json::Value)>,
-) -> anyhow::Result<()> {
-    while let Some((part, desc)) = active.pop() {
-        let result = cluster.heal(part).await;
-        recorder.nemesis(NemesisPhase::Stop, desc.clone());
-        result.with_context(|| format!("healing {desc}"))?;
-    }
-    Ok(())
 }
 
 /// Prints progress: a line every 5 s (every second on a terminal).

@@ -102,7 +102,12 @@ async fn exchange(addr: SocketAddr, op: Operation) -> Result<Reply, AdminError> 
 
 /// The node's status (role, term, leader, indexes, clock), within [`DEFAULT_ADMIN_TIMEOUT`].
 pub async fn status(addr: SocketAddr) -> Result<Status, AdminError> {
-    match request(addr, Operation::Status, DEFAULT_ADMIN_TIMEOUT).await? {
+    status_within(addr, DEFAULT_ADMIN_TIMEOUT).await
+}
+
+/// The node's status, within `timeout` (for polls that must not wait on a silent node).
+pub async fn status_within(addr: SocketAddr, timeout: Duration) -> Result<Status, AdminError> {
+    match request(addr, Operation::Status, timeout).await? {
         Reply::Status(s) => Ok(s),
         reply => Err(AdminError::UnexpectedReply { addr, reply }),
     }

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{free_port, status, Cluster, Conn, NodeProc};
+use common::{free_port, node_proc, status, Cluster, Conn};
 use node::protocol::{ErrorKind, MemberAddrs, Operation, ReadMode, Reply, Value, WriteId};
 
 const EXTRA: &[&str] = &["--snapshot-entries", "500", "--fsync", "never"];
@@ -23,29 +23,10 @@ fn add_joining_node(c: &mut Cluster, id: u64) -> usize {
         .iter()
         .map(|n| format!("n{}={}", n.id, n.peer_addr))
         .collect();
-    let data_dir = c.data_dir().join(format!("n{id}"));
-    let mut args = vec![
-        "--id".to_string(),
-        format!("n{id}"),
-        "--peer-listen".into(),
-        format!("127.0.0.1:{pp}"),
-        "--client-listen".into(),
-        format!("127.0.0.1:{cp}"),
-        "--peers".into(),
-        peers.join(","),
-        "--data-dir".into(),
-        data_dir.display().to_string(),
-        "--join".into(),
-    ];
-    args.extend(EXTRA.iter().map(|s| s.to_string()));
-    c.nodes.push(NodeProc {
-        id,
-        peer_addr: format!("127.0.0.1:{pp}"),
-        client_addr: format!("127.0.0.1:{cp}"),
-        data_dir,
-        args,
-        child: None,
-    });
+    let mut extra = vec!["--join"];
+    extra.extend(EXTRA);
+    let proc = node_proc(c.data_dir(), id, (pp, cp), &peers.join(","), None, &extra);
+    c.nodes.push(proc);
     let i = c.nodes.len() - 1;
     c.spawn(i);
     i

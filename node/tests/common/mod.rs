@@ -30,6 +30,43 @@ pub struct NodeProc {
     pub child: Option<Child>,
 }
 
+/// A node process not started yet: its id, peer and client ports, the `--peers` (and
+/// optionally `--client-addrs`) lists, a data directory `n<id>` under `dir`, then `extra`.
+pub fn node_proc(
+    dir: &Path,
+    id: u64,
+    (peer_port, client_port): (u16, u16),
+    peers: &str,
+    client_addrs: Option<&str>,
+    extra: &[&str],
+) -> NodeProc {
+    let data_dir = dir.join(format!("n{id}"));
+    let mut args = vec![
+        "--id".to_string(),
+        format!("n{id}"),
+        "--peer-listen".into(),
+        format!("127.0.0.1:{peer_port}"),
+        "--client-listen".into(),
+        format!("127.0.0.1:{client_port}"),
+        "--peers".into(),
+        peers.to_string(),
+        "--data-dir".into(),
+        data_dir.display().to_string(),
+    ];
+    if let Some(c) = client_addrs {
+        args.extend(["--client-addrs".to_string(), c.to_string()]);
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    NodeProc {
+        id,
+        peer_addr: format!("127.0.0.1:{peer_port}"),
+        client_addr: format!("127.0.0.1:{client_port}"),
+        data_dir,
+        args,
+        child: None,
+    }
+}
+
 /// A cluster of real node processes, killed on drop.
 pub struct Cluster {
     pub nodes: Vec<NodeProc>,
@@ -58,30 +95,14 @@ impl Cluster {
                 .filter(|&j| j != i)
                 .map(|j| format!("n{j}=127.0.0.1:{}", ports[(j - 1) as usize].0))
                 .collect();
-            let data_dir = dir.path().join(format!("n{i}"));
-            let mut args = vec![
-                "--id".to_string(),
-                format!("n{i}"),
-                "--peer-listen".into(),
-                format!("127.0.0.1:{pp}"),
-                "--client-listen".into(),
-                format!("127.0.0.1:{cp}"),
-                "--peers".into(),
-                peers.join(","),
-                "--client-addrs".into(),
-                client_addrs.join(","),
-                "--data-dir".into(),
-                data_dir.display().to_string(),
-            ];
-            args.extend(extra.iter().map(|s| s.to_string()));
-            nodes.push(NodeProc {
-                id: i,
-                peer_addr: format!("127.0.0.1:{pp}"),
-                client_addr: format!("127.0.0.1:{cp}"),
-                data_dir,
-                args,
-                child: None,
-            });
+            nodes.push(node_proc(
+                dir.path(),
+                i,
+                (pp, cp),
+                &peers.join(","),
+                Some(&client_addrs.join(",")),
+                extra,
+            ));
         }
         let mut c = Cluster { nodes, dir };
         for i in 0..c.nodes.len() {

@@ -1,0 +1,65 @@
+//! The faults currently applied to the cluster, each recorded in the history: a nemesis
+//! `start` when applied, a `stop` when healed (or at once, with the error, if applying it
+//! failed). Used by the fault schedule and by the scripted nemeses alike.
+
+use anyhow::Context;
+use nemesis::schedule::Fault;
+use workloads::recorder::{NemesisPhase, Recorder};
+
+use crate::cluster::Cluster;
+
+/// Applied faults, healed last-applied first.
+pub struct ActiveFaults<'a> {
+    cluster: &'a Cluster,
+    recorder: &'a Recorder,
+    active: Vec<(Fault, serde_json::Value)>,
+}
+
+impl<'a> ActiveFaults<'a> {
+    /// None applied yet.
+    pub fn new(cluster: &'a Cluster, recorder: &'a Recorder) -> Self {
+        ActiveFaults {
+            cluster,
+            recorder,
+            active: Vec::new(),
+        }
+    }
+
+    /// Whether nothing is applied.
+    pub fn is_empty(&self) -> bool {
+        self.active.is_empty()
+    }
+
+    /// Applies one (single) fault on top of the active ones and records its start. If it
+    /// cannot be applied, its stop is recorded at once with the error, which is returned.
+    pub async fn apply(&mut self, part: &Fault) -> anyhow::Result<()> {
+        let desc = part.describe();
+        self.recorder.nemesis(NemesisPhase::Start, desc.clone());
+        match self.cluster.apply(part).await {
+            Ok(()) => {
+                self.active.push((part.clone(), desc));
+                Ok(())
+            }
+            Err(e) => {
+                let mut d = desc.clone();
+                d["error"] = serde_json::json!(format!("{e:#}"));
+                self.recorder.nemesis(NemesisPhase::Stop, d);
+                Err(e.context(format!("applying {desc}")))
+            }
+        }
+    }
+
+    /// Heals every active fault, last applied first, recording each stop. Every fault is
+    /// tried; the first error is returned.
+    pub async fn heal(&mut self) -> anyhow::Result<()> {
+        let mut first_err = None;
+        while let Some((part, desc)) = self.active.pop() {
+            let r = self.cluster.heal(&part).await;
+            self.recorder.nemesis(NemesisPhase::Stop, desc.clone());
+            if let Err(e) = r.with_context(|| format!("healing {desc}")) {
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+}
