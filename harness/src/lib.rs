@@ -2,6 +2,7 @@
 //!
 //! - [`cli`]: the command line (`docs/spec/cli.md`).
 //! - [`test_cmd`]: `harness test`: cluster, workload, nemesis, check, report.
+//! - [`faults`]: the fault schedule as played on a live cluster.
 //! - [`cluster`]: node processes behind the proxy mesh; applying and healing faults.
 //! - [`check_cmd`]: `harness check`.
 //! - [`report`]: charts and HTML pages from a run directory.
@@ -15,6 +16,7 @@ pub mod check_cmd;
 pub mod cli;
 pub mod cluster;
 pub mod exit;
+pub mod faults;
 pub mod report;
 pub mod run_dir;
 pub mod scripted;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use nemesis::schedule::{self, Fault, FaultFamily, Planner, PlannerConfig};
+use nemesis::schedule::{self, FaultFamily, Planner, PlannerConfig};
 use node::protocol::ReadMode;
 use rand::Rng;
 use serde_json::json;
@@ -17,8 +17,6 @@ use workloads::client::{ClientConfig, NodeAddr};
 use workloads::driver::{self, WorkloadConfig};
 use workloads::generator::{self, WorkloadKind as GenWorkload};
 use workloads::recorder::{NemesisPhase, Recorder};
-
-use crate::active_faults::ActiveFaults;
 
 use crate::cli::{TestArgs, WorkloadKind};
 use crate::cluster::{Cluster, ClusterOptions, NodeCommand};
@@ -484,7 +482,7 @@ async fn drive(
         )
         .and_then(|p| p.with_partition_shapes(&partition_shapes(args)))
         .map_err(anyhow::Error::msg)?;
-        run_nemesis(
+        crate::faults::run_schedule(
             planner,
             cluster,
             recorder,
@@ -522,93 +520,6 @@ async fn drive(
         summary.elapsed.as_secs_f64()
     );
     Ok(())
-}
-
-/// The schedule: wait, apply a fault, wait, heal it; until the deadline. Every start and stop
-/// is a `nemesis` event in the history.
-async fn run_nemesis(
-    mut planner: Planner,
-    cluster: &Cluster,
-    recorder: &Recorder,
-    deadline: Instant,
-    stop: CancellationToken,
-    interval_s: f64,
-) -> anyhow::Result<()> {
-    if !planner.is_active() {
-        return Ok(());
-    }
-    let mean = Duration::from_secs_f64(interval_s);
-    // Sleeps until `until` or the deadline/stop, whichever comes first; false when the run is over.
-    async fn wait(until: Instant, deadline: Instant, stop: &CancellationToken) -> bool {
-        let t = until.min(deadline);
-        tokio::select! {
-            _ = tokio::time::sleep_until(t.into()) => Instant::now() < deadline,
-            _ = stop.cancelled() => false,
-        }
-    }
-    // Bounded: each iteration waits at least half an interval.
-    loop {
-        if !wait(
-            Instant::now() + planner.next_interval(mean),
-            deadline,
-            &stop,
-        )
-        .await
-        {
-            return Ok(());
-        }
-        let leader = cluster.leader().await;
-        let Some(fault) = planner.next_fault(leader) else {
-            return Ok(());
-        };
-        if let Fault::Scripted { script, old, peer } = fault {
-            let reached =
-                crate::scripted::run(cluster, recorder, script, old, peer, deadline, &stop).await?;
-            tracing::info!("{} script: {reached:?}", script.as_str());
-            continue;
-        }
-        // Each step of a sequence is healed as the next is applied; each part of a combined
-        // fault is its own start/stop pair in the history, so the charts shade each window
-        // by its kind.
-        let mut active = ActiveFaults::new(cluster, recorder);
-        let mut failed = false;
-        for step in fault.steps() {
-            if !active.is_empty() {
-                if !wait(
-                    Instant::now() + planner.next_interval(mean),
-                    deadline,
-                    &stop,
-                )
-                .await
-                {
-                    break;
-                }
-                active.heal().await?;
-            }
-            for part in step.parts() {
-                if let Err(e) = active.apply(part).await {
-                    tracing::warn!("{e:#}");
-                    failed = true;
-                    break;
-                }
-            }
-            if failed {
-                break;
-            }
-        }
-        if !failed {
-            wait(
-                Instant::now() + planner.next_interval(mean),
-                deadline,
-                &stop,
-            )
-            .await;
-        }
-        active.heal().await?;
-        if Instant::now() >= deadline || stop.is_cancelled() {
-            return Ok(());
-        }
-    }
 }
 
 /// Prints progress: a line every 5 s (every second on a terminal).
