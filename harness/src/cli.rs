@@ -143,4 +143,12 @@ pub struct TestArgs {
     /// newer leader's entries, then the old leader back; 5 nodes or more). Default: all.
     #[arg(long)]
     pub partition_shapes: Option<String>,
+    /// After the final heal the workload goes on this many seconds; the availability
+    /// checker needs an ok write (and an ok read of every read mode in use) within it, and
+    /// every member then has as long again to reach the leader's commit index.
+    #[arg(long, default_value_t = 10.0)]
+    pub recovery_time: f64,
+    /// How often (ms) every member's status is polled into cluster.jsonl.
+    #[arg(long, default_value_t = 100)]
+    pub observe_interval: u64,
 }

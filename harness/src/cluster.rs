@@ -83,6 +83,8 @@ pub struct ClusterOptions {
     /// Extra arguments for every node (read mode, bug, timing).
     pub extra_args: Vec<String>,
     pub seed: u64,
+    /// Extra environment variables of some nodes (test-only faults).
+    pub node_env: BTreeMap<NodeId, Vec<(String, String)>>,
 }
 
 /// A loopback port that was free a moment ago, drawn from below the kernel's ephemeral range
@@ -169,11 +171,12 @@ impl Cluster {
             args.extend(opts.extra_args.iter().cloned());
             let mut command = vec![opts.command.program.display().to_string()];
             command.extend(args.iter().cloned());
+            let mut spec = ProcessSpec::new(opts.command.program.clone(), args, log_path.clone());
+            for (k, v) in opts.node_env.get(&id).into_iter().flatten() {
+                spec.env.push((k.into(), v.into()));
+            }
             supervisor
-                .spawn(
-                    &name,
-                    ProcessSpec::new(opts.command.program.clone(), args, log_path.clone()),
-                )
+                .spawn(&name, spec)
                 .with_context(|| format!("starting {name} ({})", opts.command.program.display()))?;
             nodes.push(NodeInfo {
                 id,

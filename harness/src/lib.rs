@@ -12,11 +12,14 @@
 //! - [`soak`]: `harness soak`: many short seeded runs over a matrix; summary page, JUnit.
 
 pub mod active_faults;
+pub mod availability;
 pub mod check_cmd;
 pub mod cli;
 pub mod cluster;
+pub mod convergence;
 pub mod exit;
 pub mod faults;
+pub mod interrupt;
 pub mod report;
 pub mod run_dir;
 pub mod scripted;

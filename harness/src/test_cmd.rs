@@ -12,7 +12,7 @@ use node::protocol::ReadMode;
 use rand::Rng;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
-use workloads::checker::{self, CheckOptions};
+use workloads::checker::{self, CheckOptions, Verdict};
 use workloads::client::{ClientConfig, NodeAddr};
 use workloads::driver::{self, WorkloadConfig};
 use workloads::generator::{self, WorkloadKind as GenWorkload};
@@ -20,6 +20,7 @@ use workloads::recorder::{NemesisPhase, Recorder};
 
 use crate::cli::{TestArgs, WorkloadKind};
 use crate::cluster::{Cluster, ClusterOptions, NodeCommand};
+use crate::convergence::ConvergenceReport;
 use crate::exit;
 
 /// The deliberate bugs `node --bug` knows (README: "Deliberate bugs").
@@ -90,6 +91,18 @@ pub fn plan(args: &TestArgs) -> Result<Plan, Failure> {
     }
     if !(args.nemesis_interval.is_finite() && args.nemesis_interval > 0.0) {
         return Err(usage("--nemesis-interval must be positive"));
+    }
+    if !(args.recovery_time.is_finite() && args.recovery_time >= 0.0) {
+        return Err(usage(format!(
+            "--recovery-time must be zero or positive, got {}",
+            args.recovery_time
+        )));
+    }
+    if args.observe_interval < 10 {
+        return Err(usage(format!(
+            "--observe-interval must be at least 10 ms, got {}",
+            args.observe_interval
+        )));
     }
     if !(args.op_timeout.is_finite() && args.op_timeout > 0.0) {
         return Err(usage("--op-timeout must be positive"));
@@ -175,33 +188,6 @@ fn check_writable(dir: &Path) -> std::io::Result<()> {
     std::fs::remove_file(&probe)
 }
 
-static INTERRUPT: std::sync::OnceLock<CancellationToken> = std::sync::OnceLock::new();
-
-/// Cancelled on the first SIGINT/SIGTERM: runs stop issuing operations, heal, stop their
-/// nodes and write what they have.
-pub fn interrupt_token() -> CancellationToken {
-    INTERRUPT.get_or_init(CancellationToken::new).clone()
-}
-
-/// Registers SIGINT and SIGTERM handlers on `rt` (registered before this returns, so no
-/// signal between here and the cluster's start can bypass them). The first signal cancels
-/// [`interrupt_token`]; a second kills every node at once and exits 130.
-pub fn install_interrupt_handler(rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let _guard = rt.enter();
-    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    rt.spawn(async move {
-        tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
-        eprintln!("harness: interrupted; healing and stopping (again to abort at once)");
-        interrupt_token().cancel();
-        tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
-        nemesis::process::kill_registered_children();
-        std::process::exit(130);
-    });
-    Ok(())
-}
-
 /// Runs `harness test` (all `--test-count` runs); returns the exit code.
 pub fn run(args: &TestArgs) -> u8 {
     let plan = match plan(args) {
@@ -221,14 +207,14 @@ pub fn run(args: &TestArgs) -> u8 {
             return exit::HARNESS_FAILED;
         }
     };
-    if let Err(e) = install_interrupt_handler(&rt) {
+    if let Err(e) = crate::interrupt::install_handler(&rt) {
         eprintln!("harness test: {e:#}");
         return exit::HARNESS_FAILED;
     }
     let mut code = exit::VALID;
     let mut rng = rand::thread_rng();
     for i in 0..plan.args.test_count {
-        if interrupt_token().is_cancelled() {
+        if crate::interrupt::token().is_cancelled() {
             break;
         }
         // With --test-count, the first run uses --seed and the next ones seed + i, so each is
@@ -279,6 +265,9 @@ pub fn command_line(args: &TestArgs, seed: u64) -> String {
     }
     if let Some(p) = &args.partition_shapes {
         s.push_str(&format!(" --partition-shapes {p}"));
+    }
+    if args.recovery_time != 10.0 {
+        s.push_str(&format!(" --recovery-time {}", args.recovery_time));
     }
     if args.results_dir != Path::new("results") {
         s.push_str(&format!(" --results-dir {}", args.results_dir.display()));
@@ -383,6 +372,18 @@ pub async fn run_test(plan: &Plan, seed: u64) -> anyhow::Result<RunOutcome> {
             command: plan.command.clone(),
             extra_args,
             seed,
+            node_env: if test_hook("diverge-n1") {
+                [(
+                    1,
+                    vec![(
+                        node::runtime::config::TEST_DIVERGE_PUTS_ENV.to_string(),
+                        "1".to_string(),
+                    )],
+                )]
+                .into()
+            } else {
+                Default::default()
+            },
         },
     )
     .await
@@ -410,37 +411,80 @@ pub async fn run_test(plan: &Plan, seed: u64) -> anyhow::Result<RunOutcome> {
     // Whatever happened, stop every node and keep the history.
     cluster.shutdown().await;
     let _ = recorder.flush();
-    if let Err(e) = driven {
-        eprintln!(
-            "harness: {e:#}; node logs under {}",
-            run_dir.join("nodes").display()
-        );
-        outcome.elapsed = started.elapsed();
-        return Ok(outcome);
-    }
+    let driven = match driven {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!(
+                "harness: {e:#}; node logs under {}",
+                run_dir.join("nodes").display()
+            );
+            outcome.elapsed = started.elapsed();
+            return Ok(outcome);
+        }
+    };
 
     let events = recorder.events();
-    let (code, results) = check_and_report(plan, seed, &run_dir, &events)?;
+    let interrupted = crate::interrupt::received().map(|(signal, at)| Interrupted {
+        at_s: (at.saturating_duration_since(recorder.start()).as_secs_f64() * 10.0).round() / 10.0,
+        signal,
+    });
+    let (code, results) = check_and_report(plan, seed, &run_dir, &events, &driven, interrupted)?;
     outcome.code = code;
     outcome.results = results;
     outcome.elapsed = started.elapsed();
     Ok(outcome)
 }
 
-/// Waits for a leader, runs the workload and the nemesis, heals, final reads.
+/// What happened after the faults, for the availability and convergence checkers.
+#[derive(Debug, Default)]
+struct Driven {
+    /// When the final heal completed (ns on the history's clock), when faults were enabled.
+    heal_at_ns: Option<u64>,
+    /// Why the final heal could not be completed.
+    heal_error: Option<String>,
+    /// The run was interrupted before its recovery phase ended.
+    cut_short: bool,
+    /// The members compared after the workload stopped (None when interrupted).
+    convergence: Option<ConvergenceReport>,
+}
+
+/// Test-only hooks, from `HARNESS_TEST_HOOK` (comma-separated), that break the cluster in
+/// ways no fault of the schedule does, so that tests can show the checkers catch them:
+/// `pause-majority-after-heal` keeps a majority of the nodes SIGSTOPped after the final heal
+/// (the cluster cannot recover); `diverge-n1` starts n1 with the node's test-only divergence
+/// fault (its state machine applies puts wrongly).
+fn test_hook(name: &str) -> bool {
+    std::env::var("HARNESS_TEST_HOOK")
+        .map(|v| v.split(',').any(|h| h.trim() == name))
+        .unwrap_or(false)
+}
+
+/// How long the final heal may take before the workload is stopped regardless (a heal that
+/// hangs is reported by the availability checker, not waited on forever).
+const HEAL_BUDGET: Duration = Duration::from_secs(90);
+
+/// Waits for a leader, runs the workload and the nemesis until the time limit, heals
+/// everything, lets the workload go on for the recovery time, final reads, then compares the
+/// members. Errors only for what is the harness's own failure.
 async fn drive(
     plan: &Plan,
     seed: u64,
     cluster: &Cluster,
     recorder: &Recorder,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Driven> {
     let args = &plan.args;
     cluster
         .wait_for_leader(Duration::from_secs(20))
         .await
         .context("the cluster did not elect a leader")?;
 
-    let stop = interrupt_token().child_token();
+    let stop = crate::interrupt::token().child_token();
+    let faults_on = !plan.families.is_empty();
+    let recovery = if faults_on {
+        Duration::from_secs_f64(args.recovery_time)
+    } else {
+        Duration::ZERO
+    };
 
     let time_limit = Duration::from_secs_f64(args.time_limit);
     let deadline = Instant::now() + time_limit;
@@ -469,20 +513,37 @@ async fn drive(
         client: client.clone(),
     };
 
-    let nemesis_task = {
-        let planner = Planner::new(
-            seed ^ NEMESIS_SEED_SALT,
-            PlannerConfig {
-                families: plan.families.clone(),
-                nodes: cluster.ids(),
-                clock_rate_min: args.clock_rate_min,
-                clock_rate_max: args.clock_rate_max,
-                clock_bump_ms: 250.0,
-            },
-        )
-        .and_then(|p| p.with_partition_shapes(&partition_shapes(args)))
-        .map_err(anyhow::Error::msg)?;
-        crate::faults::run_schedule(
+    let planner = Planner::new(
+        seed ^ NEMESIS_SEED_SALT,
+        PlannerConfig {
+            families: plan.families.clone(),
+            nodes: cluster.ids(),
+            clock_rate_min: args.clock_rate_min,
+            clock_rate_max: args.clock_rate_max,
+            clock_bump_ms: 250.0,
+        },
+    )
+    .and_then(|p| p.with_partition_shapes(&partition_shapes(args)))
+    .map_err(anyhow::Error::msg)?;
+    // The workload outlives the nemesis: through the final heal and the recovery time after
+    // it. `workload_stop` ends it; its deadline is only a bound.
+    let workload_stop = stop.child_token();
+    let workload_deadline = deadline + HEAL_BUDGET + recovery;
+    let progress = progress_task(
+        recorder.clone(),
+        time_limit + recovery,
+        stop.clone(),
+        args.quiet,
+    );
+    let workload = driver::run_workload(
+        &config,
+        &nodes,
+        recorder,
+        workload_deadline.into(),
+        workload_stop.clone(),
+    );
+    let faults_then_heal = async {
+        let scheduled = crate::faults::run_schedule(
             planner,
             cluster,
             recorder,
@@ -490,27 +551,53 @@ async fn drive(
             stop.clone(),
             args.nemesis_interval,
         )
+        .await;
+        let mut driven = Driven::default();
+        if faults_on {
+            let healed = tokio::time::timeout(HEAL_BUDGET, cluster.heal_all()).await;
+            let error = match healed {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(format!("{e:#}")),
+                Err(_) => Some(format!("still healing after {} s", HEAL_BUDGET.as_secs())),
+            };
+            let mut desc = json!({"fault": "heal-all"});
+            if let Some(e) = &error {
+                desc["error"] = json!(e);
+                eprintln!("harness: the final heal did not complete: {e}");
+            }
+            recorder.nemesis(NemesisPhase::Stop, desc);
+            driven.heal_at_ns = Some(recorder.now_ns());
+            driven.heal_error = error;
+            if test_hook("pause-majority-after-heal") {
+                let majority: Vec<_> = cluster.ids().into_iter().take(args.nodes / 2 + 1).collect();
+                eprintln!("harness: test hook: pausing {majority:?} after the heal");
+                let pause = nemesis::schedule::Fault::Pause {
+                    target: nemesis::targets::Target::Minority,
+                    nodes: majority,
+                };
+                if let Err(e) = cluster.apply(&pause).await {
+                    eprintln!("harness: test hook failed: {e:#}");
+                }
+            }
+            if !stop.is_cancelled() {
+                eprintln!(
+                    "harness: healed; the workload goes on for {:.1} s of recovery",
+                    recovery.as_secs_f64()
+                );
+                tokio::select! {
+                    _ = tokio::time::sleep(recovery) => {}
+                    _ = stop.cancelled() => {}
+                }
+            }
+        }
+        driven.cut_short = stop.is_cancelled();
+        workload_stop.cancel();
+        (scheduled, driven)
     };
-    let progress = progress_task(recorder.clone(), time_limit, stop.clone(), args.quiet);
-    let workload = driver::run_workload(&config, &nodes, recorder, deadline.into(), stop.clone());
-    let (w, n) = tokio::join!(workload, nemesis_task);
+    let (w, (n, mut driven)) = tokio::join!(workload, faults_then_heal);
     progress.abort();
     let summary = w.context("running the workload")?;
     n?;
-
-    // Heal everything and let the cluster recover before the final reads.
-    cluster.heal_all().await.context("healing the cluster")?;
-    if !plan.families.is_empty() {
-        recorder.nemesis(NemesisPhase::Stop, json!({"fault": "heal-all"}));
-    }
-    cluster
-        .wait_for_leader(Duration::from_secs(30))
-        .await
-        .context("the cluster did not recover after healing")?;
-    if args.workload == WorkloadKind::Set {
-        let mode = plan.read_modes[0];
-        driver::final_set_reads(&nodes, recorder, mode, &client, Duration::from_secs(15)).await;
-    }
     eprintln!(
         "harness: workload done: {} ops ({} ok, {} fail, {} info) in {:.1} s",
         summary.ops,
@@ -519,7 +606,31 @@ async fn drive(
         summary.info,
         summary.elapsed.as_secs_f64()
     );
-    Ok(())
+    if stop.is_cancelled() {
+        return Ok(driven);
+    }
+    if let Err(e) = cluster.wait_for_leader(Duration::from_secs(30)).await {
+        // Not the harness's failure: the checkers below say what it means for the system.
+        eprintln!("harness: no stable leader after the run: {e:#}");
+    }
+    if args.workload == WorkloadKind::Set {
+        let mode = plan.read_modes[0];
+        driver::final_set_reads(&nodes, recorder, mode, &client, Duration::from_secs(15)).await;
+    }
+    let keys = run_keys(&recorder.events());
+    let budget = Duration::from_secs_f64(args.recovery_time.max(1.0));
+    driven.convergence = Some(crate::convergence::check(cluster, &keys, budget).await);
+    Ok(driven)
+}
+
+/// Every key a client operation of the run touched, in order.
+fn run_keys(events: &[workloads::history::Event]) -> Vec<String> {
+    let keys: std::collections::BTreeSet<&String> = events
+        .iter()
+        .filter(|e| e.process != workloads::history::Process::Nemesis)
+        .filter_map(|e| e.key.as_ref())
+        .collect();
+    keys.into_iter().cloned().collect()
 }
 
 /// Prints progress: a line every 5 s (every second on a terminal).
@@ -569,6 +680,8 @@ fn check_and_report(
     seed: u64,
     run_dir: &Path,
     events: &[workloads::history::Event],
+    driven: &Driven,
+    interrupted: Option<Interrupted>,
 ) -> anyhow::Result<(u8, serde_json::Value)> {
     let args = &plan.args;
     let opts = CheckOptions {
@@ -614,7 +727,50 @@ fn check_and_report(
             (s.valid, modes, json!({"set": s}), json!(anomalies))
         }
     };
-    let results = json!({
+    let (mut checkers, mut anomalies) = (checkers, anomalies);
+    let mut verdict = verdict;
+    if let Some(heal_at_ns) = driven.heal_at_ns {
+        let reads_in_run = match args.workload {
+            WorkloadKind::Register => plan.read_modes.iter().map(|m| m.as_str().into()).collect(),
+            WorkloadKind::Set => Vec::new(),
+        };
+        let a = crate::availability::check(
+            events,
+            &crate::availability::AvailabilityInput {
+                heal_at_ns,
+                recovery_time_s: args.recovery_time,
+                read_modes: reads_in_run,
+                heal_error: driven.heal_error.clone(),
+                cut_short: driven.cut_short,
+            },
+        );
+        verdict = verdict.worst(a.valid);
+        for an in &a.anomalies {
+            push_anomaly(&mut anomalies, "availability", None, &an.explanation);
+        }
+        checkers["availability"] = json!(a);
+    }
+    let convergence = match &driven.convergence {
+        Some(c) => c.clone(),
+        None => crate::convergence::ConvergenceReport::not_run("the run was interrupted"),
+    };
+    verdict = verdict.worst(convergence.valid);
+    if driven.convergence.is_some() {
+        for an in &convergence.anomalies {
+            push_anomaly(
+                &mut anomalies,
+                "convergence",
+                an.key.as_deref(),
+                &an.explanation,
+            );
+        }
+    }
+    checkers["convergence"] = json!(convergence);
+    // An interrupted run covers only what was recorded: never valid.
+    if interrupted.is_some() && verdict == Verdict::Valid {
+        verdict = Verdict::Unknown;
+    }
+    let mut results = json!({
         "valid": verdict,
         "read_modes": read_modes,
         "checkers": checkers,
@@ -624,6 +780,9 @@ fn check_and_report(
         "test": plan.test_name,
         "command_line": command_line(args, seed),
     });
+    if let Some(i) = &interrupted {
+        results["interrupted"] = json!(i);
+    }
     write_json(&run_dir.join("results.json"), &results)?;
     if !args.no_report {
         if let Err(e) = crate::report::build_run_report(run_dir) {
@@ -639,10 +798,14 @@ fn check_and_report(
         .iter()
         .map(|(m, v)| format!("{m}: {}", verdict_label(&v["valid"])))
         .collect();
+    let mut notes = per_mode;
+    if let Some(i) = &interrupted {
+        notes.push(format!("interrupted by {} at {:.1} s", i.signal, i.at_s));
+    }
     println!(
         "{}: {label} ({}) seed {seed}",
         plan.test_name,
-        per_mode.join(", ")
+        notes.join(", ")
     );
     for a in anomalies.as_array().into_iter().flatten().take(3) {
         println!(
@@ -659,6 +822,25 @@ fn check_and_report(
     }
     println!("  report: {}", run_dir.join("index.html").display());
     Ok((verdict.exit_code() as u8, results))
+}
+
+/// A run stopped by a signal: which and when (seconds since the test start).
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+struct Interrupted {
+    at_s: f64,
+    signal: &'static str,
+}
+
+/// Adds a checker's anomaly to the run's list (`anomalies` in results.json).
+fn push_anomaly(
+    anomalies: &mut serde_json::Value,
+    checker: &str,
+    key: Option<&str>,
+    explanation: &str,
+) {
+    if let Some(list) = anomalies.as_array_mut() {
+        list.push(json!({"checker": checker, "key": key.unwrap_or(checker), "read_mode": "-", "explanation": explanation}));
+    }
 }
 
 /// The first elements of a (possibly huge) list, for one-line explanations; the full lists

@@ -23,6 +23,7 @@ fn options(nodes: usize) -> ClusterOptions {
         },
         extra_args: vec![],
         seed: 42,
+        node_env: Default::default(),
     }
 }
 

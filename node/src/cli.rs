@@ -184,6 +184,8 @@ where
         bugs,
         ack_before_persist: has(BugArg::AckBeforePersist),
         follower_read_local: has(BugArg::FollowerReadLocal),
+        test_diverge_puts: std::env::var_os(crate::runtime::config::TEST_DIVERGE_PUTS_ENV)
+            .is_some_and(|v| v == "1"),
         request_timeout_ms: args.request_timeout_ms,
         seed,
     };

@@ -7,6 +7,9 @@ use crate::protocol::ReadMode;
 use crate::raft::{Bugs, NodeId};
 use crate::storage::FsyncPolicy;
 
+/// `NODE_TEST_DIVERGE_PUTS=1` in a node's environment sets [`NodeConfig::test_diverge_puts`].
+pub const TEST_DIVERGE_PUTS_ENV: &str = "NODE_TEST_DIVERGE_PUTS";
+
 /// Everything the runtime needs to start a node.
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
@@ -42,6 +45,12 @@ pub struct NodeConfig {
     pub ack_before_persist: bool,
     /// Deliberate bug `follower-read-local`: follower reads answered without asking the leader.
     pub follower_read_local: bool,
+    /// Test-only fault, never a protocol bug: this replica's state machine applies every put
+    /// as `value + 1`, so its data silently diverges from the other members' while the
+    /// protocol itself runs correctly. Set only through the environment variable
+    /// [`TEST_DIVERGE_PUTS_ENV`]; it exists so the harness's convergence check can be shown to
+    /// catch a diverged member.
+    pub test_diverge_puts: bool,
     /// How long a client request may wait inside the node before it is answered `Timeout`.
     pub request_timeout_ms: u64,
     /// Seed of the core's randomized election timeouts.

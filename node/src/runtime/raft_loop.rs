@@ -632,6 +632,23 @@ impl RaftLoop {
         }
     }
 
+    /// The command as this replica applies it: unchanged, except under the test-only
+    /// divergence fault (see [`NodeConfig::test_diverge_puts`]).
+    fn diverge(&self, cmd: Command) -> Command {
+        match cmd {
+            Command::Put {
+                key,
+                value,
+                write_id,
+            } if self.config.test_diverge_puts => Command::Put {
+                key,
+                value: value.wrapping_add(1),
+                write_id,
+            },
+            other => other,
+        }
+    }
+
     fn apply(&mut self, committed: &[crate::raft::Entry]) {
         for e in committed {
             let outcome = match &e.payload {
@@ -640,7 +657,7 @@ impl RaftLoop {
                     None
                 }
                 EntryPayload::Command(bytes) => Some(match Command::decode(bytes) {
-                    Ok(cmd) => self.kv.apply(e.index, &cmd),
+                    Ok(cmd) => self.kv.apply(e.index, &self.diverge(cmd)),
                     Err(err) => {
                         self.kv.note_applied(e.index);
                         Outcome::Error(format!("undecodable command: {err}"))
