@@ -79,6 +79,10 @@ pub struct SoakArgs {
 /// before any run has been measured.
 const INITIAL_OVERHEAD: Duration = Duration::from_secs(20);
 
+/// Typical per-run overhead of a short run (measured: 2-5 s), used only to estimate up front
+/// how many runs the budget holds; whether a run may start uses the cautious figures.
+const TYPICAL_OVERHEAD: Duration = Duration::from_secs(5);
+
 /// Added to the largest measured overhead when deciding whether one more run fits.
 const OVERHEAD_MARGIN: Duration = Duration::from_secs(3);
 
@@ -237,7 +241,7 @@ fn run_inner(args: &SoakArgs) -> Result<u8, SoakError> {
     );
     let run_time = Duration::from_secs_f64(args.run_time);
     // Say up front when the budget cannot reach every cell, rather than only at the end.
-    let per_run = run_time + INITIAL_OVERHEAD;
+    let per_run = run_time + TYPICAL_OVERHEAD;
     let fit = (budget.as_secs_f64() / per_run.as_secs_f64()).floor() as usize;
     if fit < cells.len() {
         eprintln!(
