@@ -154,9 +154,17 @@ fn cell_args(
     Ok(t)
 }
 
-/// The whole matrix and the cells of this soak's shard (all of them without `--shard`), both
-/// in matrix order; refuses a shard that would hold no cell.
-fn shard_cells(args: &SoakArgs) -> Result<(Vec<Cell>, Vec<Cell>, Option<Shard>), SoakError> {
+/// The whole matrix and the cells of this soak's shard, both in matrix order.
+struct Selection {
+    /// Every cell of the matrix.
+    all: Vec<Cell>,
+    /// The cells this soak runs (all of them without `--shard`).
+    mine: Vec<Cell>,
+    shard: Option<Shard>,
+}
+
+/// Reads the matrix and shard options; refuses a shard that would hold no cell.
+fn shard_cells(args: &SoakArgs) -> Result<Selection, SoakError> {
     let shard = args
         .shard
         .as_deref()
@@ -194,7 +202,7 @@ fn shard_cells(args: &SoakArgs) -> Result<(Vec<Cell>, Vec<Cell>, Option<Shard>),
             all.len()
         )));
     }
-    Ok((all, mine, shard))
+    Ok(Selection { all, mine, shard })
 }
 
 /// Why the cells still without a run have none; one line each.
@@ -213,7 +221,11 @@ fn skip_reason(finished: bool, needs: Duration, left: Duration) -> String {
 fn run_inner(args: &SoakArgs) -> Result<u8, SoakError> {
     let budget = duration::parse_duration(&args.duration)
         .map_err(|e| SoakError::Usage(format!("--duration: {e}")))?;
-    let (all_cells, cells, shard) = shard_cells(args)?;
+    let Selection {
+        all: all_cells,
+        mine: cells,
+        shard,
+    } = shard_cells(args)?;
     let started = Instant::now();
     let stamp = crate::run_dir::timestamp();
     let soak_dir = args.results_dir.join("soak").join(&stamp);
