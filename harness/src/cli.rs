@@ -33,9 +33,12 @@ pub enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// Many short seeded runs over a matrix of nemeses x read modes until a time budget is
-    /// spent; summary page and JUnit XML (nightly CI).
+    /// Many short seeded runs over a matrix of workloads x cluster sizes x nemeses x read
+    /// modes until a time budget is spent; summary page and JUnit XML (nightly CI).
     Soak(crate::soak::SoakArgs),
+    /// Merge several soak directories (the shards of one soak) into one summary.json, page
+    /// and junit.xml; the exit code is the worst of theirs (255 if a shard is missing).
+    SoakMerge(crate::soak::merge::MergeArgs),
     /// Run each deliberate node bug under the fault that exposes it; show each is caught and
     /// the correct node is valid under the same schedule.
     Selftest(crate::selftest::SelftestArgs),

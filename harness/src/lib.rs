@@ -9,7 +9,8 @@
 //! - [`run_dir`]: the results layout.
 //! - [`exit`]: exit codes.
 //! - [`selftest`]: `harness selftest`: each deliberate bug caught, the correct node valid.
-//! - [`soak`]: `harness soak`: many short seeded runs over a matrix; summary page, JUnit.
+//! - [`soak`]: `harness soak`: many short seeded runs over a matrix (or one shard of it);
+//!   summary page, JUnit; `harness soak-merge` joins shards.
 
 pub mod active_faults;
 pub mod availability;

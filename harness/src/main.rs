@@ -61,6 +61,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Soak(args) => harness::soak::run(&args),
+        Command::SoakMerge(args) => harness::soak::merge::run(&args),
         Command::Selftest(args) => harness::selftest::run(&args),
         Command::Node { .. } => unreachable!("handled before parsing"),
     };

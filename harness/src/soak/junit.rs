@@ -1,6 +1,8 @@
 //! JUnit XML for soak runs: one `<testcase>` per run, so any CI system can show a soak.
 //! classname = the matrix cell, name = the seed; an invalid run carries a `<failure>` and an
 //! unknown verdict or a harness failure an `<error>`, each with the command that reproduces it.
+//! A cell that never got a turn is a case of its own with `<skipped message="why"/>`, so a
+//! CI view counts what did not run instead of silently showing fewer cases.
 
 use std::fmt::Write as _;
 
@@ -15,6 +17,8 @@ pub enum CaseResult {
     Unknown,
     /// The harness itself failed (`<error type="harness">`).
     HarnessError,
+    /// The cell did not run (`<skipped message=...>`; the message says why).
+    Skipped,
 }
 
 /// One run, as a JUnit test case.
@@ -30,7 +34,7 @@ pub struct Case {
     pub result: CaseResult,
     /// One line: the verdict and the first anomaly.
     pub message: String,
-    /// The command that reproduces this run.
+    /// The command that reproduces this run (empty for a skipped cell: nothing ran).
     pub reproduce: String,
     /// The kept run directory, for failing runs.
     pub run_dir: Option<String>,
@@ -65,18 +69,22 @@ pub fn render(suite: &str, timestamp: &str, cases: &[Case]) -> String {
         .iter()
         .filter(|c| matches!(c.result, CaseResult::Unknown | CaseResult::HarnessError))
         .count();
+    let skipped = cases
+        .iter()
+        .filter(|c| c.result == CaseResult::Skipped)
+        .count();
     let total: f64 = cases.iter().map(|c| c.seconds).sum();
     let mut x = String::new();
     x.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let _ = writeln!(
         x,
-        "<testsuites name=\"{}\" tests=\"{}\" failures=\"{failures}\" errors=\"{errors}\" time=\"{total:.3}\">",
+        "<testsuites name=\"{}\" tests=\"{}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"{skipped}\" time=\"{total:.3}\">",
         escape(suite),
         cases.len()
     );
     let _ = writeln!(
         x,
-        "  <testsuite name=\"{}\" timestamp=\"{}\" tests=\"{}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"0\" time=\"{total:.3}\">",
+        "  <testsuite name=\"{}\" timestamp=\"{}\" tests=\"{}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"{skipped}\" time=\"{total:.3}\">",
         escape(suite),
         escape(timestamp),
         cases.len()
@@ -89,12 +97,22 @@ pub fn render(suite: &str, timestamp: &str, cases: &[Case]) -> String {
             escape(&c.name),
             c.seconds
         );
-        let mut body = format!("reproduce: {}\n", c.reproduce);
+        let mut body = String::new();
+        if !c.reproduce.is_empty() {
+            body.push_str(&format!("reproduce: {}\n", c.reproduce));
+        }
         if let Some(d) = &c.run_dir {
             body.push_str(&format!("run directory: {d}\n"));
         }
         match c.result {
             CaseResult::Passed => {}
+            CaseResult::Skipped => {
+                let _ = write!(
+                    x,
+                    "\n      <skipped message=\"{}\"/>\n    ",
+                    escape(&c.message)
+                );
+            }
             CaseResult::Failed => {
                 let _ = write!(
                     x,
@@ -117,7 +135,10 @@ pub fn render(suite: &str, timestamp: &str, cases: &[Case]) -> String {
                 );
             }
         }
-        let _ = writeln!(x, "<system-out>{}</system-out></testcase>", escape(&body));
+        if !body.is_empty() {
+            let _ = write!(x, "<system-out>{}</system-out>", escape(&body));
+        }
+        x.push_str("</testcase>\n");
     }
     x.push_str("  </testsuite>\n</testsuites>\n");
     x
@@ -154,13 +175,31 @@ mod tests {
                 case(CaseResult::Failed),
                 case(CaseResult::Unknown),
                 case(CaseResult::HarnessError),
+                Case {
+                    result: CaseResult::Skipped,
+                    name: "not run".into(),
+                    message: "time budget spent before this cell's turn".into(),
+                    reproduce: String::new(),
+                    run_dir: None,
+                    seconds: 0.0,
+                    ..case(CaseResult::Skipped)
+                },
             ],
         );
         assert!(
-            xml.contains("tests=\"4\" failures=\"1\" errors=\"2\""),
+            xml.contains("tests=\"5\" failures=\"1\" errors=\"2\" skipped=\"1\""),
             "{xml}"
         );
-        assert_eq!(xml.matches("<testcase ").count(), 4);
+        assert_eq!(xml.matches("<testcase ").count(), 5);
+        assert!(
+            xml.contains("<skipped message=\"time budget spent before this cell&apos;s turn\"/>"),
+            "{xml}"
+        );
+        assert_eq!(
+            xml.matches("<system-out>").count(),
+            4,
+            "none for the skipped"
+        );
         assert_eq!(xml.matches("<failure ").count(), 1);
         assert_eq!(xml.matches("<error ").count(), 2);
         assert!(xml.contains("reproduce: harness test --seed 42 --bug read-index-no-confirm"));
