@@ -8,6 +8,7 @@
 //! - [`report`]: charts and HTML pages from a run directory.
 //! - [`run_dir`]: the results layout.
 //! - [`exit`]: exit codes.
+//! - [`observer`]: every member's status polled into `cluster.jsonl` during a run.
 //! - [`selftest`]: `harness selftest`: each deliberate bug caught, the correct node valid.
 //! - [`soak`]: `harness soak`: many short seeded runs over a matrix; summary page, JUnit.
 
@@ -17,6 +18,7 @@ pub mod cli;
 pub mod cluster;
 pub mod exit;
 pub mod faults;
+pub mod observer;
 pub mod report;
 pub mod run_dir;
 pub mod scripted;
