@@ -9,6 +9,7 @@
 //! - [`run_dir`]: the results layout.
 //! - [`exit`]: exit codes.
 //! - [`observer`]: every member's status polled into `cluster.jsonl` during a run.
+//! - [`coverage`]: what the faults did (leader changes, leaderless time, per fault window).
 //! - [`selftest`]: `harness selftest`: each deliberate bug caught, the correct node valid.
 //! - [`soak`]: `harness soak`: many short seeded runs over a matrix; summary page, JUnit.
 
@@ -16,6 +17,7 @@ pub mod active_faults;
 pub mod check_cmd;
 pub mod cli;
 pub mod cluster;
+pub mod coverage;
 pub mod exit;
 pub mod faults;
 pub mod observer;
