@@ -726,8 +726,11 @@ mod tests {
 
     const S: u64 = 1_000_000_000;
 
-    /// Builds a history from (time s, process, type, f, read mode, value); indexes in order.
-    fn history(rows: &[(f64, Option<u64>, EventType, &str, Option<&str>, Value)]) -> Vec<Event> {
+    /// One history row: time s, client process (`None`: nemesis), type, f, read mode, value.
+    type Row<'a> = (f64, Option<u64>, EventType, &'a str, Option<&'a str>, Value);
+
+    /// Builds a history from rows; indexes in order.
+    fn history(rows: &[Row]) -> Vec<Event> {
         rows.iter()
             .enumerate()
             .map(|(i, (t, p, kind, f, mode, value))| Event {
