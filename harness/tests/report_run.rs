@@ -407,6 +407,7 @@ fn run_report_is_complete_linked_escaped_and_reproducible() {
         "nodes/n1/node.log",
         "nodes/n2/node.log",
         "history.jsonl",
+        "href=\"cluster.jsonl\"",
         "timeline.html#op-",
         "latency-raw.png",
         "--seed",

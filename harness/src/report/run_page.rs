@@ -171,6 +171,7 @@ pub fn run_files(dir: &Path) -> Vec<(String, String)> {
         "history.jsonl",
         "test.json",
         "results.json",
+        "cluster.jsonl",
         "timeline.html",
     ] {
         if dir.join(f).is_file() {
