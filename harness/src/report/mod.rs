@@ -31,13 +31,16 @@ use std::path::Path;
 /// Builds (or rebuilds) a run's report in `run_dir`: the three PNG charts, `timeline.html` and
 /// `index.html`. Needs `run_dir/history.jsonl`; `test.json` and `results.json` are optional
 /// (without results the verdict shows as unknown). Every file is replaced atomically. Charts
-/// depend only on the history, so rebuilding an older run reproduces them byte for byte.
+/// depend only on the history and the coverage (results.json's, or recomputed from
+/// `cluster.jsonl`), so rebuilding a run reproduces them byte for byte.
 pub fn build_run_report(run_dir: &Path) -> Result<()> {
     let history = run_dir.join("history.jsonl");
     let events = workloads::history::read_events(&history)
         .with_context(|| format!("reading {}", history.display()))?;
     let run = run::Run::load_meta(run_dir);
-    let digest = ops::Digest::from_events(&events);
+    let coverage = run_coverage(&run, &events);
+    let mut digest = ops::Digest::from_events(&events);
+    digest.cluster = ops::ClusterMarks::from_coverage(&coverage.coverage);
     let stats = stats::from_digest(&digest);
 
     // Charts are drawn to temporary names, then renamed: a viewer never sees half a PNG.
@@ -71,7 +74,7 @@ pub fn build_run_report(run_dir: &Path) -> Result<()> {
     // The run page last: it lists the files that exist, the timeline included.
     index::write_atomic(
         &run_dir.join("index.html"),
-        run_page::render(&run, &events, &digest, &stats, &run_coverage(&run, &events)).as_bytes(),
+        run_page::render(&run, &events, &digest, &stats, &coverage).as_bytes(),
     )?;
     Ok(())
 }
