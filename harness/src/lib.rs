@@ -8,6 +8,8 @@
 //! - [`report`]: charts and HTML pages from a run directory.
 //! - [`run_dir`]: the results layout.
 //! - [`exit`]: exit codes.
+//! - [`observer`]: every member's status polled into `cluster.jsonl` during a run.
+//! - [`coverage`]: what the faults did (leader changes, leaderless time, per fault window).
 //! - [`selftest`]: `harness selftest`: each deliberate bug caught, the correct node valid.
 //! - [`soak`]: `harness soak`: many short seeded runs over a matrix (or one shard of it);
 //!   summary page, JUnit; `harness soak-merge` joins shards.
@@ -18,9 +20,11 @@ pub mod check_cmd;
 pub mod cli;
 pub mod cluster;
 pub mod convergence;
+pub mod coverage;
 pub mod exit;
 pub mod faults;
 pub mod interrupt;
+pub mod observer;
 pub mod report;
 pub mod run_dir;
 pub mod scripted;

@@ -206,6 +206,66 @@ fn write_run(
     dir
 }
 
+/// Writes `cluster.jsonl` for a 5-node cluster whose leader n1 is lost 0.5 s into the first
+/// partition window and replaced by n2 (term 2) 1 s into it.
+fn write_cluster(dir: &Path, duration_s: f64) {
+    use harness::observer::Observation;
+    let at = |t: f64| (t * 1e9) as u64;
+    let o = |t: f64, node: &str, role: &str, term: u64, leader: Option<&str>| Observation {
+        time: at(t),
+        node: node.into(),
+        unreachable: false,
+        role: Some(role.into()),
+        term: Some(term),
+        leader: leader.map(str::to_string),
+        commit: Some(10),
+        applied: Some(10),
+    };
+    let p0 = fault_plan(duration_s)[0].1;
+    let mut lines = vec![o(0.0, "n1", "leader", 1, Some("n1"))];
+    for n in ["n2", "n3", "n4", "n5"] {
+        lines.push(o(0.0, n, "follower", 1, Some("n1")));
+    }
+    lines.push(Observation::unreachable(at(p0 + 0.5), "n1"));
+    for n in ["n3", "n4", "n5"] {
+        lines.push(o(p0 + 0.5, n, "follower", 1, None));
+    }
+    lines.push(o(p0 + 0.5, "n2", "candidate", 2, None));
+    lines.push(o(p0 + 1.0, "n2", "leader", 2, Some("n2")));
+    for n in ["n1", "n3", "n4", "n5"] {
+        lines.push(o(p0 + 1.0, n, "follower", 2, Some("n2")));
+    }
+    let text: String = lines
+        .iter()
+        .map(|l| serde_json::to_string(l).unwrap() + "\n")
+        .collect();
+    // A torn last line, as a killed harness leaves it.
+    std::fs::write(dir.join("cluster.jsonl"), text + "{\"time\": 12").unwrap();
+}
+
+/// Adds to `results.json` what the run pipeline records beside the verdicts: the coverage
+/// (computed from the run's files), an interruption and the liveness checkers.
+fn add_run_outcome(dir: &Path) {
+    let events = workloads::history::read_events(&dir.join("history.jsonl")).unwrap();
+    let observations = harness::observer::read_observations(&dir.join("cluster.jsonl")).unwrap();
+    let input = harness::coverage::CoverageInput {
+        families: nemesis::schedule::parse_families("partition,kill,clock,pause").unwrap(),
+        read_modes: MODES.iter().map(|m| m.to_string()).collect(),
+        nodes: (1..=5).map(|i| format!("n{i}")).collect(),
+        workload_end_ns: None,
+        final_heal_ns: None,
+    };
+    let coverage = harness::coverage::compute(&events, &observations, &input);
+    let path = dir.join("results.json");
+    let mut results: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    results["coverage"] = serde_json::to_value(&coverage).unwrap();
+    results["interrupted"] = json!({"at_s": 7.0, "signal": "SIGINT"});
+    results["checkers"]["availability"] = json!({"valid": false, "first_ok_write_after_heal_s": null,
+        "anomalies": [{"explanation": "no ok write <script> in the recovery period"}]});
+    results["checkers"]["convergence"] = json!({"valid": true, "anomalies": []});
+    std::fs::write(&path, results.to_string()).unwrap();
+}
+
 /// Width and height of a PNG, after decoding every pixel (so a truncated file fails).
 fn png_dims(path: &Path) -> (u32, u32) {
     let f = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -326,6 +386,8 @@ fn run_report_is_complete_linked_escaped_and_reproducible() {
         (6000, 10, 60.0),
         true,
     );
+    write_cluster(&dir, 60.0);
+    add_run_outcome(&dir);
     report::build_run_report(&dir).unwrap();
     report::rebuild_results_index(&results).unwrap();
     report::update_latest(&results, &dir).unwrap();
@@ -345,12 +407,31 @@ fn run_report_is_complete_linked_escaped_and_reproducible() {
         "nodes/n1/node.log",
         "nodes/n2/node.log",
         "history.jsonl",
+        "href=\"cluster.jsonl\"",
         "timeline.html#op-",
         "latency-raw.png",
         "--seed",
+        // Coverage: the warnings beside the verdict, the section, the windows.
+        "coverage warnings)",
+        "family pause enabled but never applied",
+        "the run ended inside a clock window",
+        "id=\"coverage\"",
+        "Coverage: what the faults did",
+        "leaderless under partition s",
+        "read:lease",
+        // The interruption and the liveness checkers.
+        "interrupted by SIGINT at 7.0 s",
+        "the verdict covers the recorded part only",
+        "Availability and convergence",
+        "no ok write &lt;script&gt; in the recovery period",
+        "first_ok_write_after_heal_s",
     ] {
         assert!(html.contains(needed), "run page lacks {needed}");
     }
+    assert!(
+        !html.contains("recomputed from history.jsonl"),
+        "results.json's coverage is shown as recorded"
+    );
     check_links(&dir.join("timeline.html"));
     check_links(&results.join("index.html"));
     assert!(results.join("latest/index.html").is_file());
@@ -397,6 +478,59 @@ fn report_without_results_says_unknown() {
     let html = std::fs::read_to_string(dir.join("index.html")).unwrap();
     assert!(html.contains("class=\"verdict big unknown\""));
     check_links(&dir.join("index.html"));
+    // An old run: no cluster.jsonl, no coverage recorded. Recomputed without leader figures.
+    assert!(
+        html.contains("recomputed from history.jsonl."),
+        "no recompute note"
+    );
+    assert!(html.contains("No observations of the cluster"));
+    assert!(!html.contains("interrupted by"));
+    assert!(!html.contains("Availability and convergence"));
+}
+
+#[test]
+fn report_recomputes_coverage_from_cluster_jsonl() {
+    let seed = seed() + 4;
+    eprintln!("seed {seed}");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = write_run(
+        tmp.path(),
+        "register-partition-all",
+        "t1",
+        seed,
+        (2000, 10, 60.0),
+        true,
+    );
+    write_cluster(&dir, 60.0);
+    report::build_run_report(&dir).unwrap();
+    let html = std::fs::read_to_string(dir.join("index.html")).unwrap();
+    assert!(
+        html.contains("recomputed from history.jsonl and cluster.jsonl."),
+        "no recompute note"
+    );
+    let run = report::run::Run::load_meta(&dir);
+    let events = workloads::history::read_events(&dir.join("history.jsonl")).unwrap();
+    let shown = report::run_coverage(&run, &events);
+    assert!(shown.recomputed);
+    let c = &shown.coverage;
+    assert_eq!(c.leader_changes, Some(1), "{c:?}");
+    assert_eq!(c.max_term, Some(2));
+    assert_eq!(c.leaderless_s, Some(0.5));
+    assert_eq!(c.windows.len(), 4);
+    assert_eq!(c.windows[0].leader_changes, Some(1));
+    assert_eq!(c.windows[0].leaderless_s, Some(0.5));
+    assert_eq!(c.windows[0].leader_at_start.as_deref(), Some("n1"));
+    // The test's families (from test.json): every one applied, but the run ends in a window.
+    assert!(
+        c.warnings
+            .iter()
+            .all(|w| !w.contains("enabled but never applied")),
+        "{:?}",
+        c.warnings
+    );
+    assert!(html.contains("coverage warning"));
+    check_links(&dir.join("index.html"));
+    assert_escaped(&dir.join("index.html"), true);
 }
 
 #[test]

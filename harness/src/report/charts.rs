@@ -181,6 +181,71 @@ fn shade_faults(
     Ok(())
 }
 
+/// The colour of leaderless spans and leader-change lines.
+const LEADER_COLOR: RGBColor = RGBColor(90, 30, 120);
+
+/// Marks what the cluster did over the plotting area `px`: each leaderless span as a strip
+/// along the bottom, each leader change as a dashed vertical line labelled with the new
+/// leader (labels that would overlap the previous one are left out).
+fn mark_cluster(
+    root: &Area,
+    px: &(std::ops::Range<i32>, std::ops::Range<i32>),
+    x_max: f64,
+    marks: &super::ops::ClusterMarks,
+) -> Result<()> {
+    let (xr, yr) = px;
+    let w = f64::from(xr.end - xr.start);
+    let to_px = |ns: u64| xr.start + ((ns as f64 / 1e9 / x_max).clamp(0.0, 1.0) * w) as i32;
+    for &(a, b) in &marks.leaderless {
+        let (x0, x1) = (to_px(a), to_px(b).max(to_px(a) + 2));
+        root.draw(&Rectangle::new(
+            [(x0, yr.end - 10), (x1, yr.end)],
+            LEADER_COLOR.mix(0.7).filled(),
+        ))
+        .map_err(pe)?;
+    }
+    let mut label_end = i32::MIN;
+    for (t, leader) in &marks.leader_changes {
+        let x = to_px(*t);
+        // Dashes of 6 px, bounded by the plot's height.
+        let mut y = yr.start;
+        while y < yr.end {
+            root.draw(&PathElement::new(
+                vec![(x, y), (x, (y + 6).min(yr.end))],
+                LEADER_COLOR.stroke_width(1),
+            ))
+            .map_err(pe)?;
+            y += 10;
+        }
+        if x >= label_end {
+            let label = format!("→{leader}");
+            let tw = 9 * label.chars().count() as i32 + 4;
+            root.draw(&Text::new(
+                label,
+                (x + 3, yr.end - 30),
+                (FONT, 15).into_font().color(&LEADER_COLOR),
+            ))
+            .map_err(pe)?;
+            label_end = x + 3 + tw;
+        }
+    }
+    Ok(())
+}
+
+fn cluster_legend(d: &Digest) -> Vec<(String, Mark)> {
+    let mut v = Vec::new();
+    if !d.cluster.leaderless.is_empty() {
+        v.push(("leaderless".to_string(), Mark::Band(LEADER_COLOR)));
+    }
+    if !d.cluster.leader_changes.is_empty() {
+        v.push((
+            format!("leader change ({})", d.cluster.leader_changes.len()),
+            Mark::Line(LEADER_COLOR),
+        ));
+    }
+    v
+}
+
 /// Tick label: no trailing zeros ("10", "2.5", "0.25").
 fn tick(v: &f64) -> String {
     let s = format!("{v:.3}");
@@ -276,7 +341,8 @@ fn frame<'a>(root: &Area<'a>, title: &str, legend_w: u32) -> Result<(Area<'a>, A
 
 /// `latency-raw.png`: every completed operation as a point at (invocation time, latency),
 /// colour by operation, shape by outcome (dot ok, cross fail, triangle info), log-scale
-/// latency, fault windows shaded and labelled.
+/// latency, fault windows shaded and labelled; leaderless spans and leader changes marked
+/// when the digest carries them.
 pub fn latency_raw(d: &Digest, path: &Path) -> Result<()> {
     let root = BitMapBackend::new(path, (WIDTH, RAW_HEIGHT)).into_drawing_area();
     let (plot, legend) = frame(
@@ -307,6 +373,7 @@ pub fn latency_raw(d: &Digest, path: &Path) -> Result<()> {
     let px = chart.plotting_area().get_pixel_range();
     let kinds = d.fault_kinds();
     shade_faults(&root, &px, xm, &d.faults, &kinds, true)?;
+    mark_cluster(&root, &px, xm, &d.cluster)?;
     let names = ordered_ops(&d.ops);
     let pt = |o: &Op| (o.start_ns as f64 / 1e9, o.latency_ms().clamp(lo, hi));
     // ok first so that the rarer fail/info marks are drawn on top of the dense ok cloud.
@@ -349,6 +416,7 @@ pub fn latency_raw(d: &Digest, path: &Path) -> Result<()> {
                 ],
             ),
             ("fault windows", fault_legend(d)),
+            ("cluster", cluster_legend(d)),
         ],
     )?;
     root.present().map_err(pe)?;

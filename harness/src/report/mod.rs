@@ -1,8 +1,8 @@
 //! Reports of a run, drawn from the files of its directory alone (`history.jsonl`, and when
 //! present `test.json` and `results.json`):
 //! - [`build_run_report`]: `latency-raw.png`, `latency-quantiles.png`, `rate.png`,
-//!   `index.html` (verdict, configuration, charts, statistics, anomalies, files) and
-//!   `timeline.html`;
+//!   `index.html` (verdict, coverage, configuration, charts, statistics, anomalies, files)
+//!   and `timeline.html`;
 //! - [`rebuild_results_index`] and [`update_latest`]: `results/index.html` and `results/latest`;
 //! - [`compare`]: one page comparing runs, or the read modes of one run;
 //! - [`stats::compute`]: the statistics the harness stores in `results.json` as `"stats"`.
@@ -31,13 +31,16 @@ use std::path::Path;
 /// Builds (or rebuilds) a run's report in `run_dir`: the three PNG charts, `timeline.html` and
 /// `index.html`. Needs `run_dir/history.jsonl`; `test.json` and `results.json` are optional
 /// (without results the verdict shows as unknown). Every file is replaced atomically. Charts
-/// depend only on the history, so rebuilding an older run reproduces them byte for byte.
+/// depend only on the history and the coverage (results.json's, or recomputed from
+/// `cluster.jsonl`), so rebuilding a run reproduces them byte for byte.
 pub fn build_run_report(run_dir: &Path) -> Result<()> {
     let history = run_dir.join("history.jsonl");
     let events = workloads::history::read_events(&history)
         .with_context(|| format!("reading {}", history.display()))?;
     let run = run::Run::load_meta(run_dir);
-    let digest = ops::Digest::from_events(&events);
+    let coverage = run_coverage(&run, &events);
+    let mut digest = ops::Digest::from_events(&events);
+    digest.cluster = ops::ClusterMarks::from_coverage(&coverage.coverage);
     let stats = stats::from_digest(&digest);
 
     // Charts are drawn to temporary names, then renamed: a viewer never sees half a PNG.
@@ -71,7 +74,88 @@ pub fn build_run_report(run_dir: &Path) -> Result<()> {
     // The run page last: it lists the files that exist, the timeline included.
     index::write_atomic(
         &run_dir.join("index.html"),
-        run_page::render(&run, &events, &digest, &stats).as_bytes(),
+        run_page::render(&run, &events, &digest, &stats, &coverage).as_bytes(),
     )?;
     Ok(())
+}
+
+/// The coverage a run page shows, and where it came from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ShownCoverage {
+    /// The figures.
+    pub coverage: crate::coverage::Coverage,
+    /// True when `results.json` had none (an older or interrupted run) and it was
+    /// recomputed from `history.jsonl` and, if present, `cluster.jsonl`.
+    pub recomputed: bool,
+}
+
+/// The run's coverage: `results.json`'s if it has one, else recomputed from the run's files
+/// (the families, read modes and cluster size from `test.json`; without `cluster.jsonl`,
+/// or with an unreadable one, the leader figures are unknown). Never fails.
+pub fn run_coverage(run: &run::Run, events: &[workloads::history::Event]) -> ShownCoverage {
+    if let Some(c) = &run.results.coverage {
+        return ShownCoverage {
+            coverage: c.clone(),
+            recomputed: false,
+        };
+    }
+    let path = run.dir.join("cluster.jsonl");
+    let observations = if path.is_file() {
+        crate::observer::read_observations(&path).unwrap_or_else(|e| {
+            tracing::warn!("{e:#}");
+            Vec::new()
+        })
+    } else {
+        Vec::new()
+    };
+    // Family by family, so that one this version does not know leaves the others.
+    let families = run
+        .test
+        .text("nemesis")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|f| nemesis::schedule::parse_families(f).ok())
+        .flatten()
+        .fold(Vec::new(), |mut acc, f| {
+            if !acc.contains(&f) {
+                acc.push(f);
+            }
+            acc
+        });
+    let mut read_modes: Vec<String> = match run.test.raw.get("read_modes") {
+        Some(serde_json::Value::Array(xs)) => xs
+            .iter()
+            .filter_map(|x| x.as_str().map(str::to_string))
+            .collect(),
+        _ => run.results.read_modes.keys().cloned().collect(),
+    };
+    if read_modes.is_empty() {
+        for e in events {
+            if let Some(m) = &e.read_mode {
+                if !read_modes.contains(m) {
+                    read_modes.push(m.clone());
+                }
+            }
+        }
+    }
+    let nodes = match run
+        .test
+        .raw
+        .get("nodes")
+        .and_then(serde_json::Value::as_u64)
+    {
+        Some(n) => (1..=n.min(1000)).map(node::raft::node_name).collect(),
+        None => Vec::new(),
+    };
+    let input = crate::coverage::CoverageInput {
+        families,
+        read_modes,
+        nodes,
+        workload_end_ns: None,
+        final_heal_ns: None,
+    };
+    ShownCoverage {
+        coverage: crate::coverage::compute(events, &observations, &input),
+        recomputed: true,
+    }
 }

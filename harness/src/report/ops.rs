@@ -101,6 +101,35 @@ pub struct FaultWindow {
     pub detail: String,
 }
 
+/// What the cluster did, as marked on the latency chart (from the run's coverage).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ClusterMarks {
+    /// When each new leader after the first was first seen, ns, with its name.
+    pub leader_changes: Vec<(u64, String)>,
+    /// Spans without a leader followed by a majority, ns.
+    pub leaderless: Vec<(u64, u64)>,
+}
+
+impl ClusterMarks {
+    /// The marks of a coverage (empty when the cluster was not observed).
+    pub fn from_coverage(c: &crate::coverage::Coverage) -> ClusterMarks {
+        let ns = |s: f64| (s.max(0.0) * 1e9).round() as u64;
+        ClusterMarks {
+            leader_changes: c
+                .elections
+                .iter()
+                .skip(1)
+                .map(|e| (ns(e.time_s), e.leader.clone()))
+                .collect(),
+            leaderless: c
+                .leaderless
+                .iter()
+                .map(|s| (ns(s.start_s), ns(s.end_s)))
+                .collect(),
+        }
+    }
+}
+
 /// Everything the reports draw, derived from one history.
 #[derive(Clone, Debug, Default)]
 pub struct Digest {
@@ -110,6 +139,8 @@ pub struct Digest {
     pub faults: Vec<FaultWindow>,
     /// Time of the last event, ns (0 for an empty history).
     pub end_ns: u64,
+    /// Leader changes and leaderless spans; empty unless set from the run's coverage.
+    pub cluster: ClusterMarks,
 }
 
 impl Digest {
@@ -171,6 +202,7 @@ impl Digest {
             ops,
             faults: fault_windows(events, end_ns),
             end_ns,
+            cluster: ClusterMarks::default(),
         }
     }
 

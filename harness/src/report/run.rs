@@ -76,6 +76,15 @@ pub struct Anomaly {
     pub ops: Vec<u64>,
 }
 
+/// A run stopped by a signal before its end (`results.json`'s `"interrupted"`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Interrupted {
+    /// Seconds since the test started, if recorded.
+    pub at_s: Option<f64>,
+    /// The signal's name (`SIGINT`, ...), if recorded.
+    pub signal: Option<String>,
+}
+
 /// What `results.json` says, tolerantly parsed.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunResults {
@@ -89,6 +98,10 @@ pub struct RunResults {
     pub checkers: BTreeMap<String, (Verdict, Value)>,
     /// All anomalies, from the top-level list and the per-mode lists, deduplicated.
     pub anomalies: Vec<Anomaly>,
+    /// What the faults did, if recorded and of the expected shape.
+    pub coverage: Option<crate::coverage::Coverage>,
+    /// Set when the run was interrupted.
+    pub interrupted: Option<Interrupted>,
 }
 
 impl RunResults {
@@ -100,6 +113,8 @@ impl RunResults {
             read_modes: BTreeMap::new(),
             checkers: BTreeMap::new(),
             anomalies: Vec::new(),
+            coverage: None,
+            interrupted: None,
         }
     }
 
@@ -147,7 +162,34 @@ impl RunResults {
             }
         }
         r.anomalies = anomalies;
+        // A coverage of another shape is left out (the report recomputes it from the files).
+        r.coverage = v
+            .get("coverage")
+            .and_then(|c| serde_json::from_value(c.clone()).ok());
+        r.interrupted = match v.get("interrupted") {
+            Some(i @ Value::Object(_)) => Some(Interrupted {
+                at_s: i.get("at_s").and_then(Value::as_f64),
+                signal: i.get("signal").and_then(Value::as_str).map(str::to_string),
+            }),
+            Some(Value::Bool(true)) => Some(Interrupted {
+                at_s: None,
+                signal: None,
+            }),
+            _ => None,
+        };
         r
+    }
+
+    /// The anomalies a checker's JSON lists under `"anomalies"` (none if it lists none).
+    pub fn checker_anomalies(&self, checker: &str) -> Vec<Anomaly> {
+        match self
+            .checkers
+            .get(checker)
+            .and_then(|(_, c)| c.get("anomalies"))
+        {
+            Some(Value::Array(list)) => list.iter().map(|a| anomaly(a, None)).collect(),
+            _ => Vec::new(),
+        }
     }
 }
 
@@ -299,6 +341,38 @@ mod tests {
         assert_eq!(r.anomalies[1].explanation, "free text");
         assert_eq!(r.checkers["linearizable"].0, Verdict::Valid);
         assert_eq!(r.checkers["set"].0, Verdict::Unknown);
+        assert_eq!(r.coverage, None);
+        assert_eq!(r.interrupted, None);
+    }
+
+    #[test]
+    fn parses_interruption_checker_anomalies_and_coverage() {
+        let cov = crate::coverage::compute(&[], &[], &Default::default());
+        let v = json!({
+            "valid": "unknown",
+            "interrupted": {"at_s": 7.0, "signal": "SIGINT"},
+            "checkers": {"availability": {"valid": false, "anomalies": [
+                {"explanation": "no ok write after the heal"}]}},
+            "coverage": cov,
+        });
+        let r = RunResults::from_json(&v);
+        assert_eq!(
+            r.interrupted,
+            Some(Interrupted {
+                at_s: Some(7.0),
+                signal: Some("SIGINT".into())
+            })
+        );
+        let a = r.checker_anomalies("availability");
+        assert_eq!(a.len(), 1);
+        assert_eq!(a[0].explanation, "no ok write after the heal");
+        assert!(r.checker_anomalies("convergence").is_empty());
+        assert_eq!(r.coverage, Some(cov));
+        let odd = RunResults::from_json(&json!({"coverage": {"leader_changes": "many"}}));
+        assert_eq!(
+            odd.coverage, None,
+            "a coverage of another shape is left out"
+        );
     }
 
     #[test]

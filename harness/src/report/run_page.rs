@@ -1,11 +1,15 @@
-//! The run page, `RUN_DIR/index.html`: verdict first, then how to reproduce the run, the
-//! charts, the statistics, the fault windows, the anomalies explained (each operation linked
-//! into the timeline), the configuration and links to every file of the run.
+//! The run page, `RUN_DIR/index.html`: verdict first (with the coverage warnings and an
+//! interruption beside it), then how to reproduce the run, the charts, the statistics, what
+//! the faults did (coverage), the availability and convergence checkers, the fault windows,
+//! the anomalies explained (each operation linked into the timeline), the configuration and
+//! links to every file of the run.
 
 use super::html::{fmt_ms, fmt_s, page, url_path, verdict_pill};
 use super::ops::Digest;
 use super::run::Run;
 use super::stats::{GroupStats, Stats};
+use super::ShownCoverage;
+use crate::coverage::{Coverage, OpCounts};
 use maud::{html, Markup};
 use std::collections::HashMap;
 use std::path::Path;
@@ -15,6 +19,149 @@ use workloads::history::{Event, Process};
 const MAX_ANOMALIES: usize = 200;
 /// At most this many history lines are shown per anomaly.
 const MAX_ANOMALY_LINES: usize = 60;
+/// At most this many fault windows and overlaps are listed in the coverage section.
+const MAX_COVERAGE_ROWS: usize = 500;
+
+/// Styles of the banners beside the verdict.
+const EXTRA_CSS: &str = r#"
+.banner{background:#fff8e1;border:1px solid #e0c060;border-left:6px solid #8a6d00;border-radius:6px;padding:8px 14px;margin:8px 0}
+.banner.stop{background:#fdf3f2;border-color:#f0b4ae;border-left-color:#d93025}
+.banner ul{margin:4px 0;padding-left:20px}
+.covwarn{font-size:22px;font-weight:700;color:#8a6d00;margin-left:12px}
+"#;
+
+/// Seconds with one decimal, or "–" when unknown.
+fn opt_s(v: Option<f64>) -> String {
+    v.map_or_else(|| "–".to_string(), |x| format!("{x:.1}"))
+}
+
+/// A count, or "–" when unknown.
+fn opt_n(v: Option<u64>) -> String {
+    v.map_or_else(|| "–".to_string(), |x| x.to_string())
+}
+
+fn by_op_table(by_op: &std::collections::BTreeMap<String, OpCounts>) -> Markup {
+    html! {
+        table {
+            tr { th { "operation" } th { "ok" } th { "fail" } th { "info" } }
+            @for (op, c) in by_op {
+                tr { td { (op) } td.n { (c.ok) } td.n { (c.fail) } td.n { (c.info) } }
+            }
+        }
+    }
+}
+
+/// What the faults did: totals, every window with its figures, overlaps, outcomes per op.
+fn coverage_section(shown: &ShownCoverage) -> Markup {
+    let c: &Coverage = &shown.coverage;
+    html! {
+        h2 id="coverage" { "Coverage: what the faults did" }
+        @if shown.recomputed {
+            p.note { "results.json records no coverage: recomputed from history.jsonl"
+                @if c.observed { " and cluster.jsonl" } "." }
+        }
+        @if !c.warnings.is_empty() {
+            div.banner {
+                b { (plural(c.warnings.len(), "coverage warning", "coverage warnings")) }
+                ul { @for w in &c.warnings { li { (w) } } }
+            }
+        }
+        table {
+            tr { th { "leader changes" } td.n { (opt_n(c.leader_changes)) } }
+            tr { th { "max term" } td.n { (opt_n(c.max_term)) } }
+            tr { th { "leaderless s (no leader followed by a majority)" } td.n { (opt_s(c.leaderless_s)) } }
+            tr { th { "under partition s" } td.n { (format!("{:.1}", c.partition_s)) } }
+            tr { th { "leaderless under partition s" } td.n {
+                (opt_s(c.partition_leaderless_s))
+                @if let Some(share) = c.partition_leaderless_share() { " (" (format!("{:.0}", share * 100.0)) "%)" }
+            } }
+            tr { th { "recovery after the final heal s" } td.n { (opt_s(c.final_recovery_s)) } }
+        }
+        @if !c.observed {
+            p.note { "No observations of the cluster (cluster.jsonl): leader figures are unknown (–)." }
+        }
+        h3 { "Fault windows (" (c.windows.len()) ")" }
+        @if c.windows.is_empty() { p { "No fault was applied." } }
+        @else {
+            table {
+                tr {
+                    th { "fault" } th { "shape / nodes" } th { "start s" } th { "end s" }
+                    th { "leader at start" } th { "cut leader" } th { "leader changes" }
+                    th { "leaderless s" } th { "ok" } th { "fail" } th { "info" } th { "recovery s" }
+                }
+                @for w in c.windows.iter().take(MAX_COVERAGE_ROWS) {
+                    tr {
+                        td { (w.fault) @if let Some(e) = &w.error { br; small { "failed: " (e) } } }
+                        td { (w.shape.as_deref().unwrap_or("")) @if !w.nodes.is_empty() { " " (w.nodes.join(",")) } }
+                        td.n { (format!("{:.1}", w.start_s)) }
+                        td.n {
+                            (opt_s(w.end_s))
+                            @if w.end_s.is_none() { " (never healed)" }
+                            @if w.healed_by_final { " (final heal)" }
+                        }
+                        td { (w.leader_at_start.as_deref().unwrap_or("–")) }
+                        td { (match w.cut_leader { Some(true) => "yes", Some(false) => "no", None => "–" }) }
+                        td.n { (opt_n(w.leader_changes)) }
+                        td.n { (opt_s(w.leaderless_s)) }
+                        td.n { (w.ok) } td.n { (w.fail) } td.n { (w.info) }
+                        td.n { (w.recovery_s.map_or_else(|| "none".to_string(), |r| format!("{r:.2}"))) }
+                    }
+                }
+            }
+            @if c.windows.len() > MAX_COVERAGE_ROWS {
+                p.note { (c.windows.len() - MAX_COVERAGE_ROWS) " more windows are in results.json." }
+            }
+            p.note { "ok/fail/info: client operations completed inside the window. Recovery: from the heal to the first ok write (write, cas or add) after it." }
+        }
+        @if !c.overlaps.is_empty() {
+            h3 { "Overlapping faults (" (c.overlaps.len()) ")" }
+            table {
+                tr { th { "fault" } th { "with" } th { "from s" } th { "to s" } }
+                @for o in c.overlaps.iter().take(MAX_COVERAGE_ROWS) {
+                    tr { td { (o.a) } td { (o.b) } td.n { (format!("{:.1}", o.start_s)) } td.n { (format!("{:.1}", o.end_s)) } }
+                }
+            }
+        }
+        @if !c.by_op.is_empty() {
+            h3 { "Outcomes per operation" }
+            (by_op_table(&c.by_op))
+        }
+    }
+}
+
+/// The availability and convergence checkers, if the run has them: verdict, explanations,
+/// and their other scalar figures.
+fn liveness_section(run: &Run) -> Markup {
+    let names = ["availability", "convergence"];
+    let present: Vec<&str> = names
+        .into_iter()
+        .filter(|n| run.results.checkers.contains_key(*n))
+        .collect();
+    html! {
+        @if !present.is_empty() {
+            h2 id="liveness" { "Availability and convergence" }
+            @for name in present {
+                @let (v, j) = &run.results.checkers[name];
+                div {
+                    p { b { (name) } " " (verdict_pill(*v)) }
+                    @let figures: Vec<(&String, &serde_json::Value)> = j.as_object()
+                        .map(|m| m.iter().filter(|(k, x)| k.as_str() != "valid" && !x.is_array() && !x.is_object()).collect())
+                        .unwrap_or_default();
+                    @if !figures.is_empty() {
+                        table {
+                            @for (k, x) in figures {
+                                tr { th { (k) } td.mono { (match x { serde_json::Value::String(s) => s.clone(), o => o.to_string() }) } }
+                            }
+                        }
+                    }
+                    @for a in run.results.checker_anomalies(name) {
+                        p.explain { (a.explanation) }
+                    }
+                }
+            }
+        }
+    }
+}
 
 /// Files of the run directory the page links to: `(label, relative href)`, only those that
 /// exist, in a fixed order; node logs sorted by node id.
@@ -24,6 +171,7 @@ pub fn run_files(dir: &Path) -> Vec<(String, String)> {
         "history.jsonl",
         "test.json",
         "results.json",
+        "cluster.jsonl",
         "timeline.html",
     ] {
         if dir.join(f).is_file() {
@@ -216,10 +364,29 @@ fn anomalies_section(run: &Run, events: &[Event], d: &Digest) -> Markup {
     }
 }
 
-fn verdict_header(run: &Run, stats: &Stats) -> Markup {
+fn verdict_header(run: &Run, stats: &Stats, cov: &ShownCoverage) -> Markup {
     let r = &run.results;
+    let warnings = cov.coverage.warnings.len();
     html! {
         div class={"verdict big " (r.overall.css())} { (r.overall.label()) }
+        @if warnings > 0 {
+            a.covwarn href="#coverage" { "(" (plural(warnings, "coverage warning", "coverage warnings")) ")" }
+        }
+        @if let Some(i) = &r.interrupted {
+            div class="banner stop" {
+                b { "interrupted"
+                    @if let Some(s) = &i.signal { " by " (s) }
+                    @if let Some(t) = i.at_s { " at " (format!("{t:.1}")) " s" } }
+                ": the verdict covers the recorded part only"
+            }
+        }
+        @if warnings > 0 {
+            div.banner {
+                "The faults may prove less than the verdict says: "
+                (plural(warnings, "coverage warning", "coverage warnings"))
+                ul { @for w in &cov.coverage.warnings { li { (w) } } }
+            }
+        }
         @if !r.present {
             p.note { "No results.json in this run directory: the checker has not run (or the run was interrupted), so the verdict is unknown." }
         }
@@ -247,8 +414,14 @@ fn verdict_header(run: &Run, stats: &Stats) -> Markup {
     }
 }
 
-/// Renders the run page.
-pub fn render(run: &Run, events: &[Event], d: &Digest, stats: &Stats) -> String {
+/// Renders the run page; `cov` is the run's coverage (see [`super::run_coverage`]).
+pub fn render(
+    run: &Run,
+    events: &[Event],
+    d: &Digest,
+    stats: &Stats,
+    cov: &ShownCoverage,
+) -> String {
     let name = run.name();
     let seed = run.test.text("seed");
     let files = run_files(&run.dir);
@@ -269,7 +442,7 @@ pub fn render(run: &Run, events: &[Event], d: &Digest, stats: &Stats) -> String 
                 " · " (stats.ops) " operations in " (format!("{:.1}", stats.duration_s)) " s"
                 @for (k, n) in &stats.faults { " · " (n) "× " (k) }
             }
-            (verdict_header(run, stats))
+            (verdict_header(run, stats, cov))
             @if !run.results.anomalies.is_empty() {
                 p { a href="#anomalies" { (plural(run.results.anomalies.len(), "anomaly", "anomalies")) " explained below" }
                     " · " a href="timeline.html" { "timeline" } }
@@ -290,7 +463,9 @@ pub fn render(run: &Run, events: &[Event], d: &Digest, stats: &Stats) -> String 
             }
             h2 id="statistics" { "Statistics" }
             (stats_table(stats))
-            h2 id="faults" { "Fault windows (" (d.faults.len()) ")" }
+            (coverage_section(cov))
+            (liveness_section(run))
+            h2 id="faults" { "Fault events (" (d.faults.len()) ")" }
             @if d.faults.is_empty() { p { "No faults were injected." } }
             @else {
                 table {
@@ -332,6 +507,15 @@ pub fn render(run: &Run, events: &[Event], d: &Digest, stats: &Stats) -> String 
             }
         }
     };
-    let title = format!("{name} — {}", run.results.overall.label());
-    page(&title, "", body).into_string()
+    let warnings = cov.coverage.warnings.len();
+    let title = if warnings > 0 {
+        format!(
+            "{name} — {} ({})",
+            run.results.overall.label(),
+            plural(warnings, "coverage warning", "coverage warnings")
+        )
+    } else {
+        format!("{name} — {}", run.results.overall.label())
+    };
+    page(&title, EXTRA_CSS, body).into_string()
 }
