@@ -407,7 +407,7 @@ pub async fn run_test(plan: &Plan, seed: u64) -> anyhow::Result<RunOutcome> {
         let _ = cluster.wait_for_leader(Duration::from_secs(20)).await;
         panic!("HARNESS_TEST_PANIC_AFTER_START is set: panicking with the cluster running");
     }
-    let driven = drive(plan, seed, &cluster, &recorder).await;
+    let driven = drive(plan, seed, &cluster, &recorder, &run_dir).await;
     // Whatever happened, stop every node and keep the history.
     cluster.shutdown().await;
     let _ = recorder.flush();
@@ -446,6 +446,10 @@ struct Driven {
     cut_short: bool,
     /// The members compared after the workload stopped (None when interrupted).
     convergence: Option<ConvergenceReport>,
+    /// Every member's status changes during the run (also in cluster.jsonl).
+    observations: Vec<crate::observer::Observation>,
+    /// When the workload stopped (ns on the history's clock).
+    workload_end_ns: Option<u64>,
 }
 
 /// Test-only hooks, from `HARNESS_TEST_HOOK` (comma-separated), that break the cluster in
@@ -471,12 +475,23 @@ async fn drive(
     seed: u64,
     cluster: &Cluster,
     recorder: &Recorder,
+    run_dir: &Path,
 ) -> anyhow::Result<Driven> {
     let args = &plan.args;
     cluster
         .wait_for_leader(Duration::from_secs(20))
         .await
         .context("the cluster did not elect a leader")?;
+    // Watches every member until the members are compared; stopped on every way out of here.
+    let observer_stop = CancellationToken::new();
+    let _stop_observer_on_exit = observer_stop.clone().drop_guard();
+    let observer = crate::observer::Observer::spawn(
+        cluster.client_addrs().into_iter().collect(),
+        Duration::from_millis(args.observe_interval),
+        run_dir.join("cluster.jsonl"),
+        recorder.start(),
+        observer_stop.clone(),
+    );
 
     let stop = crate::interrupt::token().child_token();
     let faults_on = !plan.families.is_empty();
@@ -596,6 +611,7 @@ async fn drive(
     };
     let (w, (n, mut driven)) = tokio::join!(workload, faults_then_heal);
     progress.abort();
+    driven.workload_end_ns = Some(recorder.now_ns());
     let summary = w.context("running the workload")?;
     n?;
     eprintln!(
@@ -607,6 +623,7 @@ async fn drive(
         summary.elapsed.as_secs_f64()
     );
     if stop.is_cancelled() {
+        driven.observations = stop_observer(observer_stop, observer).await;
         return Ok(driven);
     }
     if args.workload == WorkloadKind::Set {
@@ -620,7 +637,28 @@ async fn drive(
     let keys = run_keys(&recorder.events());
     let budget = Duration::from_secs_f64(args.recovery_time.max(1.0));
     driven.convergence = Some(crate::convergence::check(cluster, &keys, budget).await);
+    driven.observations = stop_observer(observer_stop, observer).await;
     Ok(driven)
+}
+
+/// Stops the observer and returns what it saw (nothing, with a warning, if it failed: the
+/// coverage then says the leader figures are unknown).
+async fn stop_observer(
+    stop: CancellationToken,
+    observer: tokio::task::JoinHandle<anyhow::Result<Vec<crate::observer::Observation>>>,
+) -> Vec<crate::observer::Observation> {
+    stop.cancel();
+    match observer.await {
+        Ok(Ok(obs)) => obs,
+        Ok(Err(e)) => {
+            eprintln!("harness: the cluster observer failed: {e:#}");
+            Vec::new()
+        }
+        Err(e) => {
+            eprintln!("harness: the cluster observer stopped: {e}");
+            Vec::new()
+        }
+    }
 }
 
 /// Every key a client operation of the run touched, in order.
@@ -783,6 +821,18 @@ fn check_and_report(
     if let Some(i) = &interrupted {
         results["interrupted"] = json!(i);
     }
+    let coverage = crate::coverage::compute(
+        events,
+        &driven.observations,
+        &crate::coverage::CoverageInput {
+            families: plan.families.clone(),
+            read_modes: plan.read_modes.iter().map(|m| m.as_str().into()).collect(),
+            nodes: (1..=args.nodes as u64).map(node::raft::node_name).collect(),
+            workload_end_ns: driven.workload_end_ns,
+            final_heal_ns: None,
+        },
+    );
+    results["coverage"] = serde_json::to_value(&coverage)?;
     write_json(&run_dir.join("results.json"), &results)?;
     if !args.no_report {
         if let Err(e) = crate::report::build_run_report(run_dir) {
@@ -802,11 +852,16 @@ fn check_and_report(
     if let Some(i) = &interrupted {
         notes.push(format!("interrupted by {} at {:.1} s", i.signal, i.at_s));
     }
-    println!(
-        "{}: {label} ({}) seed {seed}",
-        plan.test_name,
-        notes.join(", ")
-    );
+    match coverage.warnings.len() {
+        0 => {}
+        1 => notes.push("1 coverage warning".into()),
+        n => notes.push(format!("{n} coverage warnings")),
+    }
+    println!("{}: {label} ({}) seed {seed}", plan.test_name, notes.join(", "));
+    for w in &coverage.warnings {
+        println!("  coverage warning: {w}");
+    }
+    println!("  {}", coverage_line(&coverage));
     for a in anomalies.as_array().into_iter().flatten().take(3) {
         println!(
             "  anomaly on {} ({}): {}",
@@ -822,6 +877,26 @@ fn check_and_report(
     }
     println!("  report: {}", run_dir.join("index.html").display());
     Ok((verdict.exit_code() as u8, results))
+}
+
+/// One line of what the faults did: leader changes, leaderless time, under partition.
+fn coverage_line(c: &crate::coverage::Coverage) -> String {
+    let v = serde_json::to_value(c).unwrap_or_default();
+    let num = |k: &str| v[k].as_f64().map(|x| format!("{x}")).unwrap_or("?".into());
+    let mut s = format!(
+        "faults: {} windows, {} leader changes, max term {}, {} s without a leader",
+        v["windows"].as_array().map_or(0, Vec::len),
+        num("leader_changes"),
+        num("max_term"),
+        num("leaderless_s"),
+    );
+    if let Some(share) = c.partition_leaderless_share() {
+        s.push_str(&format!(
+            " ({:.0}% of the time under partition)",
+            share * 100.0
+        ));
+    }
+    s
 }
 
 /// A run stopped by a signal: which and when (seconds since the test start).
