@@ -62,7 +62,9 @@ pub struct Args {
     /// How long a request may wait inside the node before it is answered "timeout".
     #[arg(long, default_value_t = 5000)]
     request_timeout_ms: u64,
-    /// Seed of the randomized election timeouts (default: from the id and the time).
+    /// The run's seed, the same for every node: the randomized election timeouts draw from
+    /// `raft::node_seed(seed, id)`, so nodes given one seed still time out apart
+    /// (default: the time).
     #[arg(long)]
     seed: Option<u64>,
     /// Snapshot the state machine and compact the log every this many applied entries
@@ -154,12 +156,12 @@ where
         read_index_no_confirm: has(BugArg::ReadIndexNoConfirm),
         lease_no_margin: has(BugArg::LeaseNoMargin),
     };
+    // The core mixes in the id, so the time alone is enough here.
     let seed = args.seed.unwrap_or_else(|| {
-        let t = std::time::SystemTime::now()
+        std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0);
-        t ^ args.id.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .unwrap_or(0)
     });
     let config = NodeConfig {
         id: args.id,
