@@ -166,6 +166,8 @@ impl Cluster {
                 // The run's seed as is: the node mixes in its id (node::raft::node_seed).
                 "--seed".into(),
                 opts.seed.to_string(),
+                // Backs up the supervisor's PR_SET_PDEATHSIG: no node outlives the harness.
+                "--exit-with-parent".into(),
             ]);
             args.extend(opts.extra_args.iter().cloned());
             let mut command = vec![opts.command.program.display().to_string()];
