@@ -228,7 +228,11 @@ pub fn read_history(path: &Path) -> Result<History, HistoryError> {
                 reason: t.reason,
             });
         }
-        match serde_json::from_slice::<Event>(&buf) {
+        // Without its line ending, so that a reason reads "EOF while parsing", not "control
+        // character in a string", for a line cut inside a string.
+        let text = buf.strip_suffix(b"\n").unwrap_or(&buf);
+        let text = text.strip_suffix(b"\r").unwrap_or(text);
+        match serde_json::from_slice::<Event>(text) {
             Ok(ev) => events.push(ev),
             Err(e) => {
                 bad = Some(TornLine {
@@ -286,7 +290,10 @@ mod tests {
         assert_eq!(h.events.len(), 2);
         assert_eq!(h.torn.as_ref().map(|t| t.line), Some(3));
         let w = h.warning(f.path()).unwrap();
-        assert!(w.starts_with(&format!("{}: line 3: ", f.path().display())), "{w}");
+        assert!(
+            w.starts_with(&format!("{}: line 3: ", f.path().display())),
+            "{w}"
+        );
         // The strict reader still refuses it.
         assert!(matches!(
             read_events(f.path()),
@@ -320,10 +327,20 @@ mod tests {
         let text = format!("{}\n{{\"index\":1,\"ti\n{}\n", lines[0], lines[1]);
         let f = file(text.as_bytes());
         let e = read_history(f.path()).unwrap_err();
-        assert!(matches!(e, HistoryError::Malformed { line: 2, .. }), "{e:?}");
+        assert!(
+            matches!(e, HistoryError::Malformed { line: 2, .. }),
+            "{e:?}"
+        );
         let msg = e.to_string();
-        assert!(msg.starts_with(&format!("{}: line 2: ", f.path().display())), "{msg}");
-        assert_eq!(msg.matches(&f.path().display().to_string()).count(), 1, "{msg}");
+        assert!(
+            msg.starts_with(&format!("{}: line 2: EOF", f.path().display())),
+            "{msg}"
+        );
+        assert_eq!(
+            msg.matches(&f.path().display().to_string()).count(),
+            1,
+            "{msg}"
+        );
     }
 
     #[test]

@@ -32,11 +32,22 @@ use std::path::Path;
 /// `index.html`. Needs `run_dir/history.jsonl`; `test.json` and `results.json` are optional
 /// (without results the verdict shows as unknown). Every file is replaced atomically. Charts
 /// depend only on the history, so rebuilding an older run reproduces them byte for byte.
-pub fn build_run_report(run_dir: &Path) -> Result<()> {
+///
+/// A torn last line of the history (a harness killed mid-write, a full disk) is left out;
+/// the returned warnings (one per such line, naming file and line) are for the caller to
+/// show. A history without any client operation makes the page's verdict `unknown`
+/// ("no operations"), whatever `results.json` says. A malformed line elsewhere is an error
+/// naming the file and line once.
+pub fn build_run_report(run_dir: &Path) -> Result<Vec<String>> {
     let history = run_dir.join("history.jsonl");
-    let events = workloads::history::read_events(&history)
-        .with_context(|| format!("reading {}", history.display()))?;
-    let run = run::Run::load_meta(run_dir);
+    // The reader's errors name the file and line already: no context repeating the path.
+    let h = workloads::history::read_history(&history)?;
+    let warnings: Vec<String> = h.warning(&history).into_iter().collect();
+    let mut run = run::Run::load_meta(run_dir);
+    if !h.has_operations() {
+        run.results.no_operations();
+    }
+    let events = h.events;
     let digest = ops::Digest::from_events(&events);
     let stats = stats::from_digest(&digest);
 
@@ -73,5 +84,5 @@ pub fn build_run_report(run_dir: &Path) -> Result<()> {
         &run_dir.join("index.html"),
         run_page::render(&run, &events, &digest, &stats).as_bytes(),
     )?;
-    Ok(())
+    Ok(warnings)
 }

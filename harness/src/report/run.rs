@@ -89,6 +89,9 @@ pub struct RunResults {
     pub checkers: BTreeMap<String, (Verdict, Value)>,
     /// All anomalies, from the top-level list and the per-mode lists, deduplicated.
     pub anomalies: Vec<Anomaly>,
+    /// Why the report shows a verdict other than `results.json`'s, if it does (e.g. "no
+    /// operations": the history holds no client operation, so nothing was shown correct).
+    pub override_reason: Option<String>,
 }
 
 impl RunResults {
@@ -100,7 +103,18 @@ impl RunResults {
             read_modes: BTreeMap::new(),
             checkers: BTreeMap::new(),
             anomalies: Vec::new(),
+            override_reason: None,
         }
+    }
+
+    /// Marks the run `unknown` whatever `results.json` says: a history without any client
+    /// operation shows nothing, so no checker's `valid` can stand on it.
+    pub fn no_operations(&mut self) {
+        self.overall = Verdict::Unknown;
+        for m in self.read_modes.values_mut() {
+            m.verdict = Verdict::Unknown;
+        }
+        self.override_reason = Some("no operations".into());
     }
 
     /// Parses the JSON of `results.json`; unknown shapes degrade to `unknown`.

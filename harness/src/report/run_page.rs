@@ -220,6 +220,9 @@ fn verdict_header(run: &Run, stats: &Stats) -> Markup {
     let r = &run.results;
     html! {
         div class={"verdict big " (r.overall.css())} { (r.overall.label()) }
+        @if let Some(why) = &r.override_reason {
+            p.note { "Verdict " (r.overall.label()) ": " (why) " (the history holds no client operation, so nothing was checked)." }
+        }
         @if !r.present {
             p.note { "No results.json in this run directory: the checker has not run (or the run was interrupted), so the verdict is unknown." }
         }
