@@ -102,9 +102,8 @@ fn natural_prefix(
 /// Checks a register history for linearizability, per read mode and key, within the budgets
 /// of `opts`. Validates the history first ([`super::validate`]); errors name the line.
 ///
-/// Guarantees: `Valid` only if the history has at least one client operation and every
-/// (mode, key) sub-history has a linearization; `Invalid` only if some has none (with an
-/// [`Anomaly`]); anything undecided within the budgets, or a history without operations, is
+/// Guarantees: `Valid` only if every (mode, key) sub-history has a linearization; `Invalid`
+/// only if some has none (with an [`Anomaly`]); anything undecided within the budgets is
 /// `Unknown`.
 pub fn check_register(
     events: &[Event],
@@ -173,17 +172,9 @@ pub fn check_register(
             },
         );
     }
-    let mut valid = read_modes
+    let valid = read_modes
         .values()
         .fold(Verdict::Valid, |v, m| v.worst(m.valid));
-    // No operation at all (an empty history, or only nemesis events) shows nothing: that
-    // cannot count as evidence of correctness.
-    if prep.stats.ops == 0 {
-        valid = Verdict::Unknown;
-        for m in read_modes.values_mut() {
-            m.valid = Verdict::Unknown;
-        }
-    }
     Ok(RegisterReport {
         valid,
         read_modes,
