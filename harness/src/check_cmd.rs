@@ -86,11 +86,10 @@ enum Outcome {
 /// Checks one file; returns what to print and its exit code.
 fn check_file(file: &Path, args: &CheckArgs, opts: &CheckOptions) -> (String, i32) {
     let name = file.display().to_string();
-    let result = read_history(file).map(|h| {
+    let result = read_history(file).inspect(|h| {
         if let Some(w) = h.warning(file) {
             eprintln!("warning: {w}");
         }
-        h
     });
     if let Ok(h) = &result {
         if !h.has_operations() {
