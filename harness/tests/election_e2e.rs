@@ -32,15 +32,15 @@ fn seed() -> u64 {
 }
 
 /// Polls until every node reports the same leader in the same term (the old leader has
-/// stepped down and caught up); returns it. Bounded by `limit`.
-async fn stable_leader(cluster: &Cluster, limit: Duration, seed: u64) -> NodeId {
+/// stepped down and caught up); returns it and the term. Bounded by `limit`.
+async fn stable_leader(cluster: &Cluster, limit: Duration, seed: u64) -> (NodeId, u64) {
     let start = Instant::now();
     while start.elapsed() < limit {
         let s = cluster.statuses(POLL_TIMEOUT).await;
         if s.len() == cluster.nodes.len() {
             if let Some(l) = s.iter().find(|s| s.role == "leader") {
                 if s.iter().all(|o| o.leader == Some(l.id) && o.term == l.term) {
-                    return l.id;
+                    return (l.id, l.term);
                 }
             }
         }
@@ -50,8 +50,12 @@ async fn stable_leader(cluster: &Cluster, limit: Duration, seed: u64) -> NodeId 
 }
 
 /// Polls until a node other than `old` leads and every node but `old` agrees; returns how
-/// long that took, or `None` if not within `limit`.
-async fn new_majority_leader(cluster: &Cluster, old: NodeId, limit: Duration) -> Option<Duration> {
+/// long that took and the new term, or `None` if not within `limit`.
+async fn new_majority_leader(
+    cluster: &Cluster,
+    old: NodeId,
+    limit: Duration,
+) -> Option<(Duration, u64)> {
     let start = Instant::now();
     while start.elapsed() < limit {
         let s = cluster.statuses(POLL_TIMEOUT).await;
@@ -62,7 +66,7 @@ async fn new_majority_leader(cluster: &Cluster, old: NodeId, limit: Duration) ->
                     .iter()
                     .all(|o| o.leader == Some(l.id) && o.term == l.term)
                 {
-                    return Some(start.elapsed());
+                    return Some((start.elapsed(), l.term));
                 }
             }
         }
@@ -90,7 +94,7 @@ async fn majority_elects_a_new_leader_promptly_after_each_isolation() {
     let mut times = Vec::new();
     let mut slow = 0;
     for round in 0..ROUNDS {
-        let leader = stable_leader(&cluster, Duration::from_secs(10), seed).await;
+        let (leader, term) = stable_leader(&cluster, Duration::from_secs(10), seed).await;
         let fault = Fault::Partition {
             shape: "isolate-leader",
             grudge: partition::isolate(&cluster.ids(), leader).unwrap(),
@@ -100,8 +104,12 @@ async fn majority_elects_a_new_leader_promptly_after_each_isolation() {
         let took = new_majority_leader(&cluster, leader, Duration::from_secs(5)).await;
         cluster.heal(&fault).await.unwrap();
         match took {
-            Some(t) => {
-                println!("round {round}: isolated n{leader}, new leader after {t:?}");
+            Some((t, new_term)) => {
+                // More than one term means a split vote (or a lost pre-vote) on the way.
+                println!(
+                    "round {round}: isolated n{leader}, new leader after {t:?} ({} term(s))",
+                    new_term.saturating_sub(term)
+                );
                 if t > bound {
                     slow += 1;
                 }
