@@ -6,8 +6,10 @@
 //! line with `file`, `model`, `valid` (true, false or "unknown") and the checker's report
 //! (per read mode verdicts and anomalies for registers; lost/unexpected/recovered for sets).
 //! A file that cannot be read or is malformed prints `FILE: error: line N: reason` (or a JSON
-//! object with `error`). Exit code: the worst over all files, 255 (malformed or I/O error) >
-//! 1 (invalid) > 2 (unknown) > 0 (valid).
+//! object with `error`). A torn last line (a writer killed mid-line, a full disk) is left out
+//! with one warning on stderr naming the file and line. A history without any client
+//! operation (empty, or nemesis events only) is `unknown (no operations)`. Exit code: the
+//! worst over all files, 255 (malformed or I/O error) > 1 (invalid) > 2 (unknown) > 0 (valid).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -15,7 +17,7 @@ use workloads::checker::{
     check_register, check_set, detect_model, CheckOptions, Model, RegisterReport, SetReport,
     Verdict,
 };
-use workloads::history::read_events;
+use workloads::history::read_history;
 
 /// Which checker to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -84,7 +86,24 @@ enum Outcome {
 /// Checks one file; returns what to print and its exit code.
 fn check_file(file: &Path, args: &CheckArgs, opts: &CheckOptions) -> (String, i32) {
     let name = file.display().to_string();
-    let result = read_events(file).and_then(|events| {
+    let result = read_history(file).inspect(|h| {
+        if let Some(w) = h.warning(file) {
+            eprintln!("warning: {w}");
+        }
+    });
+    if let Ok(h) = &result {
+        if !h.has_operations() {
+            let text = if args.json {
+                serde_json::json!({"file": name, "valid": "unknown", "reason": "no operations"})
+                    .to_string()
+            } else {
+                format!("{name}: unknown (no operations)")
+            };
+            return (text, Verdict::Unknown.exit_code());
+        }
+    }
+    let result = result.and_then(|h| {
+        let events = h.events;
         let model = match args.model {
             Some(ModelArg::Register) => Model::Register,
             Some(ModelArg::Set) => Model::Set,
@@ -98,7 +117,7 @@ fn check_file(file: &Path, args: &CheckArgs, opts: &CheckOptions) -> (String, i3
     let outcome = match result {
         Ok(o) => o,
         Err(e) => {
-            // read_events errors already carry the path; structure errors do not.
+            // Reader errors already carry the path (once); structure errors do not.
             let msg = e.to_string();
             let msg = msg
                 .strip_prefix(&format!("{name}:"))

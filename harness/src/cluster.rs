@@ -165,8 +165,11 @@ impl Cluster {
                 clients_arg.clone(),
                 "--data-dir".into(),
                 data_dir.display().to_string(),
+                // The run's seed as is: the node mixes in its id (node::raft::node_seed).
                 "--seed".into(),
-                (opts.seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15)).to_string(),
+                opts.seed.to_string(),
+                // Backs up the supervisor's PR_SET_PDEATHSIG: no node outlives the harness.
+                "--exit-with-parent".into(),
             ]);
             args.extend(opts.extra_args.iter().cloned());
             let mut command = vec![opts.command.program.display().to_string()];

@@ -34,7 +34,10 @@ fn main() -> ExitCode {
         Command::Test(args) => test_cmd::run(&args),
         Command::Check(args) => check_cmd::run(&args).clamp(0, 255) as u8,
         Command::Report { run_dir } => match report::build_run_report(&run_dir) {
-            Ok(()) => {
+            Ok(warnings) => {
+                for w in warnings {
+                    eprintln!("harness report: warning: {w}");
+                }
                 println!("{}", run_dir.join("index.html").display());
                 exit::VALID
             }

@@ -857,7 +857,11 @@ fn check_and_report(
         1 => notes.push("1 coverage warning".into()),
         n => notes.push(format!("{n} coverage warnings")),
     }
-    println!("{}: {label} ({}) seed {seed}", plan.test_name, notes.join(", "));
+    println!(
+        "{}: {label} ({}) seed {seed}",
+        plan.test_name,
+        notes.join(", ")
+    );
     for w in &coverage.warnings {
         println!("  coverage warning: {w}");
     }

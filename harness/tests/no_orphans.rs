@@ -1,6 +1,7 @@
-//! A `harness test` that is interrupted (SIGINT) or panics leaves no node process behind.
-//! Node PIDs are read from the node logs (the supervisor writes `started pid N` at each start)
-//! and checked with kill(pid, 0) after the harness has exited.
+//! A `harness test` that is interrupted (SIGINT), panics or is killed (SIGKILL) leaves no node
+//! process behind. Node PIDs are read from the node logs (the supervisor writes `started pid N`
+//! at each start), or for SIGKILL from /proc (the harness's children), and checked after the
+//! harness has exited.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -10,6 +11,10 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 fn start_harness(results: &Path, panic: bool) -> Child {
+    start_harness_with(results, panic, "pause")
+}
+
+fn start_harness_with(results: &Path, panic: bool, nemesis: &str) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_harness"));
     cmd.args([
         "test",
@@ -18,7 +23,7 @@ fn start_harness(results: &Path, panic: bool) -> Child {
         "--time-limit",
         "60",
         "--nemesis",
-        "pause",
+        nemesis,
         "--nemesis-interval",
         "1",
         "--seed",
@@ -151,4 +156,105 @@ fn panic_leaves_no_node_behind() {
         "the harness should have failed on the panic"
     );
     assert_all_gone(&node_pids(dir.path()));
+}
+
+/// The PIDs whose parent is `parent`, from /proc/*/stat (bounded scan).
+fn children_of(parent: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in rd.flatten().take(100_000) {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // After the command name in parentheses: state, then the parent's PID.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<i32>().ok());
+        if ppid == Some(parent) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// True when `pid` is a node of this test that has exec'd: its command line carries the flag
+/// the harness gives nodes and a data directory under `results` (so neither a fork of the
+/// harness that has not exec'd yet nor a stranger that reused a PID).
+fn is_ours(pid: i32, results: &Path) -> bool {
+    let Ok(c) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let args: Vec<String> = c
+        .split(|&b| b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    let under = results.display().to_string();
+    args.iter().any(|a| a == "--exit-with-parent") && args.iter().any(|a| a.starts_with(&under))
+}
+
+#[test]
+fn sigkill_leaves_no_node_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    // The kill nemesis restarts nodes from short-lived blocking threads: those children must
+    // survive their thread and still die with the harness.
+    let mut h = start_harness_with(dir.path(), false, "kill");
+    let hpid = h.id() as i32;
+    let start = Instant::now();
+    // Up, and at least one node restarted by the nemesis (a fourth `started pid` line).
+    let nodes = loop {
+        let kids: Vec<i32> = children_of(hpid)
+            .into_iter()
+            .filter(|&p| is_ours(p, dir.path()))
+            .collect();
+        if kids.len() >= 3 && node_pids(dir.path()).len() >= 4 {
+            break kids;
+        }
+        if h.try_wait().unwrap().is_some() || start.elapsed() > Duration::from_secs(30) {
+            let _ = h.kill();
+            let _ = h.wait();
+            for p in children_of(hpid) {
+                if is_ours(p, dir.path()) {
+                    let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+                }
+            }
+            panic!("the harness never had 3 node children and one restart");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    kill(Pid::from_raw(hpid), Signal::SIGKILL).unwrap();
+    let _ = h.wait();
+    let killed_at = Instant::now();
+    // Everything the harness ever started that is still one of ours (a PID from the logs may
+    // belong to a stranger by now), in case one was restarting at the moment.
+    let mut all = nodes.clone();
+    all.extend(node_pids(dir.path()));
+    all.sort_unstable();
+    all.dedup();
+    let left = loop {
+        let left: Vec<i32> = all
+            .iter()
+            .copied()
+            .filter(|&p| alive(p) && is_ours(p, dir.path()))
+            .collect();
+        if left.is_empty() || killed_at.elapsed() > Duration::from_secs(2) {
+            break left;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    println!(
+        "node children {nodes:?}: {} left {:?} after SIGKILL of the harness",
+        left.len(),
+        killed_at.elapsed()
+    );
+    for &p in &left {
+        let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+    }
+    assert!(
+        left.is_empty(),
+        "nodes outlived the harness by 2 s: {left:?}"
+    );
 }

@@ -25,6 +25,7 @@ fn options(nodes: usize) -> ClusterOptions {
         },
         extra_args: vec![],
         seed: 7,
+        node_env: Default::default(),
     }
 }
 

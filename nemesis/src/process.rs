@@ -7,12 +7,14 @@
 //! in a process-wide [`registry`], so a signal handler ([`install_signal_handlers`]) can kill
 //! them all without taking a lock. The [`Supervisor`] kills and reaps all its children when
 //! dropped, which covers errors and panics (unwinding); the handler covers SIGINT, SIGTERM and
-//! SIGHUP. Nothing covers SIGKILL of the harness itself or `std::process::exit` with a live
-//! supervisor: don't call `exit` before dropping it.
+//! SIGHUP. What no code of ours can see (SIGKILL of the harness, `std::process::exit` with a
+//! live supervisor) the kernel covers: every child is forked by one long-lived [`spawner`]
+//! thread with `PR_SET_PDEATHSIG = SIGKILL`, so it dies when the harness process dies.
 //!
 //! The calls block for at most the time the kernel takes to tear a killed process down.
 
 pub mod registry;
+pub mod spawner;
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -195,7 +197,9 @@ impl Supervisor {
         for (k, v) in &spec.env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().map_err(|source| ProcessError::Spawn {
+        // Forked on the spawner thread, whichever thread asked (restarts come from tokio's
+        // short-lived blocking threads): the child then dies with the process, not the thread.
+        let mut child = spawner::spawn(cmd).map_err(|source| ProcessError::Spawn {
             program: spec.program.clone(),
             source,
         })?;

@@ -62,7 +62,9 @@ pub struct Args {
     /// How long a request may wait inside the node before it is answered "timeout".
     #[arg(long, default_value_t = 5000)]
     request_timeout_ms: u64,
-    /// Seed of the randomized election timeouts (default: from the id and the time).
+    /// The run's seed, the same for every node: the randomized election timeouts draw from
+    /// `raft::node_seed(seed, id)`, so nodes given one seed still time out apart
+    /// (default: the time).
     #[arg(long)]
     seed: Option<u64>,
     /// Snapshot the state machine and compact the log every this many applied entries
@@ -73,6 +75,34 @@ pub struct Args {
     /// change); --peers then only says how to reach the existing nodes.
     #[arg(long)]
     join: bool,
+    /// Exit (status 1) within about half a second once the process that started this node is
+    /// gone. The harness passes it, so a node outlives no harness however it ended; a node
+    /// started by hand from a shell leaves it off and stays up when the shell goes.
+    #[arg(long)]
+    exit_with_parent: bool,
+}
+
+/// How often `--exit-with-parent` checks that the parent is still there.
+const PARENT_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Starts a thread that exits the process once its parent is gone: when the parent dies the
+/// kernel reparents the process, so `getppid()` no longer returns the PID it had at start.
+/// This backs up the harness's PR_SET_PDEATHSIG for nodes started by other means (a wrapper
+/// script, another harness) and costs one system call per interval.
+fn exit_with_parent() -> std::io::Result<()> {
+    let parent = nix::unistd::getppid();
+    std::thread::Builder::new()
+        .name("parent-watch".into())
+        .spawn(move || loop {
+            std::thread::sleep(PARENT_CHECK_INTERVAL);
+            if nix::unistd::getppid() != parent {
+                tracing::error!(%parent, "the parent process is gone; exiting");
+                eprintln!("node: the parent process (pid {parent}) is gone; exiting");
+                // The log is durable by design (as after kill -9): nothing to flush.
+                std::process::exit(1);
+            }
+        })?;
+    Ok(())
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -154,12 +184,12 @@ where
         read_index_no_confirm: has(BugArg::ReadIndexNoConfirm),
         lease_no_margin: has(BugArg::LeaseNoMargin),
     };
+    // The core mixes in the id, so the time alone is enough here.
     let seed = args.seed.unwrap_or_else(|| {
-        let t = std::time::SystemTime::now()
+        std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0);
-        t ^ args.id.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .unwrap_or(0)
     });
     let config = NodeConfig {
         id: args.id,
@@ -189,6 +219,12 @@ where
         request_timeout_ms: args.request_timeout_ms,
         seed,
     };
+    if args.exit_with_parent {
+        if let Err(e) = exit_with_parent() {
+            eprintln!("node: cannot watch the parent process: {e}");
+            return ExitCode::from(1);
+        }
+    }
     tracing::info!(id = config.id, ?config.bugs, seed, "starting");
     match runtime::run(config) {
         Ok(()) => ExitCode::SUCCESS,

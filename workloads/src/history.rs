@@ -104,8 +104,9 @@ pub enum HistoryError {
         #[source]
         source: std::io::Error,
     },
-    /// A line is not a well-formed event (bad JSON, missing or mistyped field).
-    #[error("{path}:{line}: {reason}")]
+    /// A line other than the last is not a well-formed event (bad JSON, missing or mistyped
+    /// field, not UTF-8). `line` is 1-based.
+    #[error("{path}: line {line}: {reason}")]
     Malformed {
         path: String,
         line: usize,
@@ -129,29 +130,119 @@ impl HistoryError {
 
 /// Reads every event of a JSONL history, checking only that each line is a well-formed event
 /// (blank lines are skipped). Structural checks (index, pairing) are the checker's job.
+///
+/// Strict: a torn last line is an error too. Readers of histories from the real world
+/// (written by a harness that was killed, or onto a full disk) use [`read_history`].
 pub fn read_events(path: &Path) -> Result<Vec<Event>, HistoryError> {
+    let h = read_history(path)?;
+    match h.torn {
+        None => Ok(h.events),
+        Some(t) => Err(HistoryError::Malformed {
+            path: path.display().to_string(),
+            line: t.line,
+            reason: t.reason,
+        }),
+    }
+}
+
+/// A history as read by [`read_history`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct History {
+    /// Every well-formed event, in file order.
+    pub events: Vec<Event>,
+    /// The last non-blank line, if it was not a well-formed event (and was left out).
+    pub torn: Option<TornLine>,
+}
+
+/// A last line that was left out of a history: what a writer that was killed mid-write, or
+/// ran out of disk, leaves behind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TornLine {
+    /// Its 1-based line number.
+    pub line: usize,
+    /// Why it is not an event.
+    pub reason: String,
+}
+
+impl History {
+    /// The one warning to show for this history read from `path`, if its last line was left
+    /// out: names the file and the line.
+    pub fn warning(&self, path: &Path) -> Option<String> {
+        self.torn.as_ref().map(|t| {
+            format!(
+                "{}: line {}: torn last line ignored ({})",
+                path.display(),
+                t.line,
+                t.reason
+            )
+        })
+    }
+
+    /// True when some event is a client operation (not only nemesis events): a history
+    /// without any can show nothing, so its verdict is `unknown`.
+    pub fn has_operations(&self) -> bool {
+        has_operations(&self.events)
+    }
+}
+
+/// True when some event is a client operation (not only nemesis events).
+pub fn has_operations(events: &[Event]) -> bool {
+    events
+        .iter()
+        .any(|e| matches!(e.process, Process::Client(_)))
+}
+
+/// Reads a JSONL history as [`read_events`] does, except that a last non-blank line that is
+/// not a well-formed event (incomplete JSON, with or without a trailing newline, bytes that
+/// are not UTF-8) is left out and reported in [`History::torn`] instead of failing.
+///
+/// Guarantees: every event returned is well-formed; only the last non-blank line may be left
+/// out; a malformed line followed by any non-blank line is a [`HistoryError::Malformed`]
+/// naming that line. Reads line by line (memory: one line at a time, plus the events).
+pub fn read_history(path: &Path) -> Result<History, HistoryError> {
     let p = path.display().to_string();
-    let file = std::fs::File::open(path).map_err(|source| HistoryError::Io {
+    let io = |source| HistoryError::Io {
         path: p.clone(),
         source,
-    })?;
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let mut reader = std::io::BufReader::new(file);
     let mut events = Vec::new();
-    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(|source| HistoryError::Io {
-            path: p.clone(),
-            source,
-        })?;
-        if line.trim().is_empty() {
+    // A line that did not parse: fatal if any non-blank line follows it.
+    let mut bad: Option<TornLine> = None;
+    let mut buf = Vec::new();
+    let mut line = 0;
+    loop {
+        buf.clear();
+        if reader.read_until(b'\n', &mut buf).map_err(io)? == 0 {
+            break;
+        }
+        line += 1;
+        if buf.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let ev: Event = serde_json::from_str(&line).map_err(|e| HistoryError::Malformed {
-            path: p.clone(),
-            line: i + 1,
-            reason: e.to_string(),
-        })?;
-        events.push(ev);
+        if let Some(t) = bad.take() {
+            return Err(HistoryError::Malformed {
+                path: p,
+                line: t.line,
+                reason: t.reason,
+            });
+        }
+        // Without its line ending, so that a reason reads "EOF while parsing", not "control
+        // character in a string", for a line cut inside a string.
+        let text = buf.strip_suffix(b"\n").unwrap_or(&buf);
+        let text = text.strip_suffix(b"\r").unwrap_or(text);
+        match serde_json::from_slice::<Event>(text) {
+            Ok(ev) => events.push(ev),
+            Err(e) => {
+                bad = Some(TornLine {
+                    line,
+                    reason: e.to_string(),
+                })
+            }
+        }
     }
-    Ok(events)
+    Ok(History { events, torn: bad })
 }
 
 /// Writes events as JSON lines.
@@ -161,4 +252,107 @@ pub fn write_events<W: Write>(mut w: W, events: &[Event]) -> std::io::Result<()>
         w.write_all(b"\n")?;
     }
     w.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = concat!(
+        r#"{"index":0,"time":1,"process":0,"type":"invoke","f":"write","key":"k","value":1}"#,
+        "\n",
+        r#"{"index":1,"time":2,"process":0,"type":"ok","f":"write","key":"k","value":1}"#,
+        "\n",
+    );
+
+    fn file(bytes: &[u8]) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(bytes).unwrap();
+        f.flush().unwrap();
+        f
+    }
+
+    #[test]
+    fn a_whole_history_reads_without_warning() {
+        let f = file(GOOD.as_bytes());
+        let h = read_history(f.path()).unwrap();
+        assert_eq!(h.events.len(), 2);
+        assert_eq!(h.torn, None);
+        assert_eq!(h.warning(f.path()), None);
+        assert!(h.has_operations());
+        assert_eq!(read_events(f.path()).unwrap(), h.events);
+    }
+
+    #[test]
+    fn a_last_line_cut_short_is_left_out_with_one_warning() {
+        let f = file(format!("{GOOD}{{\"index\":2,\"time\":3,\"proc").as_bytes());
+        let h = read_history(f.path()).unwrap();
+        assert_eq!(h.events.len(), 2);
+        assert_eq!(h.torn.as_ref().map(|t| t.line), Some(3));
+        let w = h.warning(f.path()).unwrap();
+        assert!(
+            w.starts_with(&format!("{}: line 3: ", f.path().display())),
+            "{w}"
+        );
+        // The strict reader still refuses it.
+        assert!(matches!(
+            read_events(f.path()),
+            Err(HistoryError::Malformed { line: 3, .. })
+        ));
+    }
+
+    #[test]
+    fn a_bad_last_line_with_newline_or_trailing_blanks_is_left_out() {
+        for tail in ["garbage\n", "{\"index\":2}\n\n  \n", "\u{0}\u{0}\u{0}"] {
+            let f = file(format!("{GOOD}{tail}").as_bytes());
+            let h = read_history(f.path()).unwrap();
+            assert_eq!(h.events.len(), 2, "{tail:?}");
+            assert_eq!(h.torn.map(|t| t.line), Some(3), "{tail:?}");
+        }
+    }
+
+    #[test]
+    fn a_last_line_cut_inside_a_multibyte_character_is_left_out() {
+        let mut bytes = GOOD.as_bytes().to_vec();
+        bytes.extend_from_slice(b"{\"index\":2,\"key\":\"\xE2\x82");
+        let f = file(&bytes);
+        let h = read_history(f.path()).unwrap();
+        assert_eq!(h.events.len(), 2);
+        assert_eq!(h.torn.map(|t| t.line), Some(3));
+    }
+
+    #[test]
+    fn a_bad_line_before_the_end_is_an_error_naming_it() {
+        let lines: Vec<&str> = GOOD.lines().collect();
+        let text = format!("{}\n{{\"index\":1,\"ti\n{}\n", lines[0], lines[1]);
+        let f = file(text.as_bytes());
+        let e = read_history(f.path()).unwrap_err();
+        assert!(
+            matches!(e, HistoryError::Malformed { line: 2, .. }),
+            "{e:?}"
+        );
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with(&format!("{}: line 2: EOF", f.path().display())),
+            "{msg}"
+        );
+        assert_eq!(
+            msg.matches(&f.path().display().to_string()).count(),
+            1,
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn empty_and_nemesis_only_histories_have_no_operations() {
+        let f = file(b"");
+        let h = read_history(f.path()).unwrap();
+        assert!(h.events.is_empty() && h.torn.is_none() && !h.has_operations());
+        let f = file(
+            br#"{"index":0,"time":1,"process":"nemesis","type":"info","f":"start","value":{"fault":"kill"}}"#,
+        );
+        let h = read_history(f.path()).unwrap();
+        assert_eq!(h.events.len(), 1);
+        assert!(!h.has_operations());
+    }
 }

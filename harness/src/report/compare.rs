@@ -96,8 +96,13 @@ pub fn compare(run_dirs: &[PathBuf], out_dir: &Path) -> Result<PathBuf> {
     let mut runs = Vec::new();
     for dir in run_dirs {
         let run = Run::load_meta(dir);
-        let events = workloads::history::read_events(&dir.join("history.jsonl"))
-            .with_context(|| format!("reading the history of {}", dir.display()))?;
+        let path = dir.join("history.jsonl");
+        // The reader's errors name the file and line already.
+        let h = workloads::history::read_history(&path)?;
+        if let Some(w) = h.warning(&path) {
+            tracing::warn!("{w}");
+        }
+        let events = h.events;
         let digest = Digest::from_events(&events);
         let stats = from_digest(&digest);
         let nemesis = run.test.text("nemesis").unwrap_or_else(|| "?".to_string());

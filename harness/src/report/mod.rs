@@ -33,11 +33,22 @@ use std::path::Path;
 /// (without results the verdict shows as unknown). Every file is replaced atomically. Charts
 /// depend only on the history and the coverage (results.json's, or recomputed from
 /// `cluster.jsonl`), so rebuilding a run reproduces them byte for byte.
-pub fn build_run_report(run_dir: &Path) -> Result<()> {
+///
+/// A torn last line of the history (a harness killed mid-write, a full disk) is left out;
+/// the returned warnings (one per such line, naming file and line) are for the caller to
+/// show. A history without any client operation makes the page's verdict `unknown`
+/// ("no operations"), whatever `results.json` says. A malformed line elsewhere is an error
+/// naming the file and line once.
+pub fn build_run_report(run_dir: &Path) -> Result<Vec<String>> {
     let history = run_dir.join("history.jsonl");
-    let events = workloads::history::read_events(&history)
-        .with_context(|| format!("reading {}", history.display()))?;
-    let run = run::Run::load_meta(run_dir);
+    // The reader's errors name the file and line already: no context repeating the path.
+    let h = workloads::history::read_history(&history)?;
+    let warnings: Vec<String> = h.warning(&history).into_iter().collect();
+    let mut run = run::Run::load_meta(run_dir);
+    if !h.has_operations() {
+        run.results.no_operations();
+    }
+    let events = h.events;
     let coverage = run_coverage(&run, &events);
     let mut digest = ops::Digest::from_events(&events);
     digest.cluster = ops::ClusterMarks::from_coverage(&coverage.coverage);
@@ -76,7 +87,7 @@ pub fn build_run_report(run_dir: &Path) -> Result<()> {
         &run_dir.join("index.html"),
         run_page::render(&run, &events, &digest, &stats, &coverage).as_bytes(),
     )?;
-    Ok(())
+    Ok(warnings)
 }
 
 /// The coverage a run page shows, and where it came from.

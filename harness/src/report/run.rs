@@ -102,6 +102,9 @@ pub struct RunResults {
     pub coverage: Option<crate::coverage::Coverage>,
     /// Set when the run was interrupted.
     pub interrupted: Option<Interrupted>,
+    /// Why the report shows a verdict other than `results.json`'s, if it does (e.g. "no
+    /// operations": the history holds no client operation, so nothing was shown correct).
+    pub override_reason: Option<String>,
 }
 
 impl RunResults {
@@ -115,7 +118,18 @@ impl RunResults {
             anomalies: Vec::new(),
             coverage: None,
             interrupted: None,
+            override_reason: None,
         }
+    }
+
+    /// Marks the run `unknown` whatever `results.json` says: a history without any client
+    /// operation shows nothing, so no checker's `valid` can stand on it.
+    pub fn no_operations(&mut self) {
+        self.overall = Verdict::Unknown;
+        for m in self.read_modes.values_mut() {
+            m.verdict = Verdict::Unknown;
+        }
+        self.override_reason = Some("no operations".into());
     }
 
     /// Parses the JSON of `results.json`; unknown shapes degrade to `unknown`.

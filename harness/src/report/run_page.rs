@@ -387,6 +387,9 @@ fn verdict_header(run: &Run, stats: &Stats, cov: &ShownCoverage) -> Markup {
                 ul { @for w in &cov.coverage.warnings { li { (w) } } }
             }
         }
+        @if let Some(why) = &r.override_reason {
+            p.note { "Verdict " (r.overall.label()) ": " (why) " (the history holds no client operation, so nothing was checked)." }
+        }
         @if !r.present {
             p.note { "No results.json in this run directory: the checker has not run (or the run was interrupted), so the verdict is unknown." }
         }

@@ -25,6 +25,27 @@ const MAX_SNAPSHOT_BYTES: usize = 1 << 30;
 /// At most this many heartbeat rounds are remembered for lease accounting.
 const MAX_TRACKED_ROUNDS: usize = 1024;
 
+/// The seed of node `id`'s random generator (its election timeouts) in a run seeded with
+/// `run_seed`: splitmix64 of the run seed, XOR the id, mixed again by splitmix64.
+///
+/// Guarantees: for one run seed, different ids give different seeds (both steps are
+/// bijections), so no two nodes of a cluster draw the same timeouts; the same run seed and
+/// id always give the same seed, so a run can be replayed. [`Raft::restore`] applies it to
+/// the seed it is given, and it is the only place a node's seed is derived, so callers pass
+/// the run's seed unchanged to every node.
+pub fn node_seed(run_seed: u64, id: NodeId) -> u64 {
+    splitmix64(splitmix64(run_seed) ^ id)
+}
+
+/// One step of splitmix64 (Steele, Lea and Flood): a bijection on u64 whose output bits all
+/// depend on every input bit, so nearby inputs (ids 1, 2, 3) give unrelated outputs.
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 /// A read request waiting for its heartbeat round to be acknowledged by a majority.
 #[derive(Clone, Debug)]
 struct PendingRead {
@@ -108,7 +129,8 @@ impl Raft {
     /// (entries contiguous from index 1). Starts as a follower. Committed entries from index 1
     /// are handed out again for applying (the state machine is in memory). An invalid config
     /// is repaired (see [`Config::validate`]); recovered entries that are not contiguous are
-    /// dropped from the first gap on, with an error log.
+    /// dropped from the first gap on, with an error log. `seed` is the run's seed, the same
+    /// for every node: the node's own seed is [`node_seed`]`(seed, config.id)`.
     pub fn new(config: Config, hard_state: HardState, entries: Vec<Entry>, seed: u64) -> Raft {
         Raft::restore(config, hard_state, None, entries, seed)
     }
@@ -141,9 +163,9 @@ impl Raft {
                 "recovered log is not contiguous from index 1; dropped its tail"
             );
         }
-        // Mix the id into the seed so that nodes given the same seed still draw different
-        // election timeouts.
-        let rng = ChaCha8Rng::seed_from_u64(seed ^ cfg.id.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        // Every node of a run is handed the same run seed; mixing in the id here (and nowhere
+        // else) is what keeps their election timers apart.
+        let rng = ChaCha8Rng::seed_from_u64(node_seed(seed, cfg.id));
         let mut r = Raft {
             quorum: JointConfig::new(
                 log.config().voters.iter().copied(),
@@ -1494,5 +1516,53 @@ fn append_ok(index: LogIndex) -> MessageBody {
         index,
         hint_term: 0,
         hint_index: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The first `n` election timeouts (in ticks) node `id` draws when started with `run_seed`,
+    /// using the node's default timeouts (300..600 ms in 10 ms ticks).
+    fn timeouts(run_seed: u64, id: NodeId, n: usize) -> Vec<u32> {
+        let mut cfg = Config::new(id, (1..=7).collect());
+        cfg.election_ticks_min = 30;
+        cfg.election_ticks_max = 60;
+        let mut r = Raft::new(cfg, HardState::default(), Vec::new(), run_seed);
+        let mut out = vec![r.randomized_timeout];
+        while out.len() < n {
+            r.randomize_timeout();
+            out.push(r.randomized_timeout);
+        }
+        out
+    }
+
+    #[test]
+    fn nodes_given_one_run_seed_draw_different_election_timeouts() {
+        for run_seed in [0, 1, 42, 0x9E37_79B9_7F4A_7C15, u64::MAX] {
+            let seqs: Vec<Vec<u32>> = (1..=7).map(|id| timeouts(run_seed, id, 5)).collect();
+            for i in 0..seqs.len() {
+                for j in i + 1..seqs.len() {
+                    assert_ne!(
+                        seqs[i],
+                        seqs[j],
+                        "run seed {run_seed}: nodes {} and {} draw the same timeouts",
+                        i + 1,
+                        j + 1
+                    );
+                }
+            }
+            // Replayable: the same run seed gives the same sequence again.
+            assert_eq!(seqs[0], timeouts(run_seed, 1, 5), "run seed {run_seed}");
+        }
+    }
+
+    #[test]
+    fn node_seed_is_injective_in_the_id() {
+        for run_seed in [0, 7, u64::MAX] {
+            let seeds: BTreeSet<u64> = (0..10_000).map(|id| node_seed(run_seed, id)).collect();
+            assert_eq!(seeds.len(), 10_000, "run seed {run_seed}");
+        }
     }
 }

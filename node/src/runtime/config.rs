@@ -53,6 +53,7 @@ pub struct NodeConfig {
     pub test_diverge_puts: bool,
     /// How long a client request may wait inside the node before it is answered `Timeout`.
     pub request_timeout_ms: u64,
-    /// Seed of the core's randomized election timeouts.
+    /// The run's seed (the same for every node); the core derives this node's own seed from
+    /// it and the id with [`crate::raft::node_seed`].
     pub seed: u64,
 }
