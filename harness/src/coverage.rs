@@ -513,6 +513,37 @@ fn cuts_leader(desc: &Value, leader: &str, nodes: &[String]) -> bool {
     }
 }
 
+/// Whether, under the fault described by `desc`, some node other than `leader` can still
+/// win an election: it exchanges messages both ways with enough nodes to make a majority
+/// with itself. A 3-node majorities ring, where every link is cut one way, leaves nobody
+/// able to; a cut-off leader is then expected to stay without a successor, and that is no
+/// sign of a weak fault or a stuck election.
+fn others_can_elect(desc: &Value, leader: &str, nodes: &[String]) -> bool {
+    let majority = nodes.len() / 2 + 1;
+    match fault_kind(desc).as_str() {
+        "partition" => {
+            let grudge = desc.get("grudge");
+            let drops = |to: &str, from: &str| {
+                names(grudge.and_then(|g| g.get(to)))
+                    .iter()
+                    .any(|f| f == from)
+            };
+            nodes.iter().filter(|c| c.as_str() != leader).any(|c| {
+                let reach = nodes
+                    .iter()
+                    .filter(|p| *p == c || (!drops(p, c) && !drops(c, p)))
+                    .count();
+                reach >= majority
+            })
+        }
+        "kill" | "pause" => {
+            let down = names(desc.get("nodes"));
+            nodes.len().saturating_sub(down.len()) >= majority
+        }
+        _ => true,
+    }
+}
+
 fn family_of(kind: &str) -> Option<FaultFamily> {
     match kind {
         "script" => Some(FaultFamily::Partition),
@@ -606,7 +637,10 @@ pub fn compute(events: &[Event], observations: &[Observation], input: &CoverageI
             Some(e) => format!("{:.1}–{:.1} s", win.start_s, e),
             None => format!("{:.1} s, never healed", win.start_s),
         };
-        if win.cut_leader == Some(true) && changes == 0 {
+        let electable = leader
+            .as_ref()
+            .is_some_and(|l| others_can_elect(&w.desc, l, &input.nodes));
+        if win.cut_leader == Some(true) && electable && changes == 0 {
             warnings.push(format!(
                 "{} window at {span} cut leader {} off from a majority but no leader change was observed",
                 win.fault,
@@ -963,6 +997,25 @@ mod tests {
             "n1",
             &n5
         ));
+    }
+
+    #[test]
+    fn a_one_way_ring_of_three_leaves_nobody_able_to_win_an_election() {
+        let n3 = nodes3();
+        // Every link cut one way: no pair exchanges both ways, nobody can be elected, so a
+        // cut-off leader without a successor is expected.
+        let ring =
+            json!({"fault": "partition", "grudge": {"n1": ["n2"], "n2": ["n3"], "n3": ["n1"]}});
+        assert!(cuts_leader(&ring, "n1", &n3));
+        assert!(!others_can_elect(&ring, "n1", &n3));
+        // The leader isolated: n2 and n3 still make a majority.
+        let iso = json!({"fault": "partition", "grudge": {"n1": ["n2", "n3"], "n2": ["n1"], "n3": ["n1"]}});
+        assert!(others_can_elect(&iso, "n1", &n3));
+        // A majority killed: nobody left to elect; one killed: the others can.
+        let two = json!({"fault": "kill", "nodes": ["n1", "n2"]});
+        assert!(!others_can_elect(&two, "n1", &n3));
+        let one = json!({"fault": "kill", "nodes": ["n1"]});
+        assert!(others_can_elect(&one, "n1", &n3));
     }
 
     #[test]
