@@ -143,4 +143,10 @@ pub struct TestArgs {
     /// newer leader's entries, then the old leader back; 5 nodes or more). Default: all.
     #[arg(long)]
     pub partition_shapes: Option<String>,
+    /// One fault at a time. By default faults of different families overlap (a kill during a
+    /// partition, a delay during a clock skew), with at most one network fault at a time and
+    /// process, clock and membership faults on disjoint nodes; scripts and sequences always
+    /// run alone.
+    #[arg(long)]
+    pub no_overlap: bool,
 }

@@ -280,6 +280,9 @@ pub fn command_line(args: &TestArgs, seed: u64) -> String {
     if let Some(p) = &args.partition_shapes {
         s.push_str(&format!(" --partition-shapes {p}"));
     }
+    if args.no_overlap {
+        s.push_str(" --no-overlap");
+    }
     if args.results_dir != Path::new("results") {
         s.push_str(&format!(" --results-dir {}", args.results_dir.display()));
     }
@@ -481,7 +484,8 @@ async fn drive(
             },
         )
         .and_then(|p| p.with_partition_shapes(&partition_shapes(args)))
-        .map_err(anyhow::Error::msg)?;
+        .map_err(anyhow::Error::msg)?
+        .with_overlap(!args.no_overlap);
         crate::faults::run_schedule(
             planner,
             cluster,
