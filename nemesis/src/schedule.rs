@@ -293,11 +293,12 @@ pub struct PlannerConfig {
 /// uniform pick each time can leave a family out of a whole run).
 ///
 /// # A leader-isolating partition in every run
-/// Until one has been drawn, a partition drawn while the leader is known is one of
-/// [`LEADER_ISOLATING_SHAPES`] (among those enabled): the leader cut off from every majority
-/// is the fault that exercises elections, stale leaders and lease expiry, and a short run
-/// drawing only `halves` or `bridge` might never isolate the leader. `--partition-shapes`
-/// wins: when it allows none of those shapes, nothing is forced.
+/// Until one has been drawn, a partition is one of [`LEADER_ISOLATING_SHAPES`] (among those
+/// enabled): the leader cut off from every majority is the fault that exercises elections,
+/// stale leaders and lease expiry, and a short run drawing only `halves` or `bridge` might
+/// never isolate the leader. Those shapes aim at the leader, so while none is known the
+/// partition family lets the later families of the round go first (a few times at most).
+/// `--partition-shapes` wins: when it allows none of those shapes, nothing is forced.
 ///
 /// # Overlap
 /// With overlap on (the default), a fault may start while others are active, as Jepsen's
@@ -335,6 +336,8 @@ pub struct Planner {
     leader_isolated: bool,
     /// A shape that needs the cluster to itself, drawn while other faults were active.
     waiting_for_quiet: Option<&'static str>,
+    /// How often the partition family has let others go first while no leader was known.
+    leader_waits: u32,
 }
 
 /// The partition shapes that cut the leader off from every majority (`lagging-rejoin` does
@@ -345,6 +348,11 @@ pub const LEADER_ISOLATING_SHAPES: [&str; 4] = [
     "slow-isolated-leader",
     "lagging-rejoin",
 ];
+
+/// How many tries the leader-isolating partition waits for a known leader before it is drawn
+/// without one (then as a shape that needs no leader; the promise carries to the next
+/// partition).
+const LEADER_WAITS: u32 = 3;
 
 /// How often a family is redrawn for a fault that fits beside the active ones (targets are
 /// random, so a second draw often avoids a busy node) before the next family is tried.
@@ -708,6 +716,7 @@ impl Planner {
             round: Vec::new(),
             leader_isolated: false,
             waiting_for_quiet: None,
+            leader_waits: 0,
         })
     }
 
@@ -783,6 +792,9 @@ impl Planner {
         let size = self.config.nodes.len();
         for i in 0..self.round.len() {
             let family = self.round[i];
+            if family == FaultFamily::Partition && self.should_wait_for_leader(leader) {
+                continue;
+            }
             for _ in 0..DRAWS_PER_FAMILY {
                 let (fault, shape) = self.draw(family, leader);
                 if fault.needs_quiet() && !active.is_empty() {
@@ -796,6 +808,25 @@ impl Planner {
             }
         }
         None
+    }
+
+    /// Whether the partition family should let later families of the round go first because
+    /// the leader-isolating partition is still due and no leader is known (a paused or killed
+    /// leader, an election under way). Bounded: after [`LEADER_WAITS`] such skips the
+    /// partition is drawn anyway, so a cluster without a leader cannot starve the round.
+    fn should_wait_for_leader(&mut self, leader: Option<NodeId>) -> bool {
+        if leader.is_some() || self.leader_isolated || self.leader_waits >= LEADER_WAITS {
+            return false;
+        }
+        let clock = self.config.families.contains(&FaultFamily::Clock);
+        let due = available_shapes(self.config.nodes.len(), true, clock)
+            .into_iter()
+            .filter(|n| self.only_shapes.is_empty() || self.only_shapes.contains(n))
+            .any(|n| LEADER_ISOLATING_SHAPES.contains(&n));
+        if due {
+            self.leader_waits += 1;
+        }
+        due
     }
 
     /// Books a planned fault: its family leaves the round; a leader-isolating partition
@@ -1241,10 +1272,36 @@ mod tests {
     #[test]
     fn the_leader_isolating_partition_waits_for_a_known_leader_and_yields_to_shapes() {
         for seed in 0..30u64 {
-            let mut p = Planner::new(seed, config(vec![FaultFamily::Partition])).unwrap();
-            // No leader known: the leader shapes cannot be drawn, and the promise stands.
+            // No leader known: the partition lets the kill go first.
+            let mut p = Planner::new(
+                seed,
+                config(vec![FaultFamily::Partition, FaultFamily::Kill]),
+            )
+            .unwrap();
             let f = p.next_fault(None, &[]).unwrap();
-            assert!(matches!(f, Fault::Partition { .. }), "seed {seed}: {f:?}");
+            assert!(matches!(f, Fault::Kill { .. }), "seed {seed}: {f:?}");
+            let f = p.next_fault(Some(4), &[]).unwrap();
+            let g = f
+                .steps()
+                .last()
+                .unwrap()
+                .parts()
+                .into_iter()
+                .find_map(|p| match p {
+                    Fault::Partition { grudge, .. } => Some(grudge.clone()),
+                    _ => None,
+                });
+            assert!(
+                leader_cut_from_majority(&g.unwrap(), 4, &[1, 2, 3, 4, 5]),
+                "seed {seed}: {f:?}"
+            );
+            // Alone, it waits a few tries at most, then draws a shape that needs no leader;
+            // the promise stands for the next partition.
+            let mut p = Planner::new(seed, config(vec![FaultFamily::Partition])).unwrap();
+            let waited = (0..10)
+                .take_while(|_| p.next_fault(None, &[]).is_none())
+                .count();
+            assert_eq!(waited as u32, LEADER_WAITS, "seed {seed}");
             let f = p.next_fault(Some(2), &[]).unwrap();
             let last = *f.steps().last().unwrap();
             match last {
