@@ -874,14 +874,13 @@ impl Planner {
         family: FaultFamily,
         leader: Option<NodeId>,
     ) -> (Fault, Option<&'static str>) {
-        if family == FaultFamily::Partition {
-            let (fault, name) = self.draw_partition(leader, None);
-            return (fault, Some(name));
-        }
         let nodes = self.config.nodes.clone();
         let rng = &mut self.rng;
         let fault = match family {
-            FaultFamily::Partition => unreachable!("drawn above"),
+            FaultFamily::Partition => {
+                let (fault, name) = self.draw_partition(leader, None);
+                return (fault, Some(name));
+            }
             FaultFamily::Delay => Fault::Delay {
                 fixed_ms: rng.gen_range(20..=150),
                 jitter_ms: rng.gen_range(0..=100),
@@ -1465,6 +1464,19 @@ mod tests {
             assert_eq!(seen.len(), fams.len(), "seed {seed}: {seen:?}");
         }
         assert!(total_overlaps > 500, "overlaps: {total_overlaps}");
+    }
+
+    #[test]
+    fn same_seed_same_overlapping_schedule() {
+        for seed in 0..20u64 {
+            let run = || {
+                let mut p = Planner::new(seed, config(SIX.to_vec())).unwrap();
+                let (started, overlaps) = simulate(seed, &mut p, &SIX, 40);
+                let described: Vec<_> = started.iter().map(Fault::describe).collect();
+                (described, overlaps)
+            };
+            assert_eq!(run(), run(), "seed {seed}");
+        }
     }
 
     #[test]
