@@ -1,6 +1,7 @@
-//! The fault schedule's planner: which fault comes next, and when, drawn from the test's
-//! seed. It is pure (no I/O); the harness applies and heals what it plans and records each
-//! start and stop in the history.
+//! The fault schedule's planner: which fault comes next, and when, and which faults may be
+//! active together, drawn from the test's seed. It is pure (no I/O); the harness applies and
+//! heals what it plans and records each start and stop in the history. See [`Planner`] for the
+//! order of families and the overlap rules.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
