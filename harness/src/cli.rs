@@ -154,4 +154,10 @@ pub struct TestArgs {
     /// How often (ms) every member's status is polled into cluster.jsonl.
     #[arg(long, default_value_t = 100)]
     pub observe_interval: u64,
+    /// One fault at a time. By default faults of different families overlap (a kill during a
+    /// partition, a delay during a clock skew), with at most one network fault at a time and
+    /// process, clock and membership faults on disjoint nodes; scripts and sequences always
+    /// run alone.
+    #[arg(long)]
+    pub no_overlap: bool,
 }

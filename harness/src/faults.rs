@@ -1,8 +1,16 @@
-//! The fault schedule as the harness plays it: wait, apply the planner's next fault, wait,
-//! heal it, until the deadline. Every start and stop is a `nemesis` event in the history.
+//! The fault schedule as the harness plays it. About every interval it asks the planner for a
+//! fault that may start beside the active ones (see `nemesis::schedule::Planner` for the order
+//! of families and the overlap rules); each fault then lives on its own: applied, held for its
+//! own duration, healed. Every start and stop is a `nemesis` event in the history, one pair per
+//! part, so windows and overlaps can be computed from the history alone.
+//!
+//! Each fault is a future polled by the schedule's loop, not a spawned task: the faults borrow
+//! the cluster and the recorder, and a slow heal (a membership change waiting for a quorum)
+//! never delays another fault's heal, because the loop keeps polling them all.
 
 use std::time::{Duration, Instant};
 
+use futures::stream::{FuturesUnordered, StreamExt};
 use nemesis::schedule::{Fault, Planner};
 use tokio_util::sync::CancellationToken;
 use workloads::recorder::Recorder;
@@ -10,8 +18,64 @@ use workloads::recorder::Recorder;
 use crate::active_faults::ActiveFaults;
 use crate::cluster::Cluster;
 
-/// The schedule: wait, apply a fault, wait, heal it; until the deadline. Every start and stop
-/// is a `nemesis` event in the history.
+/// Sleeps until `until` or the deadline or a stop, whichever comes first; false when the run
+/// is over (deadline passed or stopped).
+async fn wait(until: Instant, deadline: Instant, stop: &CancellationToken) -> bool {
+    let t = until.min(deadline);
+    tokio::select! {
+        _ = tokio::time::sleep_until(t.into()) => Instant::now() < deadline,
+        _ = stop.cancelled() => false,
+    }
+}
+
+/// Plays one fault: applies it (a sequence step by step, each step healed as the next is
+/// applied; a script through `crate::scripted`), holds it for `holds` (one duration per step),
+/// heals it. Ends early, healed, at the deadline or a stop. Every part applied is healed
+/// before this returns, even when applying a later part failed.
+async fn play(
+    cluster: &Cluster,
+    recorder: &Recorder,
+    fault: Fault,
+    holds: Vec<Duration>,
+    deadline: Instant,
+    stop: &CancellationToken,
+) -> anyhow::Result<()> {
+    if let Fault::Scripted { script, old, peer } = fault {
+        let reached =
+            crate::scripted::run(cluster, recorder, script, old, peer, deadline, stop).await?;
+        tracing::info!("{} script: {reached:?}", script.as_str());
+        return Ok(());
+    }
+    let mut active = ActiveFaults::new(cluster, recorder);
+    for (step, hold) in fault.steps().into_iter().zip(holds) {
+        if !active.is_empty() {
+            active.heal().await?;
+        }
+        let mut failed = false;
+        for part in step.parts() {
+            if let Err(e) = active.apply(part).await {
+                tracing::warn!("{e:#}");
+                failed = true;
+                break;
+            }
+        }
+        if failed || !wait(Instant::now() + hold, deadline, stop).await {
+            break;
+        }
+    }
+    active.heal().await
+}
+
+/// The schedule, until the deadline or a stop. Each fault holds for about an interval (uniform
+/// in half to one and a half times `interval_s`). The first fault starts about an interval in;
+/// after a start, the planner is asked again about half an interval later for a fault that
+/// fits beside the active ones, so that with several families about two faults are active at
+/// a time and most overlap. When nothing may start (overlap off, a script running, a family
+/// waiting for a busy one), the next try comes about an interval after the next fault is
+/// healed: with overlap off, or a single family, that is one fault at a time with a quiet
+/// interval between faults. Bounded: every fault's hold ends at the deadline, and every fault
+/// applied is healed before this returns. A failed heal stops the schedule: the other faults
+/// are healed at once and the first error is returned.
 pub async fn run_schedule(
     mut planner: Planner,
     cluster: &Cluster,
@@ -20,79 +84,100 @@ pub async fn run_schedule(
     stop: CancellationToken,
     interval_s: f64,
 ) -> anyhow::Result<()> {
-    if !planner.is_active() {
+    if !planner.may_start(&[]) {
         return Ok(());
     }
     let mean = Duration::from_secs_f64(interval_s);
-    // Sleeps until `until` or the deadline/stop, whichever comes first; false when the run is over.
-    async fn wait(until: Instant, deadline: Instant, stop: &CancellationToken) -> bool {
-        let t = until.min(deadline);
+    // Cancelled at a stop or when a heal fails: every fault then heals at once.
+    let halt = stop.child_token();
+    let mut running = FuturesUnordered::new();
+    // The faults applied (or being applied) and not yet healed, by id.
+    let mut active: Vec<(u64, Fault)> = Vec::new();
+    let mut next_id = 0u64;
+    // When to ask the planner next; `None`: after the next fault is healed.
+    let mut next_try = Some(Instant::now() + planner.next_interval(mean));
+    let mut first_err: Option<anyhow::Error> = None;
+
+    // One fault ended (healed): forget it, and plan the next try if it waited for this.
+    let mut ended = |id: u64,
+                     result: anyhow::Result<()>,
+                     active: &mut Vec<(u64, Fault)>,
+                     next_try: &mut Option<Instant>,
+                     planner: &mut Planner| {
+        active.retain(|(i, _)| *i != id);
+        if let Err(e) = result {
+            tracing::warn!("{e:#}");
+            first_err.get_or_insert(e);
+            halt.cancel();
+        }
+        if next_try.is_none() {
+            *next_try = Some(Instant::now() + planner.next_interval(mean));
+        }
+    };
+
+    while Instant::now() < deadline && !halt.is_cancelled() {
+        let wake = next_try.unwrap_or(deadline).min(deadline);
         tokio::select! {
-            _ = tokio::time::sleep_until(t.into()) => Instant::now() < deadline,
-            _ = stop.cancelled() => false,
+            _ = tokio::time::sleep_until(wake.into()) => {}
+            Some((id, r)) = running.next(), if !running.is_empty() => {
+                ended(id, r, &mut active, &mut next_try, &mut planner);
+                continue;
+            }
+            _ = halt.cancelled() => break,
         }
-    }
-    // Bounded: each iteration waits at least half an interval.
-    loop {
-        if !wait(
-            Instant::now() + planner.next_interval(mean),
-            deadline,
-            &stop,
-        )
-        .await
-        {
-            return Ok(());
-        }
-        let leader = cluster.leader().await;
-        let Some(fault) = planner.next_fault(leader) else {
-            return Ok(());
-        };
-        if let Fault::Scripted { script, old, peer } = fault {
-            let reached =
-                crate::scripted::run(cluster, recorder, script, old, peer, deadline, &stop).await?;
-            tracing::info!("{} script: {reached:?}", script.as_str());
+        if next_try.is_none_or(|t| Instant::now() < t) || Instant::now() >= deadline {
             continue;
         }
-        // Each step of a sequence is healed as the next is applied; each part of a combined
-        // fault is its own start/stop pair in the history, so the charts shade each window
-        // by its kind.
-        let mut active = ActiveFaults::new(cluster, recorder);
-        let mut failed = false;
-        for step in fault.steps() {
-            if !active.is_empty() {
-                if !wait(
-                    Instant::now() + planner.next_interval(mean),
-                    deadline,
-                    &stop,
-                )
-                .await
-                {
-                    break;
-                }
-                active.heal().await?;
-            }
-            for part in step.parts() {
-                if let Err(e) = active.apply(part).await {
-                    tracing::warn!("{e:#}");
-                    failed = true;
-                    break;
+        let current: Vec<Fault> = active.iter().map(|(_, f)| f.clone()).collect();
+        if !planner.may_start(&current) {
+            next_try = None;
+            continue;
+        }
+        // Ask for the leader while the active faults go on (their heals are due on time).
+        let leader = {
+            let ask = cluster.leader();
+            tokio::pin!(ask);
+            loop {
+                tokio::select! {
+                    l = &mut ask => break l,
+                    Some((id, r)) = running.next(), if !running.is_empty() => {
+                        ended(id, r, &mut active, &mut next_try, &mut planner);
+                    }
                 }
             }
-            if failed {
-                break;
+        };
+        let current: Vec<Fault> = active.iter().map(|(_, f)| f.clone()).collect();
+        match planner.next_fault(leader, &current) {
+            Some(fault) => {
+                let holds = fault
+                    .steps()
+                    .iter()
+                    .map(|_| planner.next_interval(mean))
+                    .collect();
+                let id = next_id;
+                next_id += 1;
+                active.push((id, fault.clone()));
+                let play = play(cluster, recorder, fault, holds, deadline, &halt);
+                running.push(async move { (id, play.await) });
+                let current: Vec<Fault> = active.iter().map(|(_, f)| f.clone()).collect();
+                // With overlap off (or a script running) the next fault comes one interval
+                // after this one is healed, not one interval after it started.
+                next_try = if planner.may_start(&current) {
+                    Some(Instant::now() + planner.next_interval(mean / 2))
+                } else {
+                    None
+                };
             }
-        }
-        if !failed {
-            wait(
-                Instant::now() + planner.next_interval(mean),
-                deadline,
-                &stop,
-            )
-            .await;
-        }
-        active.heal().await?;
-        if Instant::now() >= deadline || stop.is_cancelled() {
-            return Ok(());
+            // Nothing is active, so nothing to wait for: try again an interval later.
+            None if active.is_empty() => {
+                next_try = Some(Instant::now() + planner.next_interval(mean));
+            }
+            None => next_try = None,
         }
     }
+    // Every fault ends its hold at the deadline or the halt; wait for their heals.
+    while let Some((id, r)) = running.next().await {
+        ended(id, r, &mut active, &mut next_try, &mut planner);
+    }
+    first_err.map_or(Ok(()), Err)
 }

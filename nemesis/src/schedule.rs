@@ -1,8 +1,9 @@
-//! The fault schedule's planner: which fault comes next, and when, drawn from the test's
-//! seed. It is pure (no I/O); the harness applies and heals what it plans and records each
-//! start and stop in the history.
+//! The fault schedule's planner: which fault comes next, and when, and which faults may be
+//! active together, drawn from the test's seed. It is pure (no I/O); the harness applies and
+//! heals what it plans and records each start and stop in the history. See [`Planner`] for the
+//! order of families and the overlap rules.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use rand::seq::SliceRandom;
@@ -164,7 +165,8 @@ pub enum Fault {
 }
 
 impl Fault {
-    /// The family this fault belongs to.
+    /// The family that draws this fault: a combined fault or a sequence with a partition
+    /// part is drawn by the partition family (its shape combines the parts).
     pub fn family(&self) -> FaultFamily {
         match self {
             Fault::Partition { .. } | Fault::Scripted { .. } => FaultFamily::Partition,
@@ -174,10 +176,14 @@ impl Fault {
             Fault::Pause { .. } => FaultFamily::Pause,
             Fault::Clock { .. } => FaultFamily::Clock,
             Fault::Membership { .. } => FaultFamily::Membership,
-            Fault::Combined { parts: faults } | Fault::Sequence { steps: faults } => faults
-                .first()
-                .map(Fault::family)
-                .unwrap_or(FaultFamily::Partition),
+            Fault::Combined { parts: faults } | Fault::Sequence { steps: faults } => {
+                let families: Vec<FaultFamily> = faults.iter().map(Fault::family).collect();
+                if families.contains(&FaultFamily::Partition) {
+                    FaultFamily::Partition
+                } else {
+                    families.first().copied().unwrap_or(FaultFamily::Partition)
+                }
+            }
         }
     }
 
@@ -277,13 +283,196 @@ pub struct PlannerConfig {
     pub clock_bump_ms: f64,
 }
 
-/// Draws faults and intervals from one seeded generator: the same seed and the same answers
-/// to "who is the leader" give the same sequence of faults.
+/// Draws faults and intervals from one seeded generator: the same seed, the same answers to
+/// "who is the leader" and the same active faults give the same sequence of faults.
+///
+/// # Which family comes next
+/// The enabled families are visited round-robin: at the start of each round they are shuffled
+/// once (seeded), and each is drawn once before the next round begins; the shape and the
+/// target within a family are drawn at random. So with F families and a fault started about
+/// every interval, every family is applied within the first F draws, whatever the seed (a
+/// uniform pick each time can leave a family out of a whole run).
+///
+/// # A leader-isolating partition in every run
+/// Until one has been drawn, a partition is one of [`LEADER_ISOLATING_SHAPES`] (among those
+/// enabled; `lagging-rejoin` only when no other of them is, as it runs alone): the leader cut off from every majority is the fault that exercises elections,
+/// stale leaders and lease expiry, and a short run drawing only `halves` or `bridge` might
+/// never isolate the leader. Those shapes aim at the leader, so while none is known the
+/// partition family lets the later families of the round go first (a few times at most).
+/// `--partition-shapes` wins: when it allows none of those shapes, nothing is forced.
+///
+/// # Overlap
+/// With overlap on (the default), a fault may start while others are active, as Jepsen's
+/// combined nemesis does, provided [`can_overlap`] allows it; the family at the head of the
+/// round that cannot start now waits there while a later family of the round starts. The
+/// rules make sure healing one fault never undoes or blocks another:
+/// - **At most one fault per family** at a time: windows are paired by fault kind in the
+///   history, and two clock faults (or two kills) would heal each other's nodes.
+/// - **One network fault at a time** (partition, delay, loss, slow links): the proxies hold one
+///   state per link and healing any of them restores every link.
+/// - **Process, clock and membership faults touch disjoint nodes**: a node is killed, paused,
+///   clock-skewed or removed by at most one active fault. A paused or killed node cannot take
+///   an admin request (its clock could not be set or reset), a restart after a kill resets the
+///   clock a skew set, and killing or pausing the node being removed would race the
+///   membership change about it.
+/// - **A membership change keeps a quorum**: while a node is removed (or being removed or
+///   added back), the killed and paused nodes together leave a majority of the remaining
+///   voters running, so the change and its undo can commit.
+/// - **Scripts and sequences run alone** (`figure-8`, `stale-tail`, `lagging-rejoin`): they
+///   move between precise states of the cluster. When one is drawn while other faults are
+///   active, nothing new starts until they are healed, and then that shape is drawn (with
+///   the leader of that moment).
+///
+/// With overlap off ([`Planner::with_overlap`]), a fault is planned only when none is active.
 pub struct Planner {
     rng: ChaCha8Rng,
     config: PlannerConfig,
     /// Partition shapes allowed (empty: all); see [`Planner::with_partition_shapes`].
     only_shapes: Vec<&'static str>,
+    /// Whether faults of different families may be active at once.
+    overlap: bool,
+    /// The families of the current round not yet drawn, in visiting order.
+    round: Vec<FaultFamily>,
+    /// Whether a partition isolating the leader from a majority has been planned.
+    leader_isolated: bool,
+    /// A shape that needs the cluster to itself, drawn while other faults were active.
+    waiting_for_quiet: Option<&'static str>,
+    /// How often the partition family has let others go first while no leader was known.
+    leader_waits: u32,
+}
+
+/// The partition shapes that cut the leader off from every majority (`lagging-rejoin` does
+/// in its second step); the first partition of a run is one of them (see [`Planner`]).
+pub const LEADER_ISOLATING_SHAPES: [&str; 4] = [
+    "isolate-leader",
+    "leader-in-minority",
+    "slow-isolated-leader",
+    "lagging-rejoin",
+];
+
+/// How many tries the leader-isolating partition waits for a known leader before it is drawn
+/// without one (then as a shape that needs no leader; the promise carries to the next
+/// partition).
+const LEADER_WAITS: u32 = 3;
+
+/// How often a family is redrawn for a fault that fits beside the active ones (targets are
+/// random, so a second draw often avoids a busy node) before the next family is tried.
+const DRAWS_PER_FAMILY: usize = 8;
+
+/// What a fault changes, for the overlap rules.
+#[derive(Default)]
+struct Footprint {
+    /// The families of its parts (a combined fault may span two).
+    families: BTreeSet<FaultFamily>,
+    /// Whether it sets proxy link states.
+    network: bool,
+    /// Whether it must run with no other fault active (scripts and sequences).
+    exclusive: bool,
+    /// Nodes whose process, clock or membership it changes.
+    nodes: BTreeSet<NodeId>,
+    /// Nodes it stops (killed or paused).
+    down: BTreeSet<NodeId>,
+    /// Whether it changes the membership.
+    membership: bool,
+}
+
+impl Footprint {
+    fn of(fault: &Fault) -> Footprint {
+        let mut fp = Footprint::default();
+        fp.add(fault);
+        fp
+    }
+
+    fn add(&mut self, fault: &Fault) {
+        match fault {
+            Fault::Partition { .. } => {
+                self.families.insert(FaultFamily::Partition);
+                self.network = true;
+            }
+            Fault::Delay { .. } | Fault::SlowLinks { .. } => {
+                self.families.insert(FaultFamily::Delay);
+                self.network = true;
+            }
+            Fault::Loss { .. } => {
+                self.families.insert(FaultFamily::Loss);
+                self.network = true;
+            }
+            Fault::Kill { nodes, .. } => {
+                self.families.insert(FaultFamily::Kill);
+                self.nodes.extend(nodes);
+                self.down.extend(nodes);
+            }
+            Fault::Pause { nodes, .. } => {
+                self.families.insert(FaultFamily::Pause);
+                self.nodes.extend(nodes);
+                self.down.extend(nodes);
+            }
+            Fault::Clock { skews } => {
+                self.families.insert(FaultFamily::Clock);
+                self.nodes.extend(skews.keys());
+            }
+            Fault::Membership { removed, .. } => {
+                self.families.insert(FaultFamily::Membership);
+                self.nodes.insert(*removed);
+                self.membership = true;
+            }
+            Fault::Combined { parts } => parts.iter().for_each(|p| self.add(p)),
+            Fault::Sequence { steps } => {
+                steps.iter().for_each(|p| self.add(p));
+                self.exclusive = true;
+            }
+            Fault::Scripted { .. } => {
+                // Scripts cut links and slow them.
+                self.families
+                    .extend([FaultFamily::Partition, FaultFamily::Delay]);
+                self.network = true;
+                self.exclusive = true;
+            }
+        }
+    }
+}
+
+/// Whether `candidate` may start while the `active` faults are applied, in a cluster of
+/// `cluster_size` nodes, by the overlap rules of [`Planner`]: always when nothing is active;
+/// never beside a script or sequence; otherwise only with no family in common, at most one
+/// network fault, disjoint nodes touched, and a quorum of voters left running while a
+/// membership change is active.
+pub fn can_overlap(candidate: &Fault, active: &[Fault], cluster_size: usize) -> bool {
+    if active.is_empty() {
+        return true;
+    }
+    let c = Footprint::of(candidate);
+    if c.exclusive {
+        return false;
+    }
+    let mut down = c.down.clone();
+    let mut membership = c.membership;
+    for a in active.iter().map(Footprint::of) {
+        if a.exclusive
+            || !c.families.is_disjoint(&a.families)
+            || (c.network && a.network)
+            || !c.nodes.is_disjoint(&a.nodes)
+        {
+            return false;
+        }
+        down.extend(a.down);
+        membership |= a.membership;
+    }
+    if membership {
+        // One node is out of the voters; the others must keep a majority of them running.
+        let voters = cluster_size.saturating_sub(1);
+        if down.len() + (voters / 2 + 1) > voters {
+            return false;
+        }
+    }
+    true
+}
+
+impl Fault {
+    /// Whether this fault must run with no other fault active (a script or a sequence).
+    pub fn needs_quiet(&self) -> bool {
+        Footprint::of(self).exclusive
+    }
 }
 
 /// Every partition shape the planner draws from, by the name history events give it.
@@ -324,41 +513,48 @@ fn draw_rate(rng: &mut ChaCha8Rng, c: &PlannerConfig) -> f64 {
     (rate * 1000.0).round() / 1000.0
 }
 
-/// A partition of one of the allowed shapes (all when `only` is empty), drawn from `rng`.
-fn partition_fault(
-    nodes: &[NodeId],
-    leader: Option<NodeId>,
-    clock_enabled: bool,
-    skew_rate: f64,
-    only: &[&'static str],
-    rng: &mut ChaCha8Rng,
-) -> Fault {
+/// Every partition shape that can be drawn for a cluster of `nodes` nodes, given whether a
+/// leader is known (the leader shapes aim at it) and whether the clock family is enabled (the
+/// shapes that combine a partition with a clock change need it).
+fn available_shapes(nodes: usize, leader_known: bool, clock_enabled: bool) -> Vec<&'static str> {
     let mut names: Vec<&'static str> = vec!["isolate-one", "halves", "majorities-ring", "bridge"];
-    if leader.is_some() {
+    if leader_known {
         names.extend([
             "isolate-leader",
             "leader-in-minority",
             "one-way-leader-deaf",
         ]);
-        if nodes.len() >= 3 {
+        if nodes >= 3 {
             names.push("lagging-rejoin");
         }
-        if nodes.len() >= 5 {
+        if nodes >= 5 {
             names.extend(["figure-8", "stale-tail"]);
         }
         if clock_enabled {
             names.push("slow-isolated-leader");
-            if nodes.len() >= 3 {
+            if nodes >= 3 {
                 names.push("deaf-leader-fast-follower");
             }
         }
     }
-    if !only.is_empty() {
-        names.retain(|n| only.contains(n));
-    }
-    let fallback = || Fault::Partition {
-        shape: "isolate-one",
-        grudge: partition::isolate(nodes, nodes[0]).unwrap_or_default(),
+    names
+}
+
+/// A partition of one of `names` (isolate-one when it is empty), drawn from `rng`, with the
+/// name of the shape drawn.
+fn partition_fault(
+    nodes: &[NodeId],
+    leader: Option<NodeId>,
+    skew_rate: f64,
+    names: &[&'static str],
+    rng: &mut ChaCha8Rng,
+) -> (Fault, &'static str) {
+    let fallback = || {
+        let fault = Fault::Partition {
+            shape: "isolate-one",
+            grudge: partition::isolate(nodes, nodes[0]).unwrap_or_default(),
+        };
+        (fault, "isolate-one")
     };
     // Shapes that need more nodes than we have are redrawn (bounded).
     for _ in 0..8 {
@@ -385,18 +581,21 @@ fn partition_fault(
                 ) else {
                     continue;
                 };
-                return Fault::Sequence {
-                    steps: vec![
-                        Fault::Partition {
-                            shape: "lagging-rejoin",
-                            grudge: g1,
-                        },
-                        Fault::Partition {
-                            shape: "isolate-leader",
-                            grudge: g2,
-                        },
-                    ],
-                };
+                return (
+                    Fault::Sequence {
+                        steps: vec![
+                            Fault::Partition {
+                                shape: "lagging-rejoin",
+                                grudge: g1,
+                            },
+                            Fault::Partition {
+                                shape: "isolate-leader",
+                                grudge: g2,
+                            },
+                        ],
+                    },
+                    name,
+                );
             }
             "figure-8" | "stale-tail" => {
                 let others: Vec<NodeId> = nodes.iter().copied().filter(|&n| n != l).collect();
@@ -408,11 +607,14 @@ fn partition_fault(
                 } else {
                     Script::StaleTail
                 };
-                return Fault::Scripted {
-                    script,
-                    old: l,
-                    peer,
-                };
+                return (
+                    Fault::Scripted {
+                        script,
+                        old: l,
+                        peer,
+                    },
+                    name,
+                );
             }
             "deaf-leader-fast-follower" => {
                 // The leader hears nobody (its messages still arrive, so the others keep
@@ -436,15 +638,18 @@ fn partition_fault(
                         rate: skew_rate,
                     },
                 );
-                return Fault::Combined {
-                    parts: vec![
-                        Fault::Clock { skews },
-                        Fault::Partition {
-                            shape: "one-way-leader-deaf",
-                            grudge,
-                        },
-                    ],
-                };
+                return (
+                    Fault::Combined {
+                        parts: vec![
+                            Fault::Clock { skews },
+                            Fault::Partition {
+                                shape: "one-way-leader-deaf",
+                                grudge,
+                            },
+                        ],
+                    },
+                    name,
+                );
             }
             "slow-isolated-leader" => {
                 let mut skews = BTreeMap::new();
@@ -458,23 +663,29 @@ fn partition_fault(
                 let Ok(grudge) = partition::isolate(nodes, l) else {
                     continue;
                 };
-                return Fault::Combined {
-                    parts: vec![
-                        Fault::Clock { skews },
-                        Fault::Partition {
-                            shape: "isolate-leader",
-                            grudge,
-                        },
-                    ],
-                };
+                return (
+                    Fault::Combined {
+                        parts: vec![
+                            Fault::Clock { skews },
+                            Fault::Partition {
+                                shape: "isolate-leader",
+                                grudge,
+                            },
+                        ],
+                    },
+                    name,
+                );
             }
             _ => continue,
         };
         if let Ok(grudge) = shape.grudge(nodes, rng) {
-            return Fault::Partition {
-                shape: name,
-                grudge,
-            };
+            return (
+                Fault::Partition {
+                    shape: name,
+                    grudge,
+                },
+                name,
+            );
         }
     }
     fallback()
@@ -502,7 +713,19 @@ impl Planner {
             rng: ChaCha8Rng::seed_from_u64(seed),
             config,
             only_shapes: Vec::new(),
+            overlap: true,
+            round: Vec::new(),
+            leader_isolated: false,
+            waiting_for_quiet: None,
+            leader_waits: 0,
         })
+    }
+
+    /// With `false`, plans a fault only when none is active (one fault at a time); with
+    /// `true` (the default), faults of different families overlap by the rules of [`Planner`].
+    pub fn with_overlap(mut self, overlap: bool) -> Planner {
+        self.overlap = overlap;
+        self
     }
 
     /// Draws partitions only of these shapes (names from [`PARTITION_SHAPES`]; empty: all),
@@ -534,16 +757,135 @@ impl Planner {
         mean.mul_f64(self.rng.gen_range(0.5..1.5))
     }
 
-    /// The next fault, given the current leader (as reported by the nodes).
-    pub fn next_fault(&mut self, leader: Option<NodeId>) -> Option<Fault> {
-        let family = *self.config.families.choose(&mut self.rng)?;
+    /// Whether [`Planner::next_fault`] could plan anything beside the `active` faults: false
+    /// while a script or sequence is active, while a shape that needs the cluster to itself
+    /// waits for the others to be healed, and, with overlap off, while any fault is active.
+    /// Lets the caller skip asking the nodes for the leader when nothing can start.
+    pub fn may_start(&self, active: &[Fault]) -> bool {
+        if self.config.families.is_empty() {
+            return false;
+        }
+        if active.is_empty() {
+            return true;
+        }
+        self.overlap && self.waiting_for_quiet.is_none() && !active.iter().any(Fault::needs_quiet)
+    }
+
+    /// The next fault to apply beside the `active` ones (those applied and not yet healed),
+    /// given the current leader (as reported by the nodes); `None` when nothing may start now
+    /// (see [`Planner`] for the order of families and the overlap rules). The fault returned
+    /// always satisfies [`can_overlap`] with `active`.
+    pub fn next_fault(&mut self, leader: Option<NodeId>, active: &[Fault]) -> Option<Fault> {
+        if !self.may_start(active) {
+            return None;
+        }
+        if let Some(shape) = self.waiting_for_quiet.take() {
+            // `may_start` holds, so nothing is active: the waiting shape runs now, cast
+            // with the leader of this moment. It was the partition family's draw this round.
+            let (fault, name) = self.draw_partition(leader, Some(shape));
+            self.accepted(FaultFamily::Partition, name, leader);
+            return Some(fault);
+        }
+        if self.round.is_empty() {
+            self.round = self.config.families.clone();
+            self.round.shuffle(&mut self.rng);
+        }
+        let size = self.config.nodes.len();
+        for i in 0..self.round.len() {
+            let family = self.round[i];
+            if family == FaultFamily::Partition && self.should_wait_for_leader(leader) {
+                continue;
+            }
+            for _ in 0..DRAWS_PER_FAMILY {
+                let (fault, shape) = self.draw(family, leader);
+                if fault.needs_quiet() && !active.is_empty() {
+                    self.waiting_for_quiet = shape;
+                    return None;
+                }
+                if can_overlap(&fault, active, size) {
+                    self.accepted(family, shape.unwrap_or(""), leader);
+                    return Some(fault);
+                }
+            }
+        }
+        None
+    }
+
+    /// Whether the partition family should let later families of the round go first because
+    /// the leader-isolating partition is still due and no leader is known (a paused or killed
+    /// leader, an election under way). Bounded: after [`LEADER_WAITS`] such skips the
+    /// partition is drawn anyway, so a cluster without a leader cannot starve the round.
+    fn should_wait_for_leader(&mut self, leader: Option<NodeId>) -> bool {
+        if leader.is_some() || self.leader_isolated || self.leader_waits >= LEADER_WAITS {
+            return false;
+        }
+        let clock = self.config.families.contains(&FaultFamily::Clock);
+        let due = available_shapes(self.config.nodes.len(), true, clock)
+            .into_iter()
+            .filter(|n| self.only_shapes.is_empty() || self.only_shapes.contains(n))
+            .any(|n| LEADER_ISOLATING_SHAPES.contains(&n));
+        if due {
+            self.leader_waits += 1;
+        }
+        due
+    }
+
+    /// Books a planned fault: its family leaves the round; a leader-isolating partition
+    /// fulfils the run's promise of one.
+    fn accepted(&mut self, family: FaultFamily, shape: &str, leader: Option<NodeId>) {
+        if let Some(i) = self.round.iter().position(|&f| f == family) {
+            self.round.remove(i);
+        }
+        if leader.is_some() && LEADER_ISOLATING_SHAPES.contains(&shape) {
+            self.leader_isolated = true;
+        }
+    }
+
+    /// A partition: of shape `only` if given, else of the enabled shapes, the leader-isolating
+    /// ones until one has been planned. Returns the shape's name too.
+    fn draw_partition(
+        &mut self,
+        leader: Option<NodeId>,
+        only: Option<&'static str>,
+    ) -> (Fault, &'static str) {
+        let clock = self.config.families.contains(&FaultFamily::Clock);
+        let rate = draw_rate(&mut self.rng, &self.config);
+        let mut names = available_shapes(self.config.nodes.len(), leader.is_some(), clock);
+        if !self.only_shapes.is_empty() {
+            names.retain(|n| self.only_shapes.contains(n));
+        }
+        if let Some(only) = only {
+            names.retain(|n| *n == only);
+        } else if !self.leader_isolated {
+            let mut isolating: Vec<&'static str> = names
+                .iter()
+                .copied()
+                .filter(|n| LEADER_ISOLATING_SHAPES.contains(n))
+                .collect();
+            // A sequence runs alone; when a shape that can overlap other faults isolates the
+            // leader as well, the promise is kept without stopping the other families.
+            if isolating.iter().any(|n| *n != "lagging-rejoin") {
+                isolating.retain(|n| *n != "lagging-rejoin");
+            }
+            if !isolating.is_empty() {
+                names = isolating;
+            }
+        }
+        partition_fault(&self.config.nodes, leader, rate, &names, &mut self.rng)
+    }
+
+    /// One fault of `family`, with the partition shape's name when it is a partition.
+    fn draw(
+        &mut self,
+        family: FaultFamily,
+        leader: Option<NodeId>,
+    ) -> (Fault, Option<&'static str>) {
         let nodes = self.config.nodes.clone();
         let rng = &mut self.rng;
         let fault = match family {
             FaultFamily::Partition => {
-                let clock = self.config.families.contains(&FaultFamily::Clock);
-                let rate = draw_rate(rng, &self.config);
-                partition_fault(&nodes, leader, clock, rate, &self.only_shapes, rng)
+                let (fault, name) = self.draw_partition(leader, None);
+                return (fault, Some(name));
             }
             FaultFamily::Delay => Fault::Delay {
                 fixed_ms: rng.gen_range(20..=150),
@@ -602,7 +944,7 @@ impl Planner {
                 }
             }
         };
-        Some(fault)
+        (fault, None)
     }
 }
 
@@ -648,8 +990,8 @@ mod tests {
             let mut b = Planner::new(seed, config(fams.clone())).unwrap();
             for i in 0..50 {
                 let leader = Some(1 + i % 5);
-                let fa = a.next_fault(leader).map(|f| f.describe());
-                let fb = b.next_fault(leader).map(|f| f.describe());
+                let fa = a.next_fault(leader, &[]).map(|f| f.describe());
+                let fb = b.next_fault(leader, &[]).map(|f| f.describe());
                 assert_eq!(fa, fb, "seed {seed}");
                 assert_eq!(
                     a.next_interval(Duration::from_secs(5)),
@@ -663,7 +1005,7 @@ mod tests {
     fn faults_respect_their_bounds() {
         let mut p = Planner::new(7, config(vec![FaultFamily::Clock, FaultFamily::Kill])).unwrap();
         for _ in 0..200 {
-            match p.next_fault(Some(3)).unwrap() {
+            match p.next_fault(Some(3), &[]).unwrap() {
                 Fault::Clock { skews } => {
                     assert!(!skews.is_empty());
                     for s in skews.values() {
@@ -689,7 +1031,7 @@ mod tests {
         let mut p = Planner::new(1, config(vec![FaultFamily::Membership])).unwrap();
         let mut removed_leader = false;
         for _ in 0..50 {
-            match p.next_fault(Some(2)).unwrap() {
+            match p.next_fault(Some(2), &[]).unwrap() {
                 Fault::Membership {
                     removed,
                     was_leader,
@@ -717,7 +1059,7 @@ mod tests {
             .unwrap();
         let mut combined = 0;
         for _ in 0..200 {
-            if let Fault::Combined { parts } = p.next_fault(Some(4)).unwrap() {
+            if let Fault::Combined { parts } = p.next_fault(Some(4), &[]).unwrap() {
                 combined += 1;
                 match (&parts[0], &parts[1]) {
                     (Fault::Clock { skews }, Fault::Partition { shape, grudge }) => {
@@ -739,7 +1081,7 @@ mod tests {
             .unwrap();
         for _ in 0..50 {
             assert!(!matches!(
-                q.next_fault(Some(4)),
+                q.next_fault(Some(4), &[]),
                 Some(Fault::Combined { .. })
             ));
         }
@@ -753,7 +1095,7 @@ mod tests {
             .unwrap();
         let mut combined = 0;
         for _ in 0..200 {
-            if let Fault::Combined { parts } = p.next_fault(Some(3)).unwrap() {
+            if let Fault::Combined { parts } = p.next_fault(Some(3), &[]).unwrap() {
                 combined += 1;
                 match (&parts[0], &parts[1]) {
                     (Fault::Clock { skews }, Fault::Partition { grudge, .. }) => {
@@ -779,7 +1121,7 @@ mod tests {
             .with_partition_shapes(&["lagging-rejoin".into()])
             .unwrap();
         for _ in 0..50 {
-            let f = p.next_fault(Some(2)).unwrap();
+            let f = p.next_fault(Some(2), &[]).unwrap();
             let steps = f.steps();
             assert_eq!(steps.len(), 2, "{f:?}");
             match (steps[0], steps[1]) {
@@ -818,7 +1160,7 @@ mod tests {
                 .unwrap();
             let mut peers = std::collections::BTreeSet::new();
             for _ in 0..50 {
-                match p.next_fault(Some(4)).unwrap() {
+                match p.next_fault(Some(4), &[]).unwrap() {
                     Fault::Scripted {
                         script: s,
                         old,
@@ -841,7 +1183,7 @@ mod tests {
                 .unwrap();
             for _ in 0..20 {
                 assert!(!matches!(
-                    q.next_fault(Some(1)),
+                    q.next_fault(Some(1), &[]),
                     Some(Fault::Scripted { .. })
                 ));
             }
@@ -852,12 +1194,342 @@ mod tests {
     fn partition_descriptions_name_nodes() {
         let mut p = Planner::new(3, config(vec![FaultFamily::Partition])).unwrap();
         let f = (0..20)
-            .map(|_| p.next_fault(Some(2)).unwrap())
+            .map(|_| p.next_fault(Some(2), &[]).unwrap())
             .find(|f| matches!(f, Fault::Partition { .. }))
             .expect("a plain partition among 20 draws");
         let d = f.describe();
         assert_eq!(d["fault"], "partition");
         let g = d["grudge"].as_object().unwrap();
         assert!(g.keys().all(|k| k.starts_with('n')));
+    }
+
+    const SIX: [FaultFamily; 6] = [
+        FaultFamily::Partition,
+        FaultFamily::Delay,
+        FaultFamily::Loss,
+        FaultFamily::Kill,
+        FaultFamily::Pause,
+        FaultFamily::Clock,
+    ];
+
+    /// Whether the leader `l` is cut off (both ways) from every node on the other side of a
+    /// majority: at most a minority (with itself) still talks to it both ways.
+    fn leader_cut_from_majority(g: &Grudge, l: NodeId, nodes: &[NodeId]) -> bool {
+        let with = nodes
+            .iter()
+            .filter(|&&n| n == l || (!g.is_cut(l, n) && !g.is_cut(n, l)))
+            .count();
+        with <= nodes.len() / 2
+    }
+
+    #[test]
+    fn every_family_is_drawn_once_per_round_in_a_seeded_order() {
+        let mut fams = SIX.to_vec();
+        fams.push(FaultFamily::Membership);
+        let mut orders = std::collections::BTreeSet::new();
+        for seed in 0..50u64 {
+            let mut p = Planner::new(seed, config(fams.clone())).unwrap();
+            for round in 0..4 {
+                let drawn: Vec<FaultFamily> = (0..fams.len())
+                    .map(|i| p.next_fault(Some(1 + i as u64 % 5), &[]).unwrap().family())
+                    .collect();
+                let mut sorted = drawn.clone();
+                sorted.sort();
+                let mut want = fams.clone();
+                want.sort();
+                assert_eq!(sorted, want, "seed {seed} round {round}: {drawn:?}");
+                orders.insert(drawn);
+            }
+        }
+        assert!(
+            orders.len() > 50,
+            "rounds are shuffled: {} orders",
+            orders.len()
+        );
+    }
+
+    #[test]
+    fn the_first_partition_isolates_the_leader() {
+        let nodes = [1, 2, 3, 4, 5];
+        for seed in 0..100u64 {
+            let mut p = Planner::new(seed, config(SIX.to_vec())).unwrap();
+            let first = (0..SIX.len())
+                .map(|_| p.next_fault(Some(3), &[]).unwrap())
+                .find(|f| f.family() == FaultFamily::Partition)
+                .unwrap_or_else(|| panic!("seed {seed}: no partition in a round"));
+            // One that can overlap other faults, while such a shape is allowed.
+            assert!(!first.needs_quiet(), "seed {seed}: {first:?}");
+            // The isolating step is the partition part (or a sequence's last step).
+            let step = *first.steps().last().unwrap();
+            let grudge = step
+                .parts()
+                .into_iter()
+                .find_map(|f| match f {
+                    Fault::Partition { grudge, .. } => Some(grudge.clone()),
+                    _ => None,
+                })
+                .unwrap_or_else(|| panic!("seed {seed}: {first:?}"));
+            assert!(
+                leader_cut_from_majority(&grudge, 3, &nodes),
+                "seed {seed}: {first:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_leader_isolating_partition_waits_for_a_known_leader_and_yields_to_shapes() {
+        for seed in 0..30u64 {
+            // No leader known: the partition lets the kill go first.
+            let mut p = Planner::new(
+                seed,
+                config(vec![FaultFamily::Partition, FaultFamily::Kill]),
+            )
+            .unwrap();
+            let f = p.next_fault(None, &[]).unwrap();
+            assert!(matches!(f, Fault::Kill { .. }), "seed {seed}: {f:?}");
+            let f = p.next_fault(Some(4), &[]).unwrap();
+            let g = f
+                .steps()
+                .last()
+                .unwrap()
+                .parts()
+                .into_iter()
+                .find_map(|p| match p {
+                    Fault::Partition { grudge, .. } => Some(grudge.clone()),
+                    _ => None,
+                });
+            assert!(
+                leader_cut_from_majority(&g.unwrap(), 4, &[1, 2, 3, 4, 5]),
+                "seed {seed}: {f:?}"
+            );
+            // Alone, it waits a few tries at most, then draws a shape that needs no leader;
+            // the promise stands for the next partition.
+            let mut p = Planner::new(seed, config(vec![FaultFamily::Partition])).unwrap();
+            let waited = (0..10)
+                .take_while(|_| p.next_fault(None, &[]).is_none())
+                .count();
+            assert_eq!(waited as u32, LEADER_WAITS, "seed {seed}");
+            let f = p.next_fault(Some(2), &[]).unwrap();
+            let last = *f.steps().last().unwrap();
+            match last {
+                Fault::Partition { grudge, .. } => {
+                    assert!(leader_cut_from_majority(grudge, 2, &[1, 2, 3, 4, 5]));
+                }
+                other => panic!("seed {seed}: {other:?}"),
+            }
+            // Restricted to shapes that don't isolate the leader: nothing is forced.
+            let mut q = Planner::new(seed, config(vec![FaultFamily::Partition]))
+                .unwrap()
+                .with_partition_shapes(&["halves".into(), "bridge".into()])
+                .unwrap();
+            for _ in 0..10 {
+                match q.next_fault(Some(2), &[]).unwrap() {
+                    Fault::Partition { shape, .. } => {
+                        assert!(["halves", "bridge"].contains(&shape), "seed {seed}")
+                    }
+                    other => panic!("seed {seed}: {other:?}"),
+                }
+            }
+        }
+    }
+
+    fn kill(nodes: Vec<NodeId>) -> Fault {
+        Fault::Kill {
+            target: Target::One,
+            nodes,
+        }
+    }
+
+    fn pause(nodes: Vec<NodeId>) -> Fault {
+        Fault::Pause {
+            target: Target::One,
+            nodes,
+        }
+    }
+
+    fn clock(n: NodeId) -> Fault {
+        let mut skews = BTreeMap::new();
+        skews.insert(
+            n,
+            ClockSkew {
+                offset_ms: 0.0,
+                rate: 1.5,
+            },
+        );
+        Fault::Clock { skews }
+    }
+
+    fn halves() -> Fault {
+        let mut grudge = Grudge::new();
+        grudge.drop_traffic(1, 4);
+        Fault::Partition {
+            shape: "halves",
+            grudge,
+        }
+    }
+
+    #[test]
+    fn overlap_rules() {
+        let delay = Fault::Delay {
+            fixed_ms: 50,
+            jitter_ms: 0,
+        };
+        let loss = Fault::Loss { p: 0.2 };
+        let removal = Fault::Membership {
+            removed: 3,
+            was_leader: false,
+        };
+        let script = Fault::Scripted {
+            script: Script::Figure8,
+            old: 1,
+            peer: 2,
+        };
+        let ok = |c: &Fault, a: &[Fault]| can_overlap(c, a, 5);
+        // Anything may start on a quiet cluster, scripts included.
+        assert!(ok(&script, &[]));
+        // Network faults are one layer.
+        assert!(!ok(&delay, &[halves()]));
+        assert!(!ok(&loss, std::slice::from_ref(&delay)));
+        // Process, clock and membership faults overlap a network fault and each other.
+        assert!(ok(&kill(vec![2]), &[halves()]));
+        assert!(ok(&halves(), &[kill(vec![2]), pause(vec![4]), clock(5)]));
+        assert!(ok(&delay, &[clock(1)]));
+        assert!(ok(&halves(), std::slice::from_ref(&removal)));
+        assert!(ok(&pause(vec![1]), &[kill(vec![2])]));
+        // ... on disjoint nodes only.
+        assert!(!ok(&pause(vec![2]), &[kill(vec![2])]));
+        assert!(!ok(&clock(2), &[pause(vec![1, 2])]));
+        assert!(!ok(&kill(vec![3]), std::slice::from_ref(&removal)));
+        assert!(!ok(&removal, &[clock(3)]));
+        // One fault per family: two kills or two clocks never overlap.
+        assert!(!ok(&kill(vec![1]), &[kill(vec![2])]));
+        assert!(!ok(&clock(1), &[clock(2)]));
+        // A combined clock + partition counts as both families and touches its clock's node.
+        let slow_leader = Fault::Combined {
+            parts: vec![clock(1), halves()],
+        };
+        assert!(!ok(&slow_leader, &[clock(4)]));
+        assert!(!ok(&kill(vec![1]), std::slice::from_ref(&slow_leader)));
+        assert!(ok(&kill(vec![2]), std::slice::from_ref(&slow_leader)));
+        // While a node is out of the voters, a quorum of the other four stays up.
+        assert!(ok(&kill(vec![1]), std::slice::from_ref(&removal)));
+        assert!(!ok(&kill(vec![1, 2]), std::slice::from_ref(&removal)));
+        assert!(!ok(&pause(vec![2]), &[removal.clone(), kill(vec![1])]));
+        assert!(!ok(&removal, &[kill(vec![1]), pause(vec![2])]));
+        assert!(ok(&pause(vec![2]), &[kill(vec![1])]), "without membership");
+        // Scripts and sequences run alone.
+        assert!(!ok(&script, &[clock(1)]));
+        assert!(!ok(&clock(1), std::slice::from_ref(&script)));
+        let seq = Fault::Sequence {
+            steps: vec![halves()],
+        };
+        assert!(!ok(&kill(vec![2]), std::slice::from_ref(&seq)));
+        assert!(seq.needs_quiet() && script.needs_quiet() && !halves().needs_quiet());
+    }
+
+    /// Plays a planner against a simulated run: at each tick a random subset of the active
+    /// faults ends, then the planner is asked for the next one.
+    fn simulate(
+        seed: u64,
+        planner: &mut Planner,
+        families: &[FaultFamily],
+        ticks: usize,
+    ) -> (Vec<Fault>, usize) {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xfeed);
+        let mut active: Vec<Fault> = Vec::new();
+        let mut started = Vec::new();
+        let mut overlaps = 0;
+        for _ in 0..ticks {
+            active.retain(|_| rng.gen_bool(0.6));
+            let leader = Some(rng.gen_range(1..=5));
+            if let Some(f) = planner.next_fault(leader, &active) {
+                assert!(
+                    can_overlap(&f, &active, 5),
+                    "seed {seed}: {f:?} beside {active:?}"
+                );
+                assert!(families.contains(&f.family()), "seed {seed}: {f:?}");
+                if !active.is_empty() {
+                    overlaps += 1;
+                }
+                active.push(f.clone());
+                started.push(f);
+            }
+        }
+        (started, overlaps)
+    }
+
+    #[test]
+    fn planned_faults_always_fit_beside_the_active_ones() {
+        let mut fams = SIX.to_vec();
+        fams.push(FaultFamily::Membership);
+        let mut total_overlaps = 0;
+        for seed in 0..100u64 {
+            let mut p = Planner::new(seed, config(fams.clone())).unwrap();
+            let (started, overlaps) = simulate(seed, &mut p, &fams, 60);
+            total_overlaps += overlaps;
+            // Every family is started even though some draws must wait.
+            let seen: BTreeSet<FaultFamily> = started.iter().map(Fault::family).collect();
+            assert_eq!(seen.len(), fams.len(), "seed {seed}: {seen:?}");
+        }
+        assert!(total_overlaps > 500, "overlaps: {total_overlaps}");
+    }
+
+    #[test]
+    fn same_seed_same_overlapping_schedule() {
+        for seed in 0..20u64 {
+            let run = || {
+                let mut p = Planner::new(seed, config(SIX.to_vec())).unwrap();
+                let (started, overlaps) = simulate(seed, &mut p, &SIX, 40);
+                let described: Vec<_> = started.iter().map(Fault::describe).collect();
+                (described, overlaps)
+            };
+            assert_eq!(run(), run(), "seed {seed}");
+        }
+    }
+
+    #[test]
+    fn without_overlap_nothing_starts_beside_an_active_fault() {
+        for seed in 0..50u64 {
+            let mut p = Planner::new(seed, config(SIX.to_vec()))
+                .unwrap()
+                .with_overlap(false);
+            assert!(
+                p.next_fault(Some(1), &[kill(vec![2])]).is_none(),
+                "seed {seed}"
+            );
+            assert!(!p.may_start(&[clock(1)]));
+            let (_, overlaps) = simulate(seed, &mut p, &SIX, 60);
+            assert_eq!(overlaps, 0, "seed {seed}");
+        }
+    }
+
+    #[test]
+    fn a_script_waits_for_quiet_then_runs_alone() {
+        for seed in 0..30u64 {
+            let mut p = Planner::new(
+                seed,
+                config(vec![FaultFamily::Partition, FaultFamily::Kill]),
+            )
+            .unwrap()
+            .with_partition_shapes(&["figure-8".into()])
+            .unwrap();
+            let active = vec![kill(vec![5])];
+            // The kill family is busy, and the script cannot start beside the kill: wait.
+            assert!(p.next_fault(Some(1), &active).is_none(), "seed {seed}");
+            assert!(!p.may_start(&active));
+            // Once the kill is healed the script runs, cast with the leader of that moment.
+            match p.next_fault(Some(2), &[]) {
+                Some(Fault::Scripted { old, .. }) => assert_eq!(old, 2, "seed {seed}"),
+                other => panic!("seed {seed}: {other:?}"),
+            }
+            // Nothing starts beside it.
+            let script = Fault::Scripted {
+                script: Script::Figure8,
+                old: 2,
+                peer: 3,
+            };
+            assert!(!p.may_start(std::slice::from_ref(&script)));
+            assert!(p.next_fault(Some(2), &[script]).is_none());
+        }
     }
 }
