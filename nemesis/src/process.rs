@@ -140,6 +140,31 @@ fn signal_group(pid: u32, signal: Signal) -> Result<(), ProcessError> {
     })
 }
 
+/// Waits (at most about a second) until every thread of `pid` is stopped, as
+/// `/proc/<pid>/task/*/stat` shows (state `T`). Gives up quietly when `/proc` cannot tell.
+fn wait_until_stopped(pid: u32) {
+    let all_stopped = || -> Option<bool> {
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+        let mut any = false;
+        for t in tasks.flatten() {
+            let stat = std::fs::read_to_string(t.path().join("stat")).ok()?;
+            // The state follows the parenthesised command name, which may contain spaces.
+            let state = stat.rsplit_once(')')?.1.trim_start().chars().next()?;
+            if state != 'T' && state != 't' {
+                return Some(false);
+            }
+            any = true;
+        }
+        Some(any)
+    };
+    for _ in 0..200 {
+        match all_stopped() {
+            Some(true) | None => return,
+            Some(false) => std::thread::sleep(std::time::Duration::from_millis(5)),
+        }
+    }
+}
+
 /// Kills a child's process group (waking it first if stopped) and reaps the child.
 fn kill_and_reap(child: &mut Child) -> Result<Option<ExitStatus>, ProcessError> {
     let pid = child.id();
@@ -297,9 +322,16 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Stops `name` with SIGSTOP (it keeps its sockets but answers nothing).
+    /// Stops `name` with SIGSTOP (it keeps its sockets but answers nothing). Returns once
+    /// every thread of the process is seen stopped (or after a bounded wait): the kernel
+    /// only queues the signal, and on a loaded machine a thread can go on running, and
+    /// answering requests, for milliseconds after `kill` returned.
     pub fn pause(&self, name: &str) -> Result<(), ProcessError> {
-        self.signal_running(name, Signal::SIGSTOP, true)
+        self.signal_running(name, Signal::SIGSTOP, true)?;
+        if let Some(pid) = self.pid(name) {
+            wait_until_stopped(pid);
+        }
+        Ok(())
     }
 
     /// Resumes `name` with SIGCONT.
@@ -399,7 +431,8 @@ mod tests {
         ));
 
         sup.pause("n1").unwrap();
-        assert_eq!(wait_for_state(pid, |s| s == Some('T')), Some('T'));
+        // Stopped by the time pause returns, not some time later.
+        assert_eq!(proc_state(pid), Some('T'));
         assert_eq!(sup.state("n1").unwrap(), ProcState::Paused { pid });
         sup.resume("n1").unwrap();
         assert_eq!(wait_for_state(pid, |s| s == Some('S')), Some('S'));
