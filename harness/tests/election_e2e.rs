@@ -5,10 +5,11 @@
 //! The seed comes from `ELECTION_E2E_SEED` if set, else the clock; it is printed first, so a
 //! failing run can be replayed.
 
-use std::path::PathBuf;
+mod common;
+
 use std::time::{Duration, Instant};
 
-use harness::cluster::{Cluster, ClusterOptions, NodeCommand};
+use harness::cluster::Cluster;
 use nemesis::partition;
 use nemesis::schedule::Fault;
 use node::raft::NodeId;
@@ -80,16 +81,7 @@ async fn majority_elects_a_new_leader_promptly_after_each_isolation() {
     let seed = seed();
     println!("seed {seed} (replay with ELECTION_E2E_SEED={seed})");
     let dir = tempfile::tempdir().unwrap();
-    let opts = ClusterOptions {
-        nodes: 3,
-        command: NodeCommand {
-            program: PathBuf::from(env!("CARGO_BIN_EXE_harness")),
-            prefix_args: vec!["node".into()],
-        },
-        extra_args: vec![],
-        seed,
-        node_env: Default::default(),
-    };
+    let opts = common::cluster_options(3, seed);
     let cluster = Cluster::start(dir.path(), &opts).await.unwrap();
     let bound = MAX_ELECTION_TIMEOUT * 3;
     let mut times = Vec::new();

@@ -4,27 +4,18 @@
 //! a skewed clock is reported by the node; a removed node leaves the configuration and
 //! rejoins.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use harness::cluster::{Cluster, ClusterOptions, NodeCommand};
+use harness::cluster::{Cluster, ClusterOptions};
 use nemesis::partition;
 use nemesis::schedule::{ClockSkew, Fault};
 use nemesis::targets::Target;
 
 fn options(nodes: usize) -> ClusterOptions {
-    ClusterOptions {
-        nodes,
-        // The harness binary runs as a node with `harness node ...`.
-        command: NodeCommand {
-            program: PathBuf::from(env!("CARGO_BIN_EXE_harness")),
-            prefix_args: vec!["node".into()],
-        },
-        extra_args: vec![],
-        seed: 42,
-        node_env: Default::default(),
-    }
+    common::cluster_options(nodes, 42)
 }
 
 async fn wait_until<F, Fut>(what: &str, limit: Duration, mut f: F)

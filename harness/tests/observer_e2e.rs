@@ -3,10 +3,11 @@
 //! the paused node as unreachable (its polls time out instead of stalling the observer),
 //! and the coverage of the partition window counts the leader change without a warning.
 
-use std::path::PathBuf;
+mod common;
+
 use std::time::{Duration, Instant};
 
-use harness::cluster::{Cluster, ClusterOptions, NodeCommand};
+use harness::cluster::{Cluster, ClusterOptions};
 use harness::coverage::{compute, CoverageInput};
 use harness::observer::{read_observations, Observer};
 use nemesis::partition;
@@ -16,17 +17,7 @@ use tokio_util::sync::CancellationToken;
 use workloads::history::{Event, EventType, Process};
 
 fn options(nodes: usize) -> ClusterOptions {
-    ClusterOptions {
-        nodes,
-        // The harness binary runs as a node with `harness node ...`.
-        command: NodeCommand {
-            program: PathBuf::from(env!("CARGO_BIN_EXE_harness")),
-            prefix_args: vec!["node".into()],
-        },
-        extra_args: vec![],
-        seed: 7,
-        node_env: Default::default(),
-    }
+    common::cluster_options(nodes, 7)
 }
 
 fn nemesis_event(index: u64, t0: Instant, f: &str, fault: &Fault) -> Event {

@@ -8,19 +8,12 @@
 //! - A run interrupted by SIGINT is never valid: exit 2, `interrupted` in results.json.
 //! - A healthy run records both checkers as valid.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+mod common;
+use common::{harness, latest};
+
+use std::path::Path;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
-
-fn harness() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_harness"))
-}
-
-fn latest(results: &Path) -> PathBuf {
-    let link = results.join("latest");
-    let target = std::fs::read_link(&link).expect("results/latest is a link");
-    results.join(target)
-}
 
 fn results_json(results: &Path) -> serde_json::Value {
     let path = latest(results).join("results.json");
