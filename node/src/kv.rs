@@ -80,6 +80,12 @@ impl Command {
             .expect("a command always encodes with bincode")
     }
 
+    /// Like [`Command::encode`], but `None` instead of a panic when the encoding would exceed
+    /// [`MAX_COMMAND_BYTES`] (possible only for a command built from outside input).
+    pub fn try_encode(&self) -> Option<Vec<u8>> {
+        codec().serialize(self).ok()
+    }
+
     /// Decodes bytes made by [`Command::encode`]. Any other input gives an error (never a
     /// panic), including trailing bytes after a valid command.
     pub fn decode(bytes: &[u8]) -> Result<Command, KvError> {

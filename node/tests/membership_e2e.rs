@@ -302,8 +302,8 @@ fn measure_catch_up_of_100000_entries_snapshot_vs_log_replay() {
                         op: Operation::Put {
                             key: format!("key-{}", seq % 1000),
                             value: seq as i64,
-                            // One client per pipeline slot, so that each client's requests
-                            // arrive in order (the node may reorder requests within a batch).
+                            // One client per pipeline slot: each client's seqs increase
+                            // in sending order, as de-duplication requires.
                             write_id: WriteId {
                                 client: 1000 + seq % 500,
                                 seq: (seq - 1) / 500 + 1,

@@ -48,6 +48,12 @@ pub struct Config {
     pub max_inflight_msgs: usize,
     /// Bound on entries carried by one AppendEntries message.
     pub max_entries_per_msg: usize,
+    /// Bound on the bytes of entries (by [`Entry::size_bytes`](super::Entry::size_bytes))
+    /// carried by one AppendEntries message, so that a batch of large entries still fits the
+    /// transport's frame. A message always carries at least one entry when one is due, so a
+    /// single entry may exceed it: the runtime must refuse proposals that could not travel
+    /// alone.
+    pub max_bytes_per_msg: usize,
     /// Run a pre-vote round before a real election, so that a node that cannot win does not
     /// bump anyone's term.
     pub pre_vote: bool,
@@ -90,7 +96,7 @@ pub enum ConfigError {
         min: u32,
     },
     /// A batching or pipelining bound is zero.
-    #[error("max_inflight_msgs, max_entries_per_msg and max_snapshot_chunk must be at least 1")]
+    #[error("max_inflight_msgs, max_entries_per_msg, max_bytes_per_msg and max_snapshot_chunk must be at least 1")]
     ZeroBound,
     /// The drift margin is not in `[0, 1)`.
     #[error("max_clock_drift {0} is not in [0, 1)")]
@@ -99,7 +105,8 @@ pub enum ConfigError {
 
 impl Config {
     /// A configuration with sane defaults: election timeout 10..20 ticks, heartbeat every 2
-    /// ticks, 64 messages in flight, 256 entries per message, pre-vote and check-quorum on,
+    /// ticks, 64 messages in flight, 256 entries and 1 MiB of entries per message (a quarter
+    /// of the runtime's 4 MiB frame), pre-vote and check-quorum on,
     /// 10 % clock-drift margin, no bugs.
     pub fn new(id: NodeId, voters: Vec<NodeId>) -> Config {
         Config {
@@ -110,6 +117,7 @@ impl Config {
             heartbeat_ticks: 2,
             max_inflight_msgs: 64,
             max_entries_per_msg: 256,
+            max_bytes_per_msg: 1024 * 1024,
             pre_vote: true,
             check_quorum: true,
             max_clock_drift: 0.1,
@@ -145,6 +153,7 @@ impl Config {
         }
         if self.max_inflight_msgs == 0
             || self.max_entries_per_msg == 0
+            || self.max_bytes_per_msg == 0
             || self.max_snapshot_chunk == 0
         {
             return Err(ConfigError::ZeroBound);
@@ -166,6 +175,7 @@ impl Config {
         c.heartbeat_ticks = c.heartbeat_ticks.clamp(1, c.election_ticks_min - 1);
         c.max_inflight_msgs = c.max_inflight_msgs.max(1);
         c.max_entries_per_msg = c.max_entries_per_msg.max(1);
+        c.max_bytes_per_msg = c.max_bytes_per_msg.max(1);
         c.max_snapshot_chunk = c.max_snapshot_chunk.max(1);
         if !(0.0..1.0).contains(&c.max_clock_drift) {
             c.max_clock_drift = 0.1;

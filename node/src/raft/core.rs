@@ -1450,7 +1450,9 @@ impl Raft {
             return self.send_snapshot_chunk(to);
         };
         let hi = prev_index.saturating_add(self.cfg.max_entries_per_msg as LogIndex);
-        let entries = self.log.slice(prev_index + 1, hi);
+        let entries = self
+            .log
+            .slice_bounded(prev_index + 1, hi, self.cfg.max_bytes_per_msg);
         if entries.is_empty() && !send_if_empty {
             return false;
         }

@@ -159,6 +159,28 @@ impl RaftLog {
         self.entries[(lo - self.offset - 1) as usize..(hi - self.offset) as usize].to_vec()
     }
 
+    /// Entries in `[lo, hi]`, clipped to the held entries, cut short so that their
+    /// [`Entry::size_bytes`] sum to at most `max_bytes`, except that the first entry is always
+    /// included (an entry larger than `max_bytes` must still be sendable on its own).
+    pub fn slice_bounded(&self, lo: LogIndex, hi: LogIndex, max_bytes: usize) -> Vec<Entry> {
+        let hi = hi.min(self.last_index());
+        let lo = lo.max(self.offset + 1);
+        if lo > hi {
+            return Vec::new();
+        }
+        let all = &self.entries[(lo - self.offset - 1) as usize..(hi - self.offset) as usize];
+        let mut total = 0usize;
+        let mut n = 0;
+        for e in all {
+            total = total.saturating_add(e.size_bytes());
+            if n > 0 && total > max_bytes {
+                break;
+            }
+            n += 1;
+        }
+        all[..n].to_vec()
+    }
+
     /// The configuration in effect: the last config entry in the log, else the snapshot's.
     pub fn config(&self) -> &ClusterConfig {
         self.configs
@@ -564,6 +586,20 @@ mod tests {
         assert!(log.slice(1, 4).is_empty());
         assert_eq!(log.push(3, EntryPayload::Noop), 5);
         assert_eq!(log.entry(5).map(|e| e.term), Some(3));
+    }
+
+    #[test]
+    fn slice_bounded_cuts_by_bytes_but_keeps_one_entry() {
+        let (mut log, _) = RaftLog::recover(Vec::new(), 0);
+        for _ in 0..10 {
+            log.push(1, EntryPayload::Command(vec![0; 100]));
+        }
+        let one = log.entry(1).unwrap().size_bytes();
+        assert_eq!(log.slice_bounded(1, 10, 3 * one).len(), 3);
+        assert_eq!(log.slice_bounded(1, 10, 3 * one - 1).len(), 2);
+        assert_eq!(log.slice_bounded(1, 10, 1).len(), 1, "always one entry");
+        assert_eq!(log.slice_bounded(4, 10, usize::MAX).len(), 7);
+        assert!(log.slice_bounded(11, 20, usize::MAX).is_empty());
     }
 
     #[test]

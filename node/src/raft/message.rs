@@ -29,7 +29,8 @@ pub enum MessageBody {
         prev_index: LogIndex,
         /// Term of the entry at `prev_index` (0 for index 0).
         prev_term: Term,
-        /// Entries to append, contiguous, at most `max_entries_per_msg`.
+        /// Entries to append, contiguous, at most `max_entries_per_msg` and (but for a single
+        /// entry) at most `max_bytes_per_msg` bytes of them.
         entries: Vec<Entry>,
         /// The leader's commit index.
         commit: LogIndex,

@@ -93,6 +93,24 @@ pub struct Entry {
     pub payload: EntryPayload,
 }
 
+impl Entry {
+    /// Bytes the entry adds to an encoded AppendEntries message: its payload plus a fixed
+    /// allowance for term, index and framing. Never less than the encoded size (bincode
+    /// encodes integers and lengths in at most 8 bytes each), so a batch whose sizes sum to
+    /// at most N encodes to at most N plus the message's own few header bytes.
+    pub fn size_bytes(&self) -> usize {
+        const FIXED: usize = 32;
+        let payload = match &self.payload {
+            EntryPayload::Noop => 0,
+            EntryPayload::Command(c) => 8 + c.len(),
+            EntryPayload::Config(c) => {
+                24 + 8 * (c.voters.len() + c.outgoing.len()) + c.context.len()
+            }
+        };
+        FIXED + payload
+    }
+}
+
 /// The state that must be on disk before any message that depends on it leaves the node.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HardState {

@@ -1,5 +1,11 @@
 //! The client port: JSON requests in length-prefixed frames, answered in any order (each
 //! response names its request), so one connection may carry many requests at once.
+//!
+//! The requests of one connection reach the Raft loop in the order they were sent: the
+//! connection's reader hands each one to the loop itself, and only the wait for the answer
+//! runs in a task of its own. A client that pipelines writes with increasing `seq` thus
+//! has them proposed in that order, which the state machine's per-client de-duplication
+//! (it refuses a `seq` below the latest applied one) relies on.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -106,11 +112,11 @@ async fn serve_connection(stream: TcpStream, handle: Handle, clock: Arc<Clock>, 
                 continue;
             }
         };
-        let handle = handle.clone();
-        let clock = clock.clone();
+        // Submitted here, in arrival order; awaited concurrently.
+        let submitted = submit(request.op, &handle, &clock);
         let tx = tx.clone();
         tokio::spawn(async move {
-            let result = answer(request.op, &handle, &clock, timeout).await;
+            let result = submitted.answer(timeout).await;
             let _ = tx
                 .send(Response {
                     id: request.id,
@@ -134,14 +140,21 @@ fn error_response(id: u64, kind: ErrorKind, message: String) -> Response {
     }
 }
 
-async fn answer(
-    op: Operation,
-    handle: &Handle,
-    clock: &Clock,
-    timeout: Duration,
-) -> Result<Reply, ErrorReply> {
+/// A request handed to the Raft loop (or already answered), whose answer is still to come.
+enum Submitted {
+    /// Answered without the Raft loop (or refused because the loop has stopped).
+    Done(Result<Reply, ErrorReply>),
+    /// A status request queued in the loop.
+    Status(oneshot::Receiver<crate::protocol::Status>),
+    /// A key-value or membership request queued in the loop.
+    Client(oneshot::Receiver<Result<Reply, ErrorReply>>),
+}
+
+/// Hands `op` to the Raft loop at once (without waiting), so that successive calls queue
+/// their requests in call order.
+fn submit(op: Operation, handle: &Handle, clock: &Clock) -> Submitted {
     match op {
-        Operation::Clock { offset_ms, rate } => match clock.set(offset_ms, rate) {
+        Operation::Clock { offset_ms, rate } => Submitted::Done(match clock.set(offset_ms, rate) {
             Ok(state) => {
                 tracing::info!(
                     offset_ms = state.offset_ms,
@@ -155,23 +168,34 @@ async fn answer(
                 definite: true,
                 message,
             }),
-        },
+        }),
         Operation::Status => {
             let (tx, rx) = oneshot::channel();
             if !handle.send(Input::Status(tx)) {
-                return Err(unavailable());
+                return Submitted::Done(Err(unavailable()));
             }
-            match tokio::time::timeout(timeout, rx).await {
-                Ok(Ok(status)) => Ok(Reply::Status(status)),
-                _ => Err(unavailable()),
-            }
+            Submitted::Status(rx)
         }
         op => {
             let (tx, rx) = oneshot::channel();
             if !handle.send(Input::Client { op, reply: tx }) {
-                return Err(unavailable());
+                return Submitted::Done(Err(unavailable()));
             }
-            match tokio::time::timeout(timeout, rx).await {
+            Submitted::Client(rx)
+        }
+    }
+}
+
+impl Submitted {
+    /// Waits (at most `timeout`) for the answer.
+    async fn answer(self, timeout: Duration) -> Result<Reply, ErrorReply> {
+        match self {
+            Submitted::Done(result) => result,
+            Submitted::Status(rx) => match tokio::time::timeout(timeout, rx).await {
+                Ok(Ok(status)) => Ok(Reply::Status(status)),
+                _ => Err(unavailable()),
+            },
+            Submitted::Client(rx) => match tokio::time::timeout(timeout, rx).await {
                 Ok(Ok(result)) => result,
                 Ok(Err(_)) => Err(ErrorReply {
                     kind: ErrorKind::Unavailable,
@@ -183,7 +207,7 @@ async fn answer(
                     definite: false,
                     message: format!("no answer within {} ms", timeout.as_millis()),
                 }),
-            }
+            },
         }
     }
 }

@@ -182,6 +182,12 @@ struct RaftLoop {
     last_sweep: Instant,
 }
 
+/// The most bytes of an encoded command the loop proposes. A log entry travels to followers
+/// in one peer frame, in an AppendEntries message that carries at least that entry, so a
+/// larger command could never replicate: it is refused `invalid` before it is proposed. The
+/// margin covers the message's and the entry's own fields.
+pub const MAX_PROPOSAL_BYTES: usize = crate::protocol::MAX_FRAME_BYTES - 64 * 1024;
+
 /// Most inputs handled between two Ready rounds; bounds the latency a batch can add.
 const MAX_BATCH_INPUTS: usize = 4096;
 /// Most ticks delivered at once after a clock jump forward (more would only spin).
@@ -455,7 +461,22 @@ impl RaftLoop {
     }
 
     fn propose(&mut self, cmd: Command, reply: oneshot::Sender<ClientResult>) {
-        match self.raft.propose(cmd.encode()) {
+        let payload = match cmd.try_encode() {
+            Some(p) if p.len() <= MAX_PROPOSAL_BYTES => p,
+            too_large => {
+                let len = too_large.map_or_else(|| "too many".to_string(), |p| p.len().to_string());
+                let _ = reply.send(Err(ErrorReply {
+                    kind: ErrorKind::Invalid,
+                    definite: true,
+                    message: format!(
+                        "request too large: {len} bytes as a log entry, at most \
+                         {MAX_PROPOSAL_BYTES} fit one replication message"
+                    ),
+                }));
+                return;
+            }
+        };
+        match self.raft.propose(payload) {
             Ok((index, term)) => {
                 self.pending_writes
                     .insert(index, PendingWrite { term, reply });
@@ -752,5 +773,54 @@ fn outcome_to_result(o: Outcome) -> ClientResult {
             definite: false,
             message,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{WriteId, MAX_FRAME_BYTES};
+    use crate::raft::{Entry, MessageBody};
+
+    /// The largest command the loop proposes still travels alone in one peer frame, encoded
+    /// as the peer transport encodes it.
+    #[test]
+    fn largest_proposal_fits_one_peer_frame() {
+        let cmd = Command::Put {
+            key: String::new(),
+            value: i64::MIN,
+            write_id: WriteId {
+                client: u64::MAX,
+                seq: u64::MAX,
+            },
+        };
+        let overhead = cmd.encode().len();
+        let cmd = Command::Put {
+            key: "k".repeat(MAX_PROPOSAL_BYTES - overhead),
+            value: i64::MIN,
+            write_id: WriteId {
+                client: u64::MAX,
+                seq: u64::MAX,
+            },
+        };
+        let payload = cmd.try_encode().unwrap();
+        assert_eq!(payload.len(), MAX_PROPOSAL_BYTES);
+        let msg = Message {
+            from: u64::MAX,
+            to: u64::MAX,
+            term: u64::MAX,
+            body: MessageBody::AppendEntries {
+                prev_index: u64::MAX,
+                prev_term: u64::MAX,
+                entries: vec![Entry {
+                    term: u64::MAX,
+                    index: u64::MAX,
+                    payload: EntryPayload::Command(payload),
+                }],
+                commit: u64::MAX,
+            },
+        };
+        let encoded = bincode::serialize(&msg).unwrap();
+        assert!(encoded.len() <= MAX_FRAME_BYTES, "{} bytes", encoded.len());
     }
 }

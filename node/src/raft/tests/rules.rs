@@ -386,6 +386,65 @@ fn replication_is_batched_and_pipelined_within_the_inflight_bound() {
     sim.check().unwrap();
 }
 
+/// The runtime's frame limit: the peer transport drops any message that encodes larger.
+const FRAME_BYTES: usize = 4 * 1024 * 1024;
+
+/// Delivers everything in flight as the runtime's transport would: a message that does not
+/// fit one frame is dropped. Returns the largest encoded AppendEntries seen.
+fn deliver_framed(sim: &mut Sim) -> usize {
+    let mut largest = 0;
+    sim.deliver_all_filtered(100_000, |m| {
+        let len = bincode::serialize(m).map_or(usize::MAX, |b| b.len());
+        if matches!(m.body, MessageBody::AppendEntries { .. }) {
+            largest = largest.max(len);
+        }
+        len <= FRAME_BYTES
+    });
+    largest
+}
+
+#[test]
+fn large_entries_replicate_in_byte_bounded_batches_and_a_lagging_follower_catches_up() {
+    let mut sim = Sim::new(3, 18, |_| {});
+    let l = sim.wait_stable_leader(100).expect("seed 18: no leader");
+    let lagging = sim.ids().into_iter().find(|&f| f != l).unwrap();
+    // 300 entries of 20 KiB: 256 of them (the entry-count bound) are 5 MiB, over a frame.
+    sim.isolate(lagging);
+    for i in 0..300u32 {
+        let mut payload = vec![(i % 251) as u8; 20 * 1024];
+        payload[..4].copy_from_slice(&i.to_le_bytes());
+        sim.raft_mut(l).propose(payload).unwrap();
+        sim.flush(l);
+        deliver_framed(&mut sim);
+    }
+    sim.heal();
+    let mut largest = 0;
+    for _ in 0..200 {
+        sim.tick_all();
+        largest = largest.max(deliver_framed(&mut sim));
+        if sim.raft(lagging).log().committed() == sim.raft(l).log().last_index() {
+            break;
+        }
+    }
+    assert_eq!(
+        sim.raft(lagging).log().committed(),
+        sim.raft(l).log().last_index(),
+        "seed 18: the lagging follower did not catch up (largest AppendEntries {largest} bytes)"
+    );
+    // Batches were cut by bytes (the header of a message is well under 1 KiB), yet many
+    // entries went in one message: the catch-up did not degrade to one entry per message.
+    let max = Config::new(1, vec![1]).max_bytes_per_msg;
+    assert!(
+        largest <= max + 1024,
+        "seed 18: an AppendEntries of {largest} bytes exceeds the {max}-byte bound"
+    );
+    assert!(
+        largest > max / 2,
+        "seed 18: batches of only {largest} bytes"
+    );
+    sim.check().unwrap();
+}
+
 #[test]
 fn leader_applies_only_entries_it_persisted_even_if_followers_acked_them() {
     let mut sim = Sim::new(3, 17, |_| {});
