@@ -150,10 +150,10 @@ async fn answer(
                 );
                 Ok(Reply::Clock(state))
             }
-            Err(message) => Err(ErrorReply {
+            Err(e) => Err(ErrorReply {
                 kind: ErrorKind::Invalid,
                 definite: true,
-                message,
+                message: e.to_string(),
             }),
         },
         Operation::Status => {
