@@ -3,6 +3,8 @@
 //! - clock admin requests with out-of-range values (an offset beyond a day, a rate outside
 //!   [0.01, 100]) are refused with a definite `invalid` error and change nothing; the node
 //!   keeps serving afterwards.
+//! - a peer message that decodes but carries a snapshot the state machine cannot load, and
+//!   a frame that does not decode at all, are dropped: the node stays up and serves.
 
 mod common;
 
@@ -10,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::{status, Cluster, Conn};
 use node::protocol::{ErrorKind, Operation, ReadMode, Reply, Value, WriteId};
+use node::raft::{ClusterConfig, Message, MessageBody, SnapshotMeta};
 
 /// Puts `key = value` through whichever node leads, retrying transient failures.
 fn put(cluster: &mut Cluster, key: &str, value: i64, seq: u64) {
@@ -116,4 +119,51 @@ fn clock_admin_refuses_out_of_range_values_and_the_node_keeps_working() {
         let s = status(&cluster.nodes[i].client_addr).expect("status");
         assert!(s.term < 20, "n{}: election storm, term {}", i + 1, s.term);
     }
+}
+
+#[test]
+fn a_malformed_snapshot_or_frame_on_the_peer_port_is_dropped() {
+    let mut cluster = Cluster::start(3, &[]);
+    let leader = cluster.wait_for_leader(Duration::from_secs(15));
+    put(&mut cluster, "k", 1, 1);
+    let follower = (leader + 1) % 3;
+    let s = status(&cluster.nodes[follower].client_addr).expect("status");
+    let leader_id = cluster.nodes[leader].id;
+    let to = cluster.nodes[follower].id;
+    // From the follower's own leader, in its term: a snapshot far ahead of its log, in one
+    // chunk, whose bytes are no store.
+    let msg = Message {
+        from: leader_id,
+        to,
+        term: s.term,
+        body: MessageBody::InstallSnapshot {
+            meta: SnapshotMeta {
+                index: 1_000_000,
+                term: s.term,
+                config: ClusterConfig::simple([1, 2, 3]),
+            },
+            offset: 0,
+            data: b"not a snapshot".to_vec(),
+            done: true,
+        },
+    };
+    let mut peer = Conn::connect(&cluster.nodes[follower].peer_addr).expect("connect");
+    peer.write_frame(&bincode::serialize(&msg).unwrap())
+        .expect("send");
+    // And a frame that is not a message at all, on another connection.
+    let mut peer2 = Conn::connect(&cluster.nodes[follower].peer_addr).expect("connect");
+    peer2.write_frame(&[0xff; 64]).expect("send");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_all_running(&mut cluster);
+    put(&mut cluster, "k", 2, 2);
+    assert_eq!(
+        read(&cluster, follower, "k", ReadMode::Follower),
+        Some(Value::Int(2))
+    );
+    let s2 = status(&cluster.nodes[follower].client_addr).expect("status");
+    assert!(
+        s2.commit_index < 1_000_000,
+        "the bogus snapshot was adopted: {s2:?}"
+    );
+    assert_all_running(&mut cluster);
 }

@@ -92,13 +92,20 @@ pub fn start(
             .with_context(|| format!("loading the snapshot at index {}", s.meta.index))?,
         None => KvStore::new(),
     };
-    let raft = Raft::restore(
+    let mut raft = Raft::restore(
         rc,
         recovered.hard_state,
         recovered.snapshot,
         recovered.entries,
         config.seed,
     );
+    // A leader's snapshot the store cannot load is dropped by the core before it replaces
+    // anything, rather than failing the install below and stopping the node.
+    raft.set_snapshot_check(|data, index| {
+        KvStore::from_snapshot(data, index)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    });
 
     let (tx, rx) = std_mpsc::channel();
     let span = tracing::Span::current();
