@@ -74,6 +74,11 @@ struct PendingChange {
 /// every later change.
 const LEARNER_CATCH_UP_TIMEOUTS: u64 = 20;
 
+/// Says whether snapshot bytes describe a state the state machine can load at the given
+/// index; see [`Raft::set_snapshot_check`]. A plain function so that the core stays free of
+/// captured state.
+pub type SnapshotCheck = fn(&[u8], LogIndex) -> Result<(), String>;
+
 /// One Raft node's protocol state. Deterministic: the same construction, seed and sequence of
 /// calls always produce the same outputs.
 pub struct Raft {
@@ -122,6 +127,8 @@ pub struct Raft {
     incoming_snapshot: Option<(SnapshotMeta, Vec<u8>)>,
     /// Leader only: an accepted membership change waiting for its learners.
     pending_change: Option<PendingChange>,
+    /// Refuses snapshots from a leader that the state machine could not load.
+    snapshot_check: Option<SnapshotCheck>,
 }
 
 impl Raft {
@@ -197,6 +204,7 @@ impl Raft {
             pending_snapshot: None,
             incoming_snapshot: None,
             pending_change: None,
+            snapshot_check: None,
             cfg,
         };
         r.randomize_timeout();
@@ -257,6 +265,15 @@ impl Raft {
     /// Leader only: the voters of an accepted change whose learners are still catching up.
     pub fn pending_change(&self) -> Option<&BTreeSet<NodeId>> {
         self.pending_change.as_ref().map(|p| &p.voters)
+    }
+
+    /// Installs the check a complete snapshot from a leader must pass before this node
+    /// adopts it. One that fails is dropped with an error log: the log, commit index and
+    /// state machine stay as they were, it is neither handed out in a Ready nor
+    /// acknowledged, and the leader sends it again later. Without a check every complete
+    /// snapshot is adopted.
+    pub fn set_snapshot_check(&mut self, check: SnapshotCheck) {
+        self.snapshot_check = Some(check);
     }
 
     /// The newest snapshot this node holds.
@@ -1114,6 +1131,18 @@ impl Raft {
         let Some((meta, buf)) = self.incoming_snapshot.take() else {
             return;
         };
+        // Checked before anything changes: once adopted, the log no longer holds what the
+        // snapshot replaces, so a snapshot the runtime cannot load would leave it stuck.
+        if let Some(Err(reason)) = self.snapshot_check.map(|check| check(&buf, meta.index)) {
+            error!(
+                from,
+                index = meta.index,
+                bytes = buf.len(),
+                %reason,
+                "snapshot from the leader cannot be loaded; dropped"
+            );
+            return;
+        }
         if self.log.term(meta.index) == Some(meta.term) {
             // This log already holds the snapshot's last entry, so (log matching) everything
             // before it too: keep the log and its suffix, just learn the commit.

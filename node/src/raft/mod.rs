@@ -29,7 +29,7 @@ mod sim;
 #[cfg(test)]
 mod tests;
 
-pub use self::core::{node_seed, Raft};
+pub use self::core::{node_seed, Raft, SnapshotCheck};
 pub use config::{Bugs, Config, ConfigError};
 pub use message::{Message, MessageBody};
 pub use ready::{CompactError, ProposeError, RaftStatus, ReadError, ReadState, Ready, Role};

@@ -163,10 +163,10 @@ fn submit(op: Operation, handle: &Handle, clock: &Clock) -> Submitted {
                 );
                 Ok(Reply::Clock(state))
             }
-            Err(message) => Err(ErrorReply {
+            Err(e) => Err(ErrorReply {
                 kind: ErrorKind::Invalid,
                 definite: true,
-                message,
+                message: e.to_string(),
             }),
         }),
         Operation::Status => {

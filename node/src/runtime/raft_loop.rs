@@ -92,37 +92,24 @@ pub fn start(
             .with_context(|| format!("loading the snapshot at index {}", s.meta.index))?,
         None => KvStore::new(),
     };
-    let raft = Raft::restore(
+    let mut raft = Raft::restore(
         rc,
         recovered.hard_state,
         recovered.snapshot,
         recovered.entries,
         config.seed,
     );
+    // A leader's snapshot the store cannot load is dropped by the core before it replaces
+    // anything, rather than failing the install below and stopping the node.
+    raft.set_snapshot_check(|data, index| {
+        KvStore::from_snapshot(data, index)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    });
 
     let (tx, rx) = std_mpsc::channel();
     let span = tracing::Span::current();
-    let mut state = RaftLoop {
-        raft,
-        storage,
-        kv,
-        clock,
-        client_addrs: config.client_addrs.clone(),
-        config,
-        rt,
-        peers: HashMap::new(),
-        peer_addrs: BTreeMap::new(),
-        seen_config: None,
-        pending_change: None,
-        pending_writes: BTreeMap::new(),
-        pending_read_index: HashMap::new(),
-        waiting_apply: BTreeMap::new(),
-        next_read_ctx: 1,
-        last_sync: Instant::now(),
-        unsynced: false,
-        last_role: Role::Follower,
-        last_sweep: Instant::now(),
-    };
+    let mut state = RaftLoop::new(config, clock, rt, storage, raft, kv);
     let initial: Vec<(NodeId, String)> = state
         .config
         .peers
@@ -196,6 +183,38 @@ const MAX_CATCHUP_TICKS: u32 = 200;
 const BUGGY_SYNC_INTERVAL: Duration = Duration::from_millis(500);
 
 impl RaftLoop {
+    /// A loop over recovered state, with no peer senders yet and nothing pending.
+    fn new(
+        config: Arc<NodeConfig>,
+        clock: Arc<Clock>,
+        rt: tokio::runtime::Handle,
+        storage: Storage,
+        raft: Raft,
+        kv: KvStore,
+    ) -> RaftLoop {
+        RaftLoop {
+            raft,
+            storage,
+            kv,
+            clock,
+            client_addrs: config.client_addrs.clone(),
+            config,
+            rt,
+            peers: HashMap::new(),
+            peer_addrs: BTreeMap::new(),
+            seen_config: None,
+            pending_change: None,
+            pending_writes: BTreeMap::new(),
+            pending_read_index: HashMap::new(),
+            waiting_apply: BTreeMap::new(),
+            next_read_ctx: 1,
+            last_sync: Instant::now(),
+            unsynced: false,
+            last_role: Role::Follower,
+            last_sweep: Instant::now(),
+        }
+    }
+
     fn run(&mut self, rx: std_mpsc::Receiver<Input>) -> anyhow::Result<()> {
         let tick_ms = self.config.tick_ms as f64;
         let mut next_tick = self.clock.now_ms() + tick_ms;
@@ -496,7 +515,12 @@ impl RaftLoop {
                 self.answer_read(&key, reply)
             }
             ReadMode::Lease if is_leader && self.raft.lease_read_ok() => {
-                self.answer_read(&key, reply)
+                // The commit index may have moved past the applied index earlier in this
+                // batch (entries are applied only after it): an acknowledged write could
+                // be committed but not yet in the store. Read no earlier than the commit
+                // index at the time the read is accepted.
+                let index = self.raft.log().committed();
+                self.read_when_applied(index, PendingRead { key, reply });
             }
             ReadMode::ReadIndex | ReadMode::Lease if !is_leader => {
                 let _ = reply.send(Err(self.not_leader()));
@@ -518,6 +542,16 @@ impl RaftLoop {
                     }
                 }
             }
+        }
+    }
+
+    /// Answers `read` once the store has applied `index`: now if it has, else when
+    /// [`RaftLoop::release_reads`] sees it applied.
+    fn read_when_applied(&mut self, index: LogIndex, read: PendingRead) {
+        if self.kv.applied_index() >= index {
+            self.answer_read(&read.key, read.reply);
+        } else {
+            self.waiting_apply.entry(index).or_default().push(read);
         }
     }
 
@@ -780,7 +814,8 @@ fn outcome_to_result(o: Outcome) -> ClientResult {
 mod tests {
     use super::*;
     use crate::protocol::{WriteId, MAX_FRAME_BYTES};
-    use crate::raft::{Entry, MessageBody};
+    use crate::raft::{Bugs, Entry, HardState, MessageBody};
+    use crate::storage::FsyncPolicy;
 
     /// The largest command the loop proposes still travels alone in one peer frame, encoded
     /// as the peer transport encodes it.
@@ -822,5 +857,202 @@ mod tests {
         };
         let encoded = bincode::serialize(&msg).unwrap();
         assert!(encoded.len() <= MAX_FRAME_BYTES, "{} bytes", encoded.len());
+    }
+
+    fn node_config(id: NodeId, dir: &std::path::Path) -> NodeConfig {
+        NodeConfig {
+            id,
+            peer_listen: String::new(),
+            client_listen: String::new(),
+            peers: BTreeMap::new(),
+            join: false,
+            snapshot_entries: 0,
+            client_addrs: BTreeMap::new(),
+            data_dir: dir.to_path_buf(),
+            tick_ms: 10,
+            heartbeat_ticks: 2,
+            election_ticks_min: 20,
+            election_ticks_max: 40,
+            default_read_mode: ReadMode::Lease,
+            max_clock_drift: 0.1,
+            fsync: FsyncPolicy::Never,
+            bugs: Bugs::default(),
+            ack_before_persist: false,
+            follower_read_local: false,
+            test_diverge_puts: false,
+            request_timeout_ms: 1000,
+            seed: 7,
+        }
+    }
+
+    /// Everything the loop sent to the peers since the last call.
+    fn sent(rxs: &mut BTreeMap<NodeId, mpsc::Receiver<Message>>) -> Vec<Message> {
+        let mut out = Vec::new();
+        for rx in rxs.values_mut() {
+            while let Ok(m) = rx.try_recv() {
+                out.push(m);
+            }
+        }
+        out
+    }
+
+    /// n2 holds W (x = 42) at index 2 of term 1, committed and acknowledged by the old leader
+    /// n1, but n2 only knows commit = 1. It wins term 2 and gets its lease; then one batch
+    /// carries n3's acknowledgement of the no-op (commit jumps to 3, over W) and a lease read.
+    /// The read must see W: the store has applied only index 1 when the read is accepted.
+    #[test]
+    fn lease_read_waits_for_apply_of_the_commit_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Arc::new(node_config(2, dir.path()));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let (mut storage, _) = Storage::open(
+            dir.path(),
+            StorageOptions {
+                fsync: FsyncPolicy::Never,
+            },
+        )
+        .unwrap();
+        let write = Command::Put {
+            key: "x".into(),
+            value: 42,
+            write_id: WriteId { client: 1, seq: 1 },
+        };
+        let entries = vec![
+            Entry {
+                term: 1,
+                index: 1,
+                payload: EntryPayload::Noop,
+            },
+            Entry {
+                term: 1,
+                index: 2,
+                payload: EntryPayload::Command(write.encode()),
+            },
+        ];
+        let hs = HardState {
+            term: 1,
+            voted_for: Some(1),
+            commit: 1,
+        };
+        storage.append(&entries).unwrap();
+        storage.save_hard_state(&hs).unwrap();
+        let mut rc = RaftConfig::new(2, vec![1, 2, 3]);
+        rc.heartbeat_ticks = config.heartbeat_ticks;
+        rc.election_ticks_min = config.election_ticks_min;
+        rc.election_ticks_max = config.election_ticks_max;
+        rc.max_clock_drift = config.max_clock_drift;
+        let raft = Raft::new(rc, hs, entries, config.seed);
+        let mut rl = RaftLoop::new(
+            config,
+            Arc::new(Clock::new()),
+            rt.handle().clone(),
+            storage,
+            raft,
+            KvStore::new(),
+        );
+        let mut rxs = BTreeMap::new();
+        for id in [1, 3] {
+            let (tx, rx) = mpsc::channel(1 << 16);
+            rl.peers.insert(id, tx);
+            rxs.insert(id, rx);
+        }
+        rl.process_ready().unwrap();
+        assert_eq!(rl.kv.applied_index(), 1);
+
+        // Election: n3 grants the pre-vote and the vote.
+        for _ in 0..200 {
+            if rl.raft.role() != Role::Follower {
+                break;
+            }
+            rl.raft.tick();
+            rl.process_ready().unwrap();
+        }
+        for _ in 0..2 {
+            let pre_vote = rl.raft.role() == Role::PreCandidate;
+            let term = if pre_vote {
+                rl.raft.term() + 1
+            } else {
+                rl.raft.term()
+            };
+            rl.handle(Input::Peer(Message {
+                from: 3,
+                to: 2,
+                term,
+                body: MessageBody::VoteResponse {
+                    pre_vote,
+                    granted: true,
+                },
+            }));
+            rl.process_ready().unwrap();
+            if rl.raft.role() == Role::Leader {
+                break;
+            }
+        }
+        assert_eq!(rl.raft.role(), Role::Leader);
+        assert_eq!(rl.raft.term(), 2);
+        assert_eq!(rl.raft.log().last_index(), 3, "the no-op of term 2");
+
+        // The lease: n3 acknowledges a heartbeat round.
+        let mut round = None;
+        for _ in 0..50 {
+            rl.raft.tick();
+            rl.process_ready().unwrap();
+            round = sent(&mut rxs).into_iter().find_map(|m| match m.body {
+                MessageBody::Heartbeat { round, .. } if m.to == 3 => Some(round),
+                _ => None,
+            });
+            if round.is_some() {
+                break;
+            }
+        }
+        let round = round.expect("a heartbeat to n3");
+        rl.handle(Input::Peer(Message {
+            from: 3,
+            to: 2,
+            term: 2,
+            body: MessageBody::HeartbeatResponse { round },
+        }));
+        rl.process_ready().unwrap();
+        assert!(
+            !rl.raft.lease_read_ok(),
+            "nothing of term 2 is committed yet"
+        );
+        assert_eq!(rl.kv.applied_index(), 1);
+
+        // One batch: n3 acknowledges the no-op, then a lease read arrives.
+        rl.handle(Input::Peer(Message {
+            from: 3,
+            to: 2,
+            term: 2,
+            body: MessageBody::AppendResponse {
+                success: true,
+                index: 3,
+                hint_term: 0,
+                hint_index: 0,
+            },
+        }));
+        assert!(rl.raft.lease_read_ok());
+        let (tx, mut rx) = oneshot::channel();
+        rl.handle(Input::Client {
+            op: Operation::Get {
+                key: "x".into(),
+                mode: Some(ReadMode::Lease),
+            },
+            reply: tx,
+        });
+        rl.process_ready().unwrap();
+        assert_eq!(rl.kv.applied_index(), 3);
+        match rx.try_recv() {
+            Ok(Ok(Reply::Value { value })) => {
+                assert_eq!(
+                    value,
+                    Some(crate::protocol::Value::Int(42)),
+                    "the lease read missed the committed write"
+                )
+            }
+            other => panic!("unexpected answer: {other:?}"),
+        }
     }
 }

@@ -152,3 +152,61 @@ fn compaction_keeps_the_term_before_the_first_retained_index() {
     }
     sim.check().unwrap_or_else(|e| panic!("seed {seed}: {e}"));
 }
+
+/// A follower handed a complete snapshot whose bytes its state machine cannot load (the
+/// check installed with `set_snapshot_check` refuses them) drops it: its log, commit index
+/// and state stay as they were, nothing is handed to the runtime to install, and it does
+/// not acknowledge the snapshot. A loadable snapshot is still installed.
+#[test]
+fn a_snapshot_the_state_machine_refuses_is_dropped() {
+    use crate::raft::{ClusterConfig, Config, HardState, Message, Raft, SnapshotMeta};
+
+    fn only_ok(data: &[u8], _index: crate::raft::LogIndex) -> Result<(), String> {
+        if data == b"ok" {
+            Ok(())
+        } else {
+            Err("not a store".into())
+        }
+    }
+    let mut r = Raft::new(
+        Config::new(2, vec![1, 2, 3]),
+        HardState::default(),
+        vec![],
+        5,
+    );
+    r.set_snapshot_check(only_ok);
+    let chunk = |data: &[u8]| Message {
+        from: 1,
+        to: 2,
+        term: 1,
+        body: MessageBody::InstallSnapshot {
+            meta: SnapshotMeta {
+                index: 50,
+                term: 1,
+                config: ClusterConfig::simple([1, 2, 3]),
+            },
+            offset: 0,
+            data: data.to_vec(),
+            done: true,
+        },
+    };
+    r.step(chunk(b"garbage"));
+    assert_eq!(r.log().last_index(), 0);
+    assert_eq!(r.log().committed(), 0);
+    assert!(r.snapshot().is_none());
+    let rd = r.ready();
+    assert!(rd.snapshot.is_none(), "a refused snapshot was handed out");
+    assert!(
+        rd.messages
+            .iter()
+            .all(|m| !matches!(m.body, MessageBody::AppendResponse { success: true, .. })),
+        "a refused snapshot was acknowledged: {:?}",
+        rd.messages
+    );
+    r.advance(&rd);
+
+    r.step(chunk(b"ok"));
+    let rd = r.ready();
+    assert_eq!(rd.snapshot.as_ref().map(|s| s.meta.index), Some(50));
+    assert_eq!(r.log().committed(), 50);
+}
