@@ -89,10 +89,16 @@ fn wait_for_nodes(results: &Path, harness: &mut Child) -> Vec<i32> {
             // Let the cluster come up (and the panic hook, if set, fire).
             return pids;
         }
-        assert!(
-            harness.try_wait().unwrap().is_none(),
-            "harness exited early"
-        );
+        if let Some(status) = harness.try_wait().unwrap() {
+            // It may have started the last node and exited (the panic hook) between the
+            // read above and now: read once more before calling that early.
+            let pids = node_pids(results);
+            assert!(
+                pids.len() >= 3,
+                "harness exited early ({status}) with node pids {pids:?}"
+            );
+            return pids;
+        }
         assert!(
             start.elapsed() < Duration::from_secs(30),
             "nodes never started"

@@ -700,9 +700,15 @@ impl Planner {
                 config.nodes.len()
             ));
         }
-        if !(config.clock_rate_min > 0.0 && config.clock_rate_min <= config.clock_rate_max) {
+        // The node refuses rates outside its own bounds; a schedule that drew one would
+        // only record failed faults.
+        let (lo, hi) = (node::clock::MIN_RATE, node::clock::MAX_RATE);
+        if !(config.clock_rate_min >= lo
+            && config.clock_rate_min <= config.clock_rate_max
+            && config.clock_rate_max <= hi)
+        {
             return Err(format!(
-                "need 0 < --clock-rate-min <= --clock-rate-max, got {} and {}",
+                "need {lo} <= --clock-rate-min <= --clock-rate-max <= {hi}, got {} and {}",
                 config.clock_rate_min, config.clock_rate_max
             ));
         }
@@ -999,6 +1005,24 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn clock_rates_outside_what_the_node_accepts_are_refused() {
+        for (lo, hi) in [(0.005, 1.0), (1.0, 200.0), (2.0, 1.0), (0.0, 1.0)] {
+            let c = PlannerConfig {
+                clock_rate_min: lo,
+                clock_rate_max: hi,
+                ..config(vec![FaultFamily::Clock])
+            };
+            assert!(Planner::new(1, c).is_err(), "{lo}..{hi} accepted");
+        }
+        let ok = PlannerConfig {
+            clock_rate_min: 0.01,
+            clock_rate_max: 100.0,
+            ..config(vec![FaultFamily::Clock])
+        };
+        assert!(Planner::new(1, ok).is_ok());
     }
 
     #[test]
