@@ -207,7 +207,7 @@ impl RaftLoop {
             pending_writes: BTreeMap::new(),
             pending_read_index: HashMap::new(),
             waiting_apply: BTreeMap::new(),
-            next_read_ctx: 1,
+            next_read_ctx: first_read_ctx(),
             last_sync: Instant::now(),
             unsynced: false,
             last_role: Role::Follower,
@@ -810,6 +810,15 @@ fn outcome_to_result(o: Outcome) -> ClientResult {
     }
 }
 
+/// The id of this incarnation's first read-index request, drawn from the operating system's
+/// randomness (never from the node's seed, which a restart repeats). Ids that started at 1 in
+/// every process would let a leader's answer to the previous incarnation, sent before a
+/// crash and delivered after a restart in the same term, release a new read at an index
+/// older than writes acknowledged since. Drawn below 2^62 so counting up never wraps.
+fn first_read_ctx() -> u64 {
+    (rand::random::<u64>() >> 2).max(1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -900,6 +909,94 @@ mod tests {
     /// n1, but n2 only knows commit = 1. It wins term 2 and gets its lease; then one batch
     /// carries n3's acknowledgement of the no-op (commit jumps to 3, over W) and a lease read.
     /// The read must see W: the store has applied only index 1 when the read is accepted.
+    /// A follower restarted in the same term must not take the previous incarnation's
+    /// read-index answer (sent to it before the crash, delivered after) for one of its own
+    /// new reads: the index in it can be older than a write acknowledged since.
+    #[test]
+    fn a_read_index_answer_to_a_previous_incarnation_releases_no_new_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Arc::new(node_config(2, dir.path()));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let (storage, _) = Storage::open(
+            dir.path(),
+            StorageOptions {
+                fsync: FsyncPolicy::Never,
+            },
+        )
+        .unwrap();
+        let hs = HardState {
+            term: 1,
+            voted_for: Some(1),
+            commit: 0,
+        };
+        let mut rc = RaftConfig::new(2, vec![1, 2, 3]);
+        rc.election_ticks_min = config.election_ticks_min;
+        rc.election_ticks_max = config.election_ticks_max;
+        let raft = Raft::new(rc, hs, Vec::new(), config.seed);
+        let mut rl = RaftLoop::new(
+            config,
+            Arc::new(Clock::new()),
+            rt.handle().clone(),
+            storage,
+            raft,
+            KvStore::new(),
+        );
+        let mut rxs = BTreeMap::new();
+        for id in [1, 3] {
+            let (tx, rx) = mpsc::channel(1 << 16);
+            rl.peers.insert(id, tx);
+            rxs.insert(id, rx);
+        }
+        // n1 leads term 1: n2 learns it from a heartbeat.
+        rl.handle(Input::Peer(Message {
+            from: 1,
+            to: 2,
+            term: 1,
+            body: MessageBody::Heartbeat {
+                commit: 0,
+                round: 1,
+            },
+        }));
+        rl.process_ready().unwrap();
+        let (tx, mut rx) = oneshot::channel();
+        rl.handle(Input::Client {
+            op: Operation::Get {
+                key: "x".into(),
+                mode: Some(ReadMode::Follower),
+            },
+            reply: tx,
+        });
+        rl.process_ready().unwrap();
+        let asked: Vec<u64> = sent(&mut rxs)
+            .into_iter()
+            .filter_map(|m| match m.body {
+                MessageBody::ReadIndexRequest { ctx } if m.to == 1 => Some(ctx),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(asked.len(), 1, "one read-index request to the leader");
+        // The previous incarnation's first read had the id a fresh process starts from, if
+        // every process starts from the same one: its late answer must match nothing.
+        for old_ctx in 1..=3 {
+            rl.handle(Input::Peer(Message {
+                from: 1,
+                to: 2,
+                term: 1,
+                body: MessageBody::ReadIndexResponse {
+                    ctx: old_ctx,
+                    index: Some(0),
+                },
+            }));
+            rl.process_ready().unwrap();
+        }
+        assert!(
+            rx.try_recv().is_err(),
+            "a late answer to another incarnation released this read"
+        );
+    }
+
     #[test]
     fn lease_read_waits_for_apply_of_the_commit_index() {
         let dir = tempfile::tempdir().unwrap();
