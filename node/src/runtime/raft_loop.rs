@@ -909,32 +909,36 @@ mod tests {
     /// n1, but n2 only knows commit = 1. It wins term 2 and gets its lease; then one batch
     /// carries n3's acknowledgement of the no-op (commit jumps to 3, over W) and a lease read.
     /// The read must see W: the store has applied only index 1 when the read is accepted.
-    /// A follower restarted in the same term must not take the previous incarnation's
-    /// read-index answer (sent to it before the crash, delivered after) for one of its own
-    /// new reads: the index in it can be older than a write acknowledged since.
-    #[test]
-    fn a_read_index_answer_to_a_previous_incarnation_releases_no_new_read() {
+    /// Node 2 of {1, 2, 3}, its loop built over a store holding `entries` and `hs`, with a
+    /// channel standing in for each peer. The runtime and directory must outlive the loop.
+    struct TestLoop {
+        rl: RaftLoop,
+        peers: BTreeMap<NodeId, mpsc::Receiver<Message>>,
+        _rt: tokio::runtime::Runtime,
+        _dir: tempfile::TempDir,
+    }
+
+    fn test_loop(hs: HardState, entries: Vec<Entry>) -> TestLoop {
         let dir = tempfile::tempdir().unwrap();
         let config = Arc::new(node_config(2, dir.path()));
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
-        let (storage, _) = Storage::open(
+        let (mut storage, _) = Storage::open(
             dir.path(),
             StorageOptions {
                 fsync: FsyncPolicy::Never,
             },
         )
         .unwrap();
-        let hs = HardState {
-            term: 1,
-            voted_for: Some(1),
-            commit: 0,
-        };
+        storage.append(&entries).unwrap();
+        storage.save_hard_state(&hs).unwrap();
         let mut rc = RaftConfig::new(2, vec![1, 2, 3]);
+        rc.heartbeat_ticks = config.heartbeat_ticks;
         rc.election_ticks_min = config.election_ticks_min;
         rc.election_ticks_max = config.election_ticks_max;
-        let raft = Raft::new(rc, hs, Vec::new(), config.seed);
+        rc.max_clock_drift = config.max_clock_drift;
+        let raft = Raft::new(rc, hs, entries, config.seed);
         let mut rl = RaftLoop::new(
             config,
             Arc::new(Clock::new()),
@@ -943,12 +947,51 @@ mod tests {
             raft,
             KvStore::new(),
         );
-        let mut rxs = BTreeMap::new();
+        let mut peers = BTreeMap::new();
         for id in [1, 3] {
             let (tx, rx) = mpsc::channel(1 << 16);
             rl.peers.insert(id, tx);
-            rxs.insert(id, rx);
+            peers.insert(id, rx);
         }
+        TestLoop {
+            rl,
+            peers,
+            _rt: rt,
+            _dir: dir,
+        }
+    }
+
+    /// Hands the loop a client read of `key` through `mode`; the answer comes on the receiver.
+    fn get(rl: &mut RaftLoop, key: &str, mode: ReadMode) -> oneshot::Receiver<ClientResult> {
+        let (tx, rx) = oneshot::channel();
+        rl.handle(Input::Client {
+            op: Operation::Get {
+                key: key.into(),
+                mode: Some(mode),
+            },
+            reply: tx,
+        });
+        rx
+    }
+
+    /// A follower restarted in the same term must not take the previous incarnation's
+    /// read-index answer (sent to it before the crash, delivered after) for one of its own
+    /// new reads: the index in it can be older than a write acknowledged since.
+    #[test]
+    fn a_read_index_answer_to_a_previous_incarnation_releases_no_new_read() {
+        let TestLoop {
+            mut rl,
+            peers: mut rxs,
+            _rt,
+            _dir,
+        } = test_loop(
+            HardState {
+                term: 1,
+                voted_for: Some(1),
+                commit: 0,
+            },
+            Vec::new(),
+        );
         // n1 leads term 1: n2 learns it from a heartbeat.
         rl.handle(Input::Peer(Message {
             from: 1,
@@ -960,14 +1003,7 @@ mod tests {
             },
         }));
         rl.process_ready().unwrap();
-        let (tx, mut rx) = oneshot::channel();
-        rl.handle(Input::Client {
-            op: Operation::Get {
-                key: "x".into(),
-                mode: Some(ReadMode::Follower),
-            },
-            reply: tx,
-        });
+        let mut rx = get(&mut rl, "x", ReadMode::Follower);
         rl.process_ready().unwrap();
         let asked: Vec<u64> = sent(&mut rxs)
             .into_iter()
@@ -999,18 +1035,6 @@ mod tests {
 
     #[test]
     fn lease_read_waits_for_apply_of_the_commit_index() {
-        let dir = tempfile::tempdir().unwrap();
-        let config = Arc::new(node_config(2, dir.path()));
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        let (mut storage, _) = Storage::open(
-            dir.path(),
-            StorageOptions {
-                fsync: FsyncPolicy::Never,
-            },
-        )
-        .unwrap();
         let write = Command::Put {
             key: "x".into(),
             value: 42,
@@ -1033,28 +1057,12 @@ mod tests {
             voted_for: Some(1),
             commit: 1,
         };
-        storage.append(&entries).unwrap();
-        storage.save_hard_state(&hs).unwrap();
-        let mut rc = RaftConfig::new(2, vec![1, 2, 3]);
-        rc.heartbeat_ticks = config.heartbeat_ticks;
-        rc.election_ticks_min = config.election_ticks_min;
-        rc.election_ticks_max = config.election_ticks_max;
-        rc.max_clock_drift = config.max_clock_drift;
-        let raft = Raft::new(rc, hs, entries, config.seed);
-        let mut rl = RaftLoop::new(
-            config,
-            Arc::new(Clock::new()),
-            rt.handle().clone(),
-            storage,
-            raft,
-            KvStore::new(),
-        );
-        let mut rxs = BTreeMap::new();
-        for id in [1, 3] {
-            let (tx, rx) = mpsc::channel(1 << 16);
-            rl.peers.insert(id, tx);
-            rxs.insert(id, rx);
-        }
+        let TestLoop {
+            mut rl,
+            peers: mut rxs,
+            _rt,
+            _dir,
+        } = test_loop(hs, entries);
         rl.process_ready().unwrap();
         assert_eq!(rl.kv.applied_index(), 1);
 
@@ -1131,14 +1139,7 @@ mod tests {
             },
         }));
         assert!(rl.raft.lease_read_ok());
-        let (tx, mut rx) = oneshot::channel();
-        rl.handle(Input::Client {
-            op: Operation::Get {
-                key: "x".into(),
-                mode: Some(ReadMode::Lease),
-            },
-            reply: tx,
-        });
+        let mut rx = get(&mut rl, "x", ReadMode::Lease);
         rl.process_ready().unwrap();
         assert_eq!(rl.kv.applied_index(), 3);
         match rx.try_recv() {
