@@ -67,10 +67,6 @@ pub struct AvailabilityReport {
 
 const NS: f64 = 1e9;
 
-fn is_write(f: &str) -> bool {
-    matches!(f, "write" | "cas" | "add")
-}
-
 /// Judges the recovery after the final heal from the history.
 pub fn check(events: &[Event], input: &AvailabilityInput) -> AvailabilityReport {
     let heal = input.heal_at_ns;
@@ -88,7 +84,7 @@ pub fn check(events: &[Event], input: &AvailabilityInput) -> AvailabilityReport 
             continue;
         }
         *ok_after.entry(e.f.clone()).or_insert(0u64) += 1;
-        if is_write(&e.f) {
+        if e.is_write() {
             first_write.get_or_insert(e.time);
         } else if e.f == "read" {
             if let Some(slot) = e.read_mode.as_ref().and_then(|m| first_read.get_mut(m)) {

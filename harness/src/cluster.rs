@@ -219,16 +219,22 @@ impl Cluster {
         nemesis::admin::status_within(addr, timeout).await.ok()
     }
 
+    /// What every node reports, asked all at once, in id order; `None` for a node that does
+    /// not answer within `timeout`.
+    pub async fn poll(&self, timeout: Duration) -> Vec<(NodeId, Option<node::protocol::Status>)> {
+        let asks = self.nodes.iter().map(|n| async move {
+            let s = nemesis::admin::status_within(n.client_addr, timeout).await;
+            (n.id, s.ok())
+        });
+        futures::future::join_all(asks).await
+    }
+
     /// What every node that answers within `timeout` reports, asked all at once.
     pub async fn statuses(&self, timeout: Duration) -> Vec<node::protocol::Status> {
-        let asks = self
-            .nodes
-            .iter()
-            .map(|n| nemesis::admin::status_within(n.client_addr, timeout));
-        futures::future::join_all(asks)
+        self.poll(timeout)
             .await
             .into_iter()
-            .filter_map(Result::ok)
+            .filter_map(|(_, s)| s)
             .collect()
     }
 
@@ -329,8 +335,11 @@ impl Cluster {
                 }
             }
             Fault::Pause { nodes, .. } => {
+                // Pausing waits (briefly) until the node is really stopped: off the runtime.
                 for &id in nodes {
-                    self.supervisor.pause(&self.name(id))?;
+                    let sup = self.supervisor.clone();
+                    let name = self.name(id);
+                    tokio::task::spawn_blocking(move || sup.pause(&name)).await??;
                 }
             }
             Fault::Membership { removed, .. } => {

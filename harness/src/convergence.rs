@@ -84,7 +84,7 @@ pub async fn check(cluster: &Cluster, keys: &[String], budget: Duration) -> Conv
     let mut last: Vec<(NodeId, Option<Status>)>;
     // Bounded by the budget: every round waits at least POLL.
     let (converged, leader_commit) = loop {
-        last = poll(cluster, &ids).await;
+        last = cluster.poll(REQUEST_TIMEOUT).await;
         let leader_commit = leader_commit(&last);
         if let Some(target) = leader_commit {
             let all = last
@@ -119,7 +119,7 @@ pub async fn check(cluster: &Cluster, keys: &[String], budget: Duration) -> Conv
             .map(|(_, s)| s.as_ref().map(|s| s.applied_index))
             .collect();
         let values = read_all(cluster, &ids, keys).await;
-        last = poll(cluster, &ids).await;
+        last = cluster.poll(REQUEST_TIMEOUT).await;
         let after: Vec<Option<u64>> = last
             .iter()
             .map(|(_, s)| s.as_ref().map(|s| s.applied_index))
@@ -153,15 +153,6 @@ pub async fn check(cluster: &Cluster, keys: &[String], budget: Duration) -> Conv
         ),
     }];
     report
-}
-
-/// Every member's status (None: no answer), asked all at once.
-async fn poll(cluster: &Cluster, ids: &[NodeId]) -> Vec<(NodeId, Option<Status>)> {
-    let asks = ids.iter().map(|&id| async move {
-        let s = cluster.status(id, REQUEST_TIMEOUT).await;
-        (id, s)
-    });
-    futures::future::join_all(asks).await
 }
 
 /// The commit index of the leader of the highest term, if one answers.

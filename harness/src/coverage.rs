@@ -203,10 +203,6 @@ fn op_key(f: &str, read_mode: Option<&str>) -> String {
     }
 }
 
-fn is_write(f: &str) -> bool {
-    matches!(f, "write" | "cas" | "add")
-}
-
 /// A client completion: time, operation key, outcome.
 struct Completion {
     time: u64,
@@ -225,9 +221,9 @@ fn completions(events: &[Event], end: u64) -> Vec<Completion> {
         };
         let key = op_key(&e.f, e.read_mode.as_deref());
         if e.kind == EventType::Invoke {
-            open.insert(p, (key, is_write(&e.f)));
+            open.insert(p, (key, e.is_write()));
         } else {
-            let (key, write) = open.remove(&p).unwrap_or((key, is_write(&e.f)));
+            let (key, write) = open.remove(&p).unwrap_or((key, e.is_write()));
             out.push(Completion {
                 time: e.time,
                 key,

@@ -901,14 +901,15 @@ fn check_and_report(
 
 /// One line of what the faults did: leader changes, leaderless time, under partition.
 fn coverage_line(c: &crate::coverage::Coverage) -> String {
-    let v = serde_json::to_value(c).unwrap_or_default();
-    let num = |k: &str| v[k].as_f64().map(|x| format!("{x}")).unwrap_or("?".into());
+    fn known<T: std::fmt::Display>(v: Option<T>) -> String {
+        v.map_or_else(|| "?".into(), |x| x.to_string())
+    }
     let mut s = format!(
         "faults: {} windows, {} leader changes, max term {}, {} s without a leader",
-        v["windows"].as_array().map_or(0, Vec::len),
-        num("leader_changes"),
-        num("max_term"),
-        num("leaderless_s"),
+        c.windows.len(),
+        known(c.leader_changes),
+        known(c.max_term),
+        known(c.leaderless_s),
     );
     if let Some(share) = c.partition_leaderless_share() {
         s.push_str(&format!(

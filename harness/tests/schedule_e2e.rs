@@ -3,9 +3,11 @@
 //! different families overlap; with `--no-overlap` they never do. What was applied is read
 //! back from history.jsonl: each fault part is its own nemesis start/stop pair.
 
+mod common;
+use common::{harness, latest};
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// One fault window: its kind (the event value's "fault") and the history indexes of its start
 /// and stop (`u64::MAX` if it never stopped).
@@ -16,14 +18,9 @@ struct Window {
     stop: u64,
 }
 
-fn latest(results: &Path) -> PathBuf {
-    let link = results.join("latest");
-    results.join(std::fs::read_link(&link).expect("results/latest is a link"))
-}
-
 /// Runs `harness test` with `args`; returns the exit code, its output and the run directory.
 fn run(args: &[&str], results: &Path) -> (i32, String, PathBuf) {
-    let out = Command::new(env!("CARGO_BIN_EXE_harness"))
+    let out = harness()
         .arg("test")
         .args(args)
         .arg("--results-dir")

@@ -55,17 +55,6 @@ fn read(cluster: &Cluster, i: usize, key: &str, mode: ReadMode) -> Option<Value>
     );
 }
 
-fn assert_all_running(cluster: &mut Cluster) {
-    for i in 0..cluster.nodes.len() {
-        assert!(
-            cluster.is_running(i),
-            "n{} exited{}",
-            i + 1,
-            cluster.log_hint()
-        );
-    }
-}
-
 #[test]
 fn clock_admin_refuses_out_of_range_values_and_the_node_keeps_working() {
     let mut cluster = Cluster::start(3, &[]);
@@ -104,7 +93,7 @@ fn clock_admin_refuses_out_of_range_values_and_the_node_keeps_working() {
     }
     // Long enough for a stalled Raft thread or an election storm to show.
     std::thread::sleep(Duration::from_secs(2));
-    assert_all_running(&mut cluster);
+    cluster.assert_all_running();
     put(&mut cluster, "k", 2, 2);
     let leader = cluster.wait_for_leader(Duration::from_secs(15));
     assert_eq!(
@@ -154,7 +143,7 @@ fn a_malformed_snapshot_or_frame_on_the_peer_port_is_dropped() {
     let mut peer2 = Conn::connect(&cluster.nodes[follower].peer_addr).expect("connect");
     peer2.write_frame(&[0xff; 64]).expect("send");
     std::thread::sleep(Duration::from_secs(2));
-    assert_all_running(&mut cluster);
+    cluster.assert_all_running();
     put(&mut cluster, "k", 2, 2);
     assert_eq!(
         read(&cluster, follower, "k", ReadMode::Follower),
@@ -165,5 +154,5 @@ fn a_malformed_snapshot_or_frame_on_the_peer_port_is_dropped() {
         s2.commit_index < 1_000_000,
         "the bogus snapshot was adopted: {s2:?}"
     );
-    assert_all_running(&mut cluster);
+    cluster.assert_all_running();
 }

@@ -396,14 +396,7 @@ fn every_read_path_returns_latest_write_and_clock_admin_works() {
         "round 2 reads checked per path {:?}: {checked:?}",
         ReadMode::ALL
     );
-    for i in 0..cluster.nodes.len() {
-        assert!(
-            cluster.is_running(i),
-            "n{} exited{}",
-            i + 1,
-            cluster.log_hint()
-        );
-    }
+    cluster.assert_all_running();
 }
 
 /// The follower-path check above can fail: with `--bug follower-read-local` (a follower

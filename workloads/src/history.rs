@@ -94,6 +94,13 @@ pub struct Event {
     pub error: Option<String>,
 }
 
+impl Event {
+    /// True for the operations that may change state: `write`, `cas` and `add`.
+    pub fn is_write(&self) -> bool {
+        matches!(self.f.as_str(), "write" | "cas" | "add")
+    }
+}
+
 /// Why a history could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum HistoryError {

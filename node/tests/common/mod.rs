@@ -144,6 +144,13 @@ impl Cluster {
         }
     }
 
+    /// Panics, naming the node and pointing at the logs, if any node's process has exited.
+    pub fn assert_all_running(&mut self) {
+        for i in 0..self.nodes.len() {
+            assert!(self.is_running(i), "n{} exited{}", i + 1, self.log_hint());
+        }
+    }
+
     /// Waits (bounded) until some running node reports itself leader; returns its position.
     pub fn wait_for_leader(&mut self, deadline: Duration) -> usize {
         let start = Instant::now();
