@@ -704,6 +704,23 @@ impl Raft {
         }
     }
 
+    /// The lease [`Raft::lease_read_ok`] judges, as (the tick at which the majority-acked
+    /// round was created, the ticks the lease lasts from it), while this node is a leader
+    /// with check-quorum and an entry of its term committed; None otherwise. For a runtime
+    /// that measures the lease on another clock (the deliberate bug `lease-wall-clock`).
+    pub fn lease(&self) -> Option<(u64, u64)> {
+        if self.role == Role::Leader && self.cfg.check_quorum && self.committed_in_term() {
+            self.lease_start.map(|start| (start, self.lease_ticks()))
+        } else {
+            None
+        }
+    }
+
+    /// Ticks delivered since this core was constructed (its logical clock).
+    pub fn ticks(&self) -> u64 {
+        self.now
+    }
+
     fn committed_in_term(&self) -> bool {
         self.log.term(self.log.committed()) == Some(self.term)
     }
