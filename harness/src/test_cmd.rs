@@ -24,7 +24,7 @@ use crate::convergence::ConvergenceReport;
 use crate::exit;
 
 /// The deliberate bugs `node --bug` knows (README: "Deliberate bugs").
-pub const BUGS: [&str; 7] = [
+pub const BUGS: [&str; 8] = [
     "ack-before-persist",
     "vote-ignores-log",
     "commit-by-count",
@@ -32,6 +32,7 @@ pub const BUGS: [&str; 7] = [
     "read-index-no-confirm",
     "follower-read-local",
     "no-conflict-truncate",
+    "lease-wall-clock",
 ];
 
 /// Mixed into the test's seed for the nemesis planner, so its draws are independent of the
@@ -111,6 +112,13 @@ pub fn plan(args: &TestArgs) -> Result<Plan, Failure> {
         .map_err(|e| usage(format!("--read-mode: {e}")))?;
     let families =
         schedule::parse_families(&args.nemesis).map_err(|e| usage(format!("--nemesis: {e}")))?;
+    // The node refuses offsets beyond a day; refuse them here, before anything starts.
+    if !(args.clock_bump_ms.is_finite() && (0.0..=86_400_000.0).contains(&args.clock_bump_ms)) {
+        return Err(usage(format!(
+            "--clock-bump-ms must be within [0, 86400000], got {}",
+            args.clock_bump_ms
+        )));
+    }
     // Reject what the planner cannot do (e.g. membership) before starting anything.
     Planner::new(
         0,
@@ -262,6 +270,9 @@ pub fn command_line(args: &TestArgs, seed: u64) -> String {
             " --clock-rate-min {} --clock-rate-max {}",
             args.clock_rate_min, args.clock_rate_max
         ));
+    }
+    if args.clock_bump_ms != 250.0 {
+        s.push_str(&format!(" --clock-bump-ms {}", args.clock_bump_ms));
     }
     if let Some(p) = &args.partition_shapes {
         s.push_str(&format!(" --partition-shapes {p}"));
@@ -540,7 +551,7 @@ async fn drive(
             nodes: cluster.ids(),
             clock_rate_min: args.clock_rate_min,
             clock_rate_max: args.clock_rate_max,
-            clock_bump_ms: 250.0,
+            clock_bump_ms: args.clock_bump_ms,
         },
     )
     .and_then(|p| p.with_partition_shapes(&partition_shapes(args)))

@@ -900,12 +900,16 @@ impl Raft {
         self.role = Role::Leader;
         self.leader = Some(self.cfg.id);
         let next = self.log.last_index() + 1;
-        for v in self
-            .quorum
-            .voters()
-            .into_iter()
-            .filter(|&v| v != self.cfg.id)
-        {
+        // The followers: the voters, and while the latest configuration is not committed
+        // the voters of the one before (as `prune_progress` keeps them). A node that C_new
+        // removes must still receive C_new from a leader that inherited it uncommitted, or
+        // it keeps the configuration in which it votes and campaigns forever.
+        let mut followers = self.quorum.voters();
+        let ci = self.log.config_index();
+        if ci > self.log.committed() && ci > self.log.snapshot_index() {
+            followers.extend(self.log.config_at(ci - 1).all_voters());
+        }
+        for v in followers.into_iter().filter(|&v| v != self.cfg.id) {
             self.progress
                 .insert(v, Progress::new(next, self.cfg.max_inflight_msgs));
         }
