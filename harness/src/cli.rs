@@ -128,6 +128,15 @@ pub struct TestArgs {
     /// Fastest clock rate the clock nemesis sets.
     #[arg(long, default_value_t = 1.05)]
     pub clock_rate_max: f64,
+    /// Pad every key sent to the nodes to this many bytes (the history keeps the short
+    /// names), so the nodes replicate entries of about this size. 0: keys as they are.
+    #[arg(long, default_value_t = 0)]
+    pub key_bytes: usize,
+    /// Register workload: one put halfway through the run whose key is padded to this many
+    /// bytes (history key `large`). 4190000 fits a client frame but not a log entry: the
+    /// node must refuse it `invalid` while the cluster goes on committing.
+    #[arg(long)]
+    pub large_put_bytes: Option<usize>,
     /// Largest clock offset bump (ms, either way) the clock nemesis sets; also how far
     /// `isolated-leader-clock-back` steps the isolated leader's wall clock back.
     #[arg(long, default_value_t = 250.0)]
