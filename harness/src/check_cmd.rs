@@ -11,6 +11,7 @@
 //! operation (empty, or nemesis events only) is `unknown (no operations)`. Exit code: the
 //! worst over all files, 255 (malformed or I/O error) > 1 (invalid) > 2 (unknown) > 0 (valid).
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use workloads::checker::{
@@ -51,6 +52,10 @@ pub struct CheckArgs {
     /// Checker threads (0 = one per core).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// Report every anomaly: keep checking the other keys after the first invalid one
+    /// (within the same budgets). By default the first invalid key decides.
+    #[arg(long)]
+    pub all: bool,
 }
 
 /// Exit code of a file that could not be read or is malformed.
@@ -68,12 +73,18 @@ pub fn run(args: &CheckArgs) -> i32 {
         timeout: Duration::from_secs_f64(args.check_timeout.clamp(0.0, 1e9)),
         memory_limit: args.check_memory.saturating_mul(1 << 20),
         threads: args.threads,
+        all_anomalies: args.all,
     };
     let mut code = 0;
+    let mut out = std::io::stdout().lock();
     for file in &args.files {
         let (line, c) = check_file(file, args, &opts);
-        println!("{line}");
         code = worst_code(code, c);
+        // A closed stdout (`| head`) ends the output quietly; the exit code still counts
+        // what was checked.
+        if writeln!(out, "{line}").is_err() {
+            break;
+        }
     }
     code
 }

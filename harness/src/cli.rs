@@ -122,6 +122,10 @@ pub struct TestArgs {
     /// Seconds the checker may spend before answering `unknown`.
     #[arg(long, default_value_t = 300.0)]
     pub check_timeout: f64,
+    /// Report every anomaly: the checker keeps checking the other keys after the first
+    /// invalid one (within --check-timeout). By default the first invalid key decides.
+    #[arg(long)]
+    pub check_all: bool,
     /// Slowest clock rate the clock nemesis sets (1.0 = real time).
     #[arg(long, default_value_t = 0.95)]
     pub clock_rate_min: f64,

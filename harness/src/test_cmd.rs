@@ -282,6 +282,9 @@ pub fn command_line(args: &TestArgs, seed: u64) -> String {
             args.clock_rate_min, args.clock_rate_max
         ));
     }
+    if args.check_all {
+        s.push_str(" --check-all");
+    }
     if args.key_bytes != 0 {
         s.push_str(&format!(" --key-bytes {}", args.key_bytes));
     }
@@ -773,6 +776,7 @@ fn check_and_report(
     let args = &plan.args;
     let opts = CheckOptions {
         timeout: Duration::from_secs_f64(args.check_timeout),
+        all_anomalies: args.check_all,
         ..CheckOptions::default()
     };
     let stats = crate::report::compute(events);

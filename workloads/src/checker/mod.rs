@@ -37,15 +37,20 @@ pub struct CheckOptions {
     pub memory_limit: usize,
     /// Worker threads; 0 means one per available core.
     pub threads: usize,
+    /// Keep checking the other keys of a read mode after one is invalid, and report every
+    /// anomaly; by default the first invalid key decides the mode and cancels the rest
+    /// (which are then `unknown`), which is faster.
+    pub all_anomalies: bool,
 }
 
 impl Default for CheckOptions {
-    /// 300 s, 1 GiB, one thread per core.
+    /// 300 s, 1 GiB, one thread per core, first anomaly only.
     fn default() -> Self {
         CheckOptions {
             timeout: Duration::from_secs(300),
             memory_limit: 1 << 30,
             threads: 0,
+            all_anomalies: false,
         }
     }
 }

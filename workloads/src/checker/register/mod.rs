@@ -125,6 +125,7 @@ pub fn check_register(
         opts.worker_threads(),
         deadline,
         opts.memory_limit,
+        !opts.all_anomalies,
     );
     let mut read_modes: BTreeMap<String, ModeReport> = prep
         .modes
@@ -142,8 +143,11 @@ pub fn check_register(
             )
         })
         .collect();
-    // Finding natural explanations gets at most 2 s in all.
-    let explain_until = (Instant::now() + std::time::Duration::from_secs(2)).min(deadline);
+    // Finding natural explanations gets at most 2 s in all (more when every anomaly is
+    // asked for: each gets its share).
+    let explain_budget = if opts.all_anomalies { 10 } else { 2 };
+    let explain_until =
+        (Instant::now() + std::time::Duration::from_secs(explain_budget)).min(deadline);
     for (task, fin) in tasks.iter().zip(results) {
         let mode = &mut read_modes
             .get_mut(&prep.modes[task.mode as usize])

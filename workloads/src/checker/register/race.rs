@@ -1,7 +1,7 @@
 //! Racing many searches on a few threads: each worker takes the next search from a shared
 //! queue, runs it for a short time slice and puts it back if undecided, so a hopeless key
-//! never holds up the others. The first invalid key of a read mode cancels the rest of that
-//! mode (its verdict is already known).
+//! never holds up the others. Unless every anomaly is asked for, the first invalid key of a
+//! read mode cancels the rest of that mode (its verdict is already known).
 
 use super::search::{MemBudget, Outcome, Search};
 use std::collections::VecDeque;
@@ -31,13 +31,15 @@ enum Slot {
 
 /// Runs every task (`groups[i]` is the cancel group, e.g. the read mode, of task `i`;
 /// `build(i)` makes its search) on `threads` threads until decided, `deadline`, or the memory
-/// budget. Returns one result per task, in task order.
+/// budget. With `cancel_on_invalid`, the first invalid task of a group cancels the group's
+/// others. Returns one result per task, in task order.
 pub(crate) fn race(
     groups: &[u32],
     build: &(dyn Fn(usize) -> Search + Sync),
     threads: usize,
     deadline: Instant,
     memory_limit: usize,
+    cancel_on_invalid: bool,
 ) -> Vec<Finished> {
     let n = groups.len();
     let n_groups = groups.iter().map(|&g| g as usize + 1).max().unwrap_or(0);
@@ -76,7 +78,7 @@ pub(crate) fn race(
             }
             continue;
         }
-        if let Outcome::Invalid { .. } = outcome {
+        if cancel_on_invalid && matches!(outcome, Outcome::Invalid { .. }) {
             flag.store(true, Ordering::Relaxed);
         }
         let finished = Finished {

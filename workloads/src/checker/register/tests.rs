@@ -342,3 +342,53 @@ fn search_agrees_with_definition_on_tiny_histories() {
         "{valid} valid, {invalid} invalid: too one-sided"
     );
 }
+
+/// Two keys, each with a stale read: by default the first invalid key cancels the other
+/// (`unknown`, one anomaly); with `all_anomalies` both are checked and both reported.
+#[test]
+fn all_anomalies_checks_every_key_after_the_first_invalid_one() {
+    let mut ev = Vec::new();
+    for key in ["a", "b"] {
+        for (p, k, f, v) in [
+            (0, Invoke, "write", json!(1)),
+            (0, Ok, "write", json!(1)),
+            (1, Invoke, "write", json!(2)),
+            (1, Ok, "write", json!(2)),
+            (2, Invoke, "read", json!(null)),
+            (2, Ok, "read", json!(1)),
+        ] {
+            let mut e = h(&[(p, k, f, v, None)]).remove(0);
+            e.key = Some(key.into());
+            e.index = ev.len() as u64;
+            e.time = ev.len() as u64;
+            ev.push(e);
+        }
+    }
+    let one_thread = CheckOptions {
+        threads: 1,
+        ..CheckOptions::default()
+    };
+    let first = check_register(&ev, &one_thread).unwrap();
+    assert_eq!(first.valid, Verdict::Invalid);
+    assert_eq!(first.anomalies().count(), 1);
+    let keys = &first.read_modes[DEFAULT_MODE].keys;
+    assert!(
+        keys.values().any(|k| k.valid == Verdict::Unknown),
+        "{keys:?}"
+    );
+    let all = check_register(
+        &ev,
+        &CheckOptions {
+            all_anomalies: true,
+            ..one_thread
+        },
+    )
+    .unwrap();
+    assert_eq!(all.valid, Verdict::Invalid);
+    assert_eq!(all.anomalies().count(), 2);
+    let keys = &all.read_modes[DEFAULT_MODE].keys;
+    assert!(
+        keys.values().all(|k| k.valid == Verdict::Invalid),
+        "{keys:?}"
+    );
+}
