@@ -14,7 +14,7 @@ h1{font-size:26px;margin:4px 0}
 h2{font-size:20px;margin:28px 0 10px;border-bottom:2px solid #dde1e7;padding-bottom:4px}
 a{color:#1456b8}
 code,pre,.mono{font-family:"DejaVu Sans Mono",monospace;font-size:13px}
-pre{background:#fff;border:1px solid #dde1e7;border-radius:6px;padding:10px 12px;overflow-x:auto;white-space:pre-wrap;word-break:break-all}
+pre{background:#fff;border:1px solid #dde1e7;border-radius:6px;padding:10px 12px;overflow-x:auto;white-space:pre-wrap}
 .sub{color:#5b6473}
 .verdict{display:inline-block;font-weight:700;border-radius:10px;padding:8px 22px;color:#fff;letter-spacing:.5px}
 .big{font-size:44px;margin:10px 0}
@@ -24,8 +24,8 @@ pre{background:#fff;border:1px solid #dde1e7;border-radius:6px;padding:10px 12px
 .badge b{font-size:17px;display:block}
 .badge .v{font-size:22px;font-weight:700}
 .badge small{opacity:.9}
-table{border-collapse:collapse;background:#fff;margin:6px 0}
-th,td{border:1px solid #dde1e7;padding:4px 10px;text-align:left;vertical-align:top;overflow-wrap:anywhere}
+table{border-collapse:collapse;background:#fff;margin:6px 0;display:block;overflow-x:auto;max-width:100%;width:max-content}
+th,td{border:1px solid #dde1e7;padding:4px 10px;text-align:left;vertical-align:top}
 th{background:#eef1f5}
 td.n{text-align:right;font-variant-numeric:tabular-nums}
 img.chart{display:block;width:100%;max-width:1400px;border:1px solid #dde1e7;background:#fff;margin:8px 0 18px}
