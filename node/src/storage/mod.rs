@@ -29,6 +29,10 @@ pub mod replay;
 pub mod snapfile;
 
 #[cfg(test)]
+pub mod crash_fs;
+#[cfg(test)]
+mod crash_tests;
+#[cfg(test)]
 mod snapshot_tests;
 #[cfg(test)]
 mod tests;
