@@ -331,10 +331,14 @@ impl Storage {
             let mut max_index = 0;
             let scanned = record::scan(&bytes, |o, r| {
                 if let record::Record::Entry(e) = &r {
-                    max_index = max_index.max(e.index);
                     if covered {
+                        // Covered by the snapshot, and by any later one: max_index stays 0
+                        // so that a later local snapshot never names this segment as the
+                        // start of its log (its entries may be stale, replaced by a
+                        // leader's snapshot whose clean-up a crash interrupted).
                         return Ok(());
                     }
+                    max_index = max_index.max(e.index);
                 }
                 replayer.apply(o, r)
             })
