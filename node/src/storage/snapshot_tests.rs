@@ -320,3 +320,22 @@ fn segments_left_by_a_crash_before_clean_up_stay_covered() {
     assert_eq!(flatten(&rec), (12, vec![]), "stale entries came back");
     assert_eq!(s.last_index(), 12);
 }
+
+/// Entries a conflict truncated stay truncated when a local snapshot lands between the
+/// truncation point and their indexes: replay must drop them when it meets the record
+/// that truncated them, even though that record is at or below the snapshot.
+#[test]
+fn entries_truncated_before_a_local_snapshot_stay_truncated() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    setup(dir); // entries 1..=20
+    let (mut s, _) = Storage::open(dir, opts()).unwrap();
+    s.append(&[entry(12, 3)]).unwrap(); // the log is now 1..=12
+    s.sync().unwrap();
+    s.save_snapshot(&snap(12, 3, "at-12")).unwrap();
+    assert_eq!(s.last_index(), 12);
+    drop(s);
+    let (s, rec) = Storage::open(dir, opts()).unwrap();
+    assert_eq!(flatten(&rec), (12, vec![]), "truncated entries came back");
+    assert_eq!(s.last_index(), 12);
+}
