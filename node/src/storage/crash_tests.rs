@@ -122,6 +122,20 @@ fn a_new_data_directory_survives_a_crash() {
     assert_eq!(log(&rec), pairs(1, 10, 1));
 }
 
+/// Every directory `open` creates needs its parent synced, not only the last one.
+#[test]
+fn a_new_nested_data_directory_survives_a_crash() {
+    let fs = disk();
+    let dir = "/data/new/node";
+    let (mut s, _) = open_at(&fs, dir, FsyncPolicy::Batch);
+    s.append(&entries(1, 3, 1)).unwrap();
+    s.sync().unwrap();
+    drop(s);
+    fs.crash_losing_unsynced();
+    let (_, rec) = open_at(&fs, dir, FsyncPolicy::Batch);
+    assert_eq!(log(&rec), pairs(1, 3, 1));
+}
+
 #[test]
 fn the_first_segment_in_an_existing_directory_survives_a_crash() {
     let fs = disk();

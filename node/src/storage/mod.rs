@@ -215,8 +215,9 @@ pub struct Storage {
 
 impl Storage {
     /// Opens (creating if absent) the log in `dir`, loads the newest snapshot, replays the
-    /// log after it, and returns the storage and what it held. A new directory or file is
-    /// made durable (the parent directory is fsynced) before this returns. A torn last
+    /// log after it, and returns the storage and what it held. A new directory (with any
+    /// new parents) or file is made durable (each parent directory of a created one is
+    /// fsynced) before this returns. A torn last
     /// record of the last segment is cut off, the file fsynced, and a warning logged naming
     /// the file, offset and bytes cut. A damaged record followed by more data fails with
     /// [`StorageError::Corrupt`] naming the file and the record's offset; a damaged snapshot
@@ -233,11 +234,23 @@ impl Storage {
         opts: StorageOptions,
     ) -> Result<(Storage, Recovered), StorageError> {
         let sync = opts.fsync != FsyncPolicy::Never;
-        let dir_existed = fs.is_dir(dir);
+        // The directories about to be created, innermost first: the entry of each in its
+        // parent is durable only once that parent is fsynced, and losing any of them after
+        // a crash loses the whole log. Bounded by the number of components of `dir`.
+        let mut missing = Vec::new();
+        let mut next = Some(dir);
+        while let Some(d) = next.filter(|d| !d.as_os_str().is_empty() && !fs.is_dir(d)) {
+            missing.push(d);
+            next = d.parent();
+        }
         fs.create_dir_all(dir)
             .map_err(io_err(dir, "create directory"))?;
-        if !dir_existed && sync {
-            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if sync {
+            for created in missing.iter().rev() {
+                let parent = created
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .unwrap_or(Path::new("."));
                 sync_dir(&*fs, parent)?;
             }
         }
