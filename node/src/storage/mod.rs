@@ -21,6 +21,10 @@
 //! state) and deletes the segments the snapshot covers wholly. On open the newest snapshot
 //! is loaded (a damaged one is a fatal [`StorageError::CorruptSnapshot`]) and the log after
 //! it replayed; the segments it covers contribute only their hard-state records.
+//!
+//! Every file-system call goes through [`fs::Fs`] ([`fs::RealFs`], plain `std::fs`, in
+//! production), so that tests run storage on a simulated disk that loses what was not
+//! fsynced at a power failure (`crash_fs`, `crash_tests`).
 
 pub mod error;
 pub mod fs;
@@ -469,7 +473,8 @@ impl Storage {
         Ok(())
     }
 
-    /// Makes `snapshot` the base of the log, durably: starts a new segment that repeats the
+    /// Makes `snapshot` the base of the log, durably: first makes everything appended or
+    /// saved so far durable (as [`Storage::sync`]), then starts a new segment that repeats the
     /// hard state, writes the snapshot file atomically (temporary file, fsync, rename, fsync
     /// the directory), then deletes the segments and snapshots it makes useless. If the log
     /// holds the snapshot's last entry with its term (a local compaction), the entries after
