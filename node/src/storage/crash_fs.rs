@@ -34,18 +34,31 @@ const ROOT: Ino = 0;
 /// The kinds of operation [`CrashFs::fail_once`] can make fail.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Op {
+    /// [`Fs::create_dir_all`].
     CreateDir,
+    /// [`Fs::open`].
     Open,
+    /// [`Fs::lock`].
     Lock,
+    /// [`Fs::list_dir`].
     ListDir,
+    /// [`Fs::read`].
     Read,
+    /// [`Fs::rename`] (matched on the source path).
     Rename,
+    /// [`Fs::remove_file`].
     Remove,
+    /// [`Fs::sync_dir`].
     SyncDir,
+    /// [`FsFile::read_to_end`].
     FileRead,
+    /// [`FsFile::write_all`] (fails without writing anything).
     FileWrite,
+    /// [`FsFile::set_len`].
     FileSetLen,
+    /// [`FsFile::seek_to`].
     FileSeek,
+    /// [`FsFile::sync_data`] and [`FsFile::sync_all`].
     FileSync,
 }
 
