@@ -21,22 +21,30 @@
 //! state) and deletes the segments the snapshot covers wholly. On open the newest snapshot
 //! is loaded (a damaged one is a fatal [`StorageError::CorruptSnapshot`]) and the log after
 //! it replayed; the segments it covers contribute only their hard-state records.
+//!
+//! Every file-system call goes through [`fs::Fs`] ([`fs::RealFs`], plain `std::fs`, in
+//! production), so that tests run storage on a simulated disk that loses what was not
+//! fsynced at a power failure (`crash_fs`, `crash_tests`).
 
 pub mod error;
+pub mod fs;
 pub mod record;
 pub mod replay;
 pub mod snapfile;
 
 #[cfg(test)]
+pub mod crash_fs;
+#[cfg(test)]
+mod crash_tests;
+#[cfg(test)]
 mod snapshot_tests;
 #[cfg(test)]
 mod tests;
 
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 pub use error::StorageError;
+use fs::{Fs, FsFile, FsLock, LockError, OpenMode, RealFs};
 use record::{encode_record, RecordRef};
 use replay::Replayer;
 
@@ -184,12 +192,14 @@ struct Segment {
 /// two processes can never write the same log.
 #[derive(Debug)]
 pub struct Storage {
+    /// The file system everything goes through ([`RealFs`] outside tests).
+    fs: Arc<dyn Fs>,
     dir: PathBuf,
     /// The current (last) segment, the only one written to.
     path: PathBuf,
-    file: File,
+    file: Box<dyn FsFile>,
     /// Held for the lifetime of the storage: the directory lock.
-    _lock: File,
+    _lock: Box<dyn FsLock>,
     opts: StorageOptions,
     /// Encoded records not yet written to the file.
     pending: Vec<u8>,
@@ -209,54 +219,70 @@ pub struct Storage {
 
 impl Storage {
     /// Opens (creating if absent) the log in `dir`, loads the newest snapshot, replays the
-    /// log after it, and returns the storage and what it held. A new directory or file is
-    /// made durable (the parent directory is fsynced) before this returns. A torn last
+    /// log after it, and returns the storage and what it held. A new directory (with any
+    /// new parents) or file is made durable (each parent directory of a created one is
+    /// fsynced) before this returns. A torn last
     /// record of the last segment is cut off, the file fsynced, and a warning logged naming
     /// the file, offset and bytes cut. A damaged record followed by more data fails with
     /// [`StorageError::Corrupt`] naming the file and the record's offset; a damaged snapshot
     /// with [`StorageError::CorruptSnapshot`]. Leftover temporary snapshot files (a crash
     /// while writing one) are deleted.
     pub fn open(dir: &Path, opts: StorageOptions) -> Result<(Storage, Recovered), StorageError> {
+        Storage::open_with(Arc::new(RealFs), dir, opts)
+    }
+
+    /// [`Storage::open`] on the file system `fs` (tests pass a simulated disk).
+    pub fn open_with(
+        fs: Arc<dyn Fs>,
+        dir: &Path,
+        opts: StorageOptions,
+    ) -> Result<(Storage, Recovered), StorageError> {
         let sync = opts.fsync != FsyncPolicy::Never;
-        let dir_existed = dir.is_dir();
-        std::fs::create_dir_all(dir).map_err(io_err(dir, "create directory"))?;
-        if !dir_existed && sync {
-            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-                sync_dir(parent)?;
+        // The directories about to be created, innermost first: the entry of each in its
+        // parent is durable only once that parent is fsynced, and losing any of them after
+        // a crash loses the whole log. Bounded by the number of components of `dir`.
+        let mut missing = Vec::new();
+        let mut next = Some(dir);
+        while let Some(d) = next.filter(|d| !d.as_os_str().is_empty() && !fs.is_dir(d)) {
+            missing.push(d);
+            next = d.parent();
+        }
+        fs.create_dir_all(dir)
+            .map_err(io_err(dir, "create directory"))?;
+        if sync {
+            for created in missing.iter().rev() {
+                let parent = created
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .unwrap_or(Path::new("."));
+                sync_dir(&*fs, parent)?;
             }
         }
         let lock_path = dir.join(LOCK_FILE_NAME);
-        let lock = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&lock_path)
-            .map_err(io_err(&lock_path, "open"))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
+        let lock = match fs.lock(&lock_path) {
+            Ok(lock) => lock,
+            Err(LockError::WouldBlock) => {
                 return Err(StorageError::Locked {
                     path: dir.join(WAL_FILE_NAME),
                 })
             }
-            Err(std::fs::TryLockError::Error(e)) => return Err(io_err(&lock_path, "lock")(e)),
-        }
+            Err(LockError::Open(e)) => return Err(io_err(&lock_path, "open")(e)),
+            Err(LockError::Lock(e)) => return Err(io_err(&lock_path, "lock")(e)),
+        };
 
         let mut seqs = Vec::new();
         let mut snaps = Vec::new();
-        for de in std::fs::read_dir(dir).map_err(io_err(dir, "list directory"))? {
-            let de = de.map_err(io_err(dir, "list directory"))?;
-            let name = de.file_name().to_string_lossy().into_owned();
+        for file_name in fs.list_dir(dir).map_err(io_err(dir, "list directory"))? {
+            let name = file_name.to_string_lossy().into_owned();
             if let Some(seq) = parse_segment_name(&name) {
                 seqs.push(seq);
             } else if let Some(index) = snapfile::parse_name(&name) {
                 snaps.push(index);
             } else if name.starts_with("snap-") && name.ends_with(".tmp") {
                 // A crash while writing a snapshot: the old state is complete without it.
-                let p = de.path();
+                let p = dir.join(&file_name);
                 tracing::warn!(file = %p.display(), "removing unfinished snapshot file");
-                std::fs::remove_file(&p).map_err(io_err(&p, "remove"))?;
+                fs.remove_file(&p).map_err(io_err(&p, "remove"))?;
             }
         }
         seqs.sort_unstable();
@@ -266,7 +292,7 @@ impl Storage {
         let mut first_segment = 0;
         if let Some(&index) = snaps.last() {
             let p = dir.join(snapfile::file_name(index));
-            let bytes = std::fs::read(&p).map_err(io_err(&p, "read"))?;
+            let bytes = fs.read(&p).map_err(io_err(&p, "read"))?;
             let body =
                 snapfile::decode(&bytes).map_err(|reason| StorageError::CorruptSnapshot {
                     path: p.clone(),
@@ -300,21 +326,16 @@ impl Storage {
         for (k, &seq) in seqs.iter().enumerate() {
             let last = k + 1 == seqs.len();
             let path = dir.join(segment_name(seq));
-            let mut f = if last {
-                OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .create(true)
-                    .truncate(false)
-                    .open(&path)
-                    .map_err(io_err(&path, "open"))?
+            let mode = if last {
+                OpenMode::ReadWrite
             } else {
-                File::open(&path).map_err(io_err(&path, "open"))?
+                OpenMode::ReadOnly
             };
+            let mut f = fs.open(&path, mode).map_err(io_err(&path, "open"))?;
             if created && sync {
                 // The file's directory entry must be durable too, or a crash can lose the
                 // whole file (etcd issue #6368).
-                sync_dir(dir)?;
+                sync_dir(&*fs, dir)?;
             }
             let mut bytes = Vec::new();
             f.read_to_end(&mut bytes).map_err(io_err(&path, "read"))?;
@@ -327,10 +348,14 @@ impl Storage {
             let mut max_index = 0;
             let scanned = record::scan(&bytes, |o, r| {
                 if let record::Record::Entry(e) = &r {
-                    max_index = max_index.max(e.index);
                     if covered {
+                        // Covered by the snapshot, and by any later one: max_index stays 0
+                        // so that a later local snapshot never names this segment as the
+                        // start of its log (its entries may be stale, replaced by a
+                        // leader's snapshot whose clean-up a crash interrupted).
                         return Ok(());
                     }
+                    max_index = max_index.max(e.index);
                 }
                 replayer.apply(o, r)
             })
@@ -361,7 +386,7 @@ impl Storage {
             }
             segments.push(Segment { seq, max_index });
             if last {
-                f.seek(SeekFrom::Start(scanned.valid_len))
+                f.seek_to(scanned.valid_len)
                     .map_err(io_err(&path, "seek"))?;
                 file = Some((f, path));
             }
@@ -374,6 +399,7 @@ impl Storage {
             ..
         } = replayer;
         let storage = Storage {
+            fs,
             dir: dir.to_path_buf(),
             path,
             file,
@@ -447,7 +473,8 @@ impl Storage {
         Ok(())
     }
 
-    /// Makes `snapshot` the base of the log, durably: starts a new segment that repeats the
+    /// Makes `snapshot` the base of the log, durably: first makes everything appended or
+    /// saved so far durable (as [`Storage::sync`]), then starts a new segment that repeats the
     /// hard state, writes the snapshot file atomically (temporary file, fsync, rename, fsync
     /// the directory), then deletes the segments and snapshots it makes useless. If the log
     /// holds the snapshot's last entry with its term (a local compaction), the entries after
@@ -484,11 +511,9 @@ impl Storage {
         //    segments can never lose the latest term or vote.
         let seq = self.segments.last().map_or(1, |s| s.seq) + 1;
         let path = self.dir.join(segment_name(seq));
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)
+        let mut file = self
+            .fs
+            .open(&path, OpenMode::CreateNew)
             .map_err(io_err(&path, "create"))?;
         let mut buf = Vec::new();
         encode_record(RecordRef::HardState(&self.hard_state), &mut buf)?;
@@ -500,7 +525,7 @@ impl Storage {
             return Err(io_err(&path, "write")(e));
         }
         if sync {
-            sync_dir(&self.dir)?;
+            sync_dir(&*self.fs, &self.dir)?;
         }
         self.file = file;
         self.path = path;
@@ -525,7 +550,10 @@ impl Storage {
         })
         .map_err(|e| StorageError::Encode(record::EncodeError::Bincode(e)))?;
         let tmp = snapfile::temp_path(&self.dir, meta.index);
-        let mut f = File::create(&tmp).map_err(io_err(&tmp, "create"))?;
+        let mut f = self
+            .fs
+            .open(&tmp, OpenMode::CreateTruncate)
+            .map_err(io_err(&tmp, "create"))?;
         f.write_all(&bytes).map_err(io_err(&tmp, "write"))?;
         if stop == SnapshotStep::TempWritten {
             return Ok(());
@@ -538,12 +566,12 @@ impl Storage {
             return Ok(());
         }
         let fin = self.dir.join(snapfile::file_name(meta.index));
-        std::fs::rename(&tmp, &fin).map_err(io_err(&fin, "rename"))?;
+        self.fs.rename(&tmp, &fin).map_err(io_err(&fin, "rename"))?;
         if stop == SnapshotStep::Renamed {
             return Ok(());
         }
         if sync {
-            sync_dir(&self.dir)?;
+            sync_dir(&*self.fs, &self.dir)?;
         }
         // The snapshot is durable: from here on a restart uses it.
         let old_offset = self.offset;
@@ -563,15 +591,18 @@ impl Storage {
             self.segments.iter().partition(|s| s.seq < first_segment);
         for s in old {
             let p = self.dir.join(segment_name(s.seq));
-            std::fs::remove_file(&p).map_err(io_err(&p, "remove"))?;
+            self.fs.remove_file(&p).map_err(io_err(&p, "remove"))?;
         }
         self.segments = keep;
-        for de in std::fs::read_dir(&self.dir).map_err(io_err(&self.dir, "list directory"))? {
-            let de = de.map_err(io_err(&self.dir, "list directory"))?;
-            let name = de.file_name().to_string_lossy().into_owned();
+        let names = self
+            .fs
+            .list_dir(&self.dir)
+            .map_err(io_err(&self.dir, "list directory"))?;
+        for file_name in names {
+            let name = file_name.to_string_lossy();
             if snapfile::parse_name(&name).is_some_and(|i| i < meta.index) {
-                let p = de.path();
-                std::fs::remove_file(&p).map_err(io_err(&p, "remove"))?;
+                let p = self.dir.join(&file_name);
+                self.fs.remove_file(&p).map_err(io_err(&p, "remove"))?;
             }
         }
         Ok(())
@@ -728,10 +759,8 @@ impl Storage {
 }
 
 /// Fsyncs a directory so that entries created in it survive a crash.
-fn sync_dir(dir: &Path) -> Result<(), StorageError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(dir, "fsync directory"))
+fn sync_dir(fs: &dyn Fs, dir: &Path) -> Result<(), StorageError> {
+    fs.sync_dir(dir).map_err(io_err(dir, "fsync directory"))
 }
 
 fn io_err(path: &Path, op: &'static str) -> impl FnOnce(std::io::Error) -> StorageError {

@@ -23,12 +23,15 @@ impl Replayer {
     }
 
     /// Applies one record found at byte `offset`. An entry at or below the last index
-    /// replaces that index and everything after it; an entry past `last_index() + 1` (a gap)
+    /// replaces that index and everything after it (one at or below `base` empties the log); an entry past `last_index() + 1` (a gap)
     /// or with index 0 is no log a correct writer produces and is reported as corruption.
     pub fn apply(&mut self, offset: u64, record: Record) -> Result<(), CorruptAt> {
         match record {
             Record::HardState(hs) => self.hard_state = hs,
-            Record::Entry(e) if e.index != 0 && e.index <= self.base => {}
+            // Covered by the snapshot, but it still replaces everything after its index: any
+            // entry past the snapshot seen before it was truncated by it (a conflict), and
+            // must not survive because the snapshot happened to land in between.
+            Record::Entry(e) if e.index != 0 && e.index <= self.base => self.entries.clear(),
             Record::Entry(e) => {
                 let next = self.last_index() + 1;
                 if e.index == 0 || e.index > next {
@@ -93,6 +96,20 @@ mod tests {
             .unwrap();
         }
         assert_eq!(r.hard_state.term, 3);
+    }
+
+    #[test]
+    fn an_entry_below_the_base_drops_the_entries_after_the_base() {
+        let mut r = Replayer {
+            base: 5,
+            ..Replayer::default()
+        };
+        for (i, t) in [(4, 1), (5, 1), (6, 1), (7, 1), (5, 2), (3, 2)] {
+            r.apply(0, e(i, t)).unwrap();
+        }
+        assert_eq!(terms(&r), vec![]);
+        r.apply(0, e(6, 2)).unwrap();
+        assert_eq!(terms(&r), vec![(6, 2)]);
     }
 
     #[test]

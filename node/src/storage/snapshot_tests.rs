@@ -298,3 +298,44 @@ fn measure_data_dir_size_with_and_without_compaction() {
         );
     }
 }
+
+/// A leader snapshot replaces a longer log, and a crash before its clean-up leaves the
+/// replaced segments on disk. A later local snapshot must not take them for the log that
+/// follows it: their entries past its index are stale and must not come back.
+#[test]
+fn segments_left_by_a_crash_before_clean_up_stay_covered() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    setup(dir); // entries 1..=20
+    {
+        let (mut s, _) = Storage::open(dir, opts()).unwrap();
+        s.save_snapshot_until(&snap(12, 5, "leader"), SnapshotStep::DirSynced)
+            .unwrap();
+    } // crash before the replaced segment is deleted
+    let (mut s, rec) = Storage::open(dir, opts()).unwrap();
+    assert_eq!(flatten(&rec), (12, vec![]));
+    s.save_snapshot(&snap(12, 5, "local")).unwrap();
+    drop(s);
+    let (s, rec) = Storage::open(dir, opts()).unwrap();
+    assert_eq!(flatten(&rec), (12, vec![]), "stale entries came back");
+    assert_eq!(s.last_index(), 12);
+}
+
+/// Entries a conflict truncated stay truncated when a local snapshot lands between the
+/// truncation point and their indexes: replay must drop them when it meets the record
+/// that truncated them, even though that record is at or below the snapshot.
+#[test]
+fn entries_truncated_before_a_local_snapshot_stay_truncated() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    setup(dir); // entries 1..=20
+    let (mut s, _) = Storage::open(dir, opts()).unwrap();
+    s.append(&[entry(12, 3)]).unwrap(); // the log is now 1..=12
+    s.sync().unwrap();
+    s.save_snapshot(&snap(12, 3, "at-12")).unwrap();
+    assert_eq!(s.last_index(), 12);
+    drop(s);
+    let (s, rec) = Storage::open(dir, opts()).unwrap();
+    assert_eq!(flatten(&rec), (12, vec![]), "truncated entries came back");
+    assert_eq!(s.last_index(), 12);
+}
