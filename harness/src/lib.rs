@@ -15,6 +15,7 @@
 //!   summary page, JUnit; `harness soak-merge` joins shards.
 
 pub mod active_faults;
+pub mod anomaly_context;
 pub mod availability;
 pub mod check_cmd;
 pub mod cli;

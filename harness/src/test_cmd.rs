@@ -889,6 +889,17 @@ fn check_and_report(
             final_heal_ns: None,
         },
     );
+    // Each anomaly in its context: the faults active then, the leader, the node's view.
+    if let Some(list) = results["anomalies"].as_array_mut() {
+        for a in list.iter_mut() {
+            let ctx =
+                crate::anomaly_context::of(a, events, &coverage.windows, &driven.observations);
+            if let (Some(ctx), Some(obj)) = (ctx, a.as_object_mut()) {
+                obj.insert("context".into(), serde_json::to_value(ctx)?);
+            }
+        }
+    }
+    let anomalies = results["anomalies"].clone();
     results["coverage"] = serde_json::to_value(&coverage)?;
     write_json(&run_dir.join("results.json"), &results)?;
     if !args.no_report {
@@ -935,8 +946,14 @@ fn check_and_report(
                 .next()
                 .unwrap_or("")
         );
+        if let Some(c) = a["context"]["text"].as_str() {
+            println!("    context: {c}");
+        }
     }
-    println!("  report: {}", run_dir.join("index.html").display());
+    // --no-report writes no page: print no path to one.
+    if !args.no_report {
+        println!("  report: {}", run_dir.join("index.html").display());
+    }
     Ok((verdict.exit_code() as u8, results))
 }
 

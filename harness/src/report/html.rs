@@ -31,6 +31,7 @@ td.n{text-align:right;font-variant-numeric:tabular-nums}
 img.chart{display:block;width:100%;max-width:1400px;border:1px solid #dde1e7;background:#fff;margin:8px 0 18px}
 .anomaly{background:#fff;border:1px solid #f0b4ae;border-left:6px solid #d93025;border-radius:6px;padding:10px 14px;margin:10px 0}
 .note{color:#5b6473;font-size:13px}
+.context{background:#fff8e1;border-left:4px solid #e0a800;padding:6px 10px;margin:6px 0}
 .explain{white-space:pre-wrap;font-family:"DejaVu Sans Mono",monospace;font-size:13px;background:#fdf3f2;padding:8px;border-radius:4px}
 .pill{display:inline-block;border-radius:4px;padding:0 6px;color:#fff;font-size:13px}
 "#;

@@ -74,6 +74,9 @@ pub struct Anomaly {
     pub explanation: String,
     /// History line indexes of the operations involved.
     pub ops: Vec<u64>,
+    /// What was going on then (faults, the answering node's side, the leader): the
+    /// `context.text` the harness wrote, if any.
+    pub context: Option<String>,
 }
 
 /// A run stopped by a signal before its end (`results.json`'s `"interrupted"`).
@@ -229,6 +232,11 @@ fn anomaly(v: &Value, mode: Option<&String>) -> Anomaly {
         read_mode: s("read_mode").or_else(|| mode.cloned()),
         explanation,
         ops,
+        context: v
+            .get("context")
+            .and_then(|c| c.get("text"))
+            .and_then(Value::as_str)
+            .map(String::from),
     }
 }
 

@@ -155,7 +155,8 @@ fn liveness_section(run: &Run) -> Markup {
                         }
                     }
                     @for a in run.results.checker_anomalies(name) {
-                        p.explain { (a.explanation) }
+                        @if let Some(c) = &a.context { p.context { b { "Context: " } (c) } }
+                p.explain { (a.explanation) }
                     }
                 }
             }
