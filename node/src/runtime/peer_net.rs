@@ -7,15 +7,17 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::{SinkExt, StreamExt};
+use futures::SinkExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
-use tokio_util::codec::{FramedRead, FramedWrite};
+use tokio_util::codec::FramedWrite;
 use tracing::Instrument;
 
 use crate::protocol::{frame_codec, MAX_FRAME_BYTES};
 use crate::raft::{Message, NodeId};
 
+use super::conn_limit::PortLimits;
+use super::frames::FrameReader;
 use super::raft_loop::{Handle, Input};
 
 /// Messages queued for one peer before new ones are dropped.
@@ -94,7 +96,11 @@ async fn sender_task(from: NodeId, to: NodeId, addr: String, mut rx: mpsc::Recei
 
 /// Accepts peer connections and feeds every well-formed message addressed to this node into
 /// the Raft loop. A malformed frame closes its connection; other connections go on.
-pub async fn serve(listener: TcpListener, me: NodeId, handle: Handle) {
+///
+/// Within `limits`: at most the cap of open connections (the longest-idle one is closed for
+/// a newcomer, so a restarted peer always gets back in), each frame complete within the
+/// frame timeout of its first byte, partial frames drawing on the node's frame budget.
+pub async fn serve(listener: TcpListener, me: NodeId, handle: Handle, limits: PortLimits) {
     loop {
         let (stream, remote) = match listener.accept().await {
             Ok(x) => x,
@@ -105,13 +111,15 @@ pub async fn serve(listener: TcpListener, me: NodeId, handle: Handle) {
             }
         };
         let _ = stream.set_nodelay(true);
+        let guard = limits.conns.admit(Some(remote));
+        let mut frames = FrameReader::new(stream, limits.budget.clone(), limits.frame_timeout);
         let handle = handle.clone();
-        tokio::spawn(
-            async move {
-                let mut frames = FramedRead::new(stream, frame_codec());
-                while let Some(frame) = frames.next().await {
-                    let frame = match frame {
-                        Ok(f) => f,
+        let serve_connection = async move {
+            let read_messages = async {
+                loop {
+                    let frame = match frames.next_frame().await {
+                        Ok(Some(f)) => f,
+                        Ok(None) => return,
                         Err(e) => {
                             tracing::warn!(%remote, error = %e, "bad frame on the peer port; closing");
                             return;
@@ -133,13 +141,19 @@ pub async fn serve(listener: TcpListener, me: NodeId, handle: Handle) {
                         tracing::warn!(%remote, to = msg.to, "message for another node; closing");
                         return;
                     }
+                    guard.touch();
                     if !handle.send(Input::Peer(msg)) {
                         return;
                     }
                 }
+            };
+            tokio::select! {
+                biased;
+                _ = guard.evicted() => {}
+                _ = read_messages => {}
             }
-            .instrument(tracing::Span::current()),
-        );
+        };
+        tokio::spawn(serve_connection.instrument(tracing::Span::current()));
     }
 }
 
