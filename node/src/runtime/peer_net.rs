@@ -20,6 +20,13 @@ use super::conn_limit::PortLimits;
 use super::frames::FrameReader;
 use super::raft_loop::{Handle, Input};
 
+/// The largest term a peer message may carry; a message above it is dropped and its
+/// connection closed. Terms only grow by one per election, so no real cluster comes near
+/// it, while a forged term at (or near) `u64::MAX` would leave the core unable to raise its
+/// term for a new election: the cluster stalls for good, or a node votes twice in one term
+/// and its storage refuses that (the node exits). Found by `port_fuzz_e2e`.
+pub const MAX_PEER_TERM: u64 = u64::MAX / 2;
+
 /// Messages queued for one peer before new ones are dropped.
 const PEER_QUEUE: usize = 4096;
 
@@ -139,6 +146,10 @@ pub async fn serve(listener: TcpListener, me: NodeId, handle: Handle, limits: Po
                     };
                     if msg.to != me {
                         tracing::warn!(%remote, to = msg.to, "message for another node; closing");
+                        return;
+                    }
+                    if msg.term > MAX_PEER_TERM {
+                        tracing::warn!(%remote, term = msg.term, "message with an impossible term; closing");
                         return;
                     }
                     guard.touch();
