@@ -80,6 +80,22 @@ pub struct Args {
     /// started by hand from a shell leaves it off and stays up when the shell goes.
     #[arg(long)]
     exit_with_parent: bool,
+    /// Limit: open connections on the client port. At the cap, each new connection closes
+    /// the longest-idle one (logged), so idle connections cannot lock anyone out.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    max_client_connections: u32,
+    /// Limit: open connections on the peer port (same policy as the client port).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    max_peer_connections: u32,
+    /// Limit: once a frame's first byte arrived, the whole frame must arrive within this
+    /// many milliseconds or the connection is closed. Connections between frames may idle.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    frame_timeout_ms: u64,
+    /// Limit: MiB that unfinished frames of all connections together may buffer beyond each
+    /// connection's first 64 KiB (at least one 4 MiB frame is always allowed); a connection
+    /// over it waits, within its frame timeout.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    frame_buffer_mib: u32,
 }
 
 /// How often `--exit-with-parent` checks that the parent is still there.
@@ -220,6 +236,12 @@ where
             .is_some_and(|v| v == "1"),
         request_timeout_ms: args.request_timeout_ms,
         seed,
+        limits: runtime::ConnLimits {
+            max_client_connections: args.max_client_connections as usize,
+            max_peer_connections: args.max_peer_connections as usize,
+            frame_timeout: std::time::Duration::from_millis(args.frame_timeout_ms),
+            frame_buffer_bytes: (args.frame_buffer_mib as usize) << 20,
+        },
     };
     if args.exit_with_parent {
         if let Err(e) = exit_with_parent() {

@@ -15,7 +15,11 @@ use crate::raft::NodeId;
 /// The largest frame either side accepts; a larger length prefix closes the connection.
 pub const MAX_FRAME_BYTES: usize = 4 * 1024 * 1024;
 
-/// The frame codec used on every connection: u32 big-endian length prefix, bounded size.
+/// The frame codec: u32 big-endian length prefix, bounded size. Everything writes frames
+/// with it; the node reads its ports with [`crate::runtime::frames::FrameReader`] instead,
+/// which does not reserve a frame's claimed length and bounds how long a frame may take
+/// (README, "Node limits"). Readers of trusted peers (clients reading a node's answers,
+/// the nemesis proxies) use this codec.
 pub fn frame_codec() -> LengthDelimitedCodec {
     LengthDelimitedCodec::builder()
         .length_field_length(4)

@@ -11,29 +11,36 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::{SinkExt, StreamExt};
+use futures::SinkExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
-use tokio_util::codec::{FramedRead, FramedWrite};
+use tokio_util::codec::FramedWrite;
 use tracing::Instrument;
 
 use crate::clock::Clock;
 use crate::protocol::{frame_codec, ErrorKind, ErrorReply, Operation, Reply, Request, Response};
 
+use super::conn_limit::{ConnGuard, PortLimits};
+use super::frames::{FrameError, FrameReader};
 use super::raft_loop::{Handle, Input};
 
 /// Responses queued per connection before the connection is considered stuck.
 const RESPONSE_QUEUE: usize = 4096;
 
-/// Serves the client port forever.
+/// Serves the client port forever, within `limits`: at most `limits.conns`' cap of open
+/// connections (the longest-idle one is closed for a newcomer), each frame complete within
+/// the frame timeout of its first byte, partial frames drawing on the node's frame budget.
+/// A connection with no frame started may idle for ever (clients keep connections open
+/// between bursts; the cap bounds how many can).
 pub async fn serve(
     listener: TcpListener,
     handle: Handle,
     clock: Arc<Clock>,
     request_timeout: Duration,
+    limits: PortLimits,
 ) {
     loop {
-        let (stream, _) = match listener.accept().await {
+        let (stream, remote) = match listener.accept().await {
             Ok(x) => x,
             Err(e) => {
                 tracing::warn!(error = %e, "accept failed on the client port");
@@ -41,18 +48,33 @@ pub async fn serve(
                 continue;
             }
         };
+        let guard = limits.conns.admit(Some(remote));
         tokio::spawn(
-            serve_connection(stream, handle.clone(), clock.clone(), request_timeout)
-                .instrument(tracing::Span::current()),
+            serve_connection(
+                stream,
+                guard,
+                limits.clone(),
+                handle.clone(),
+                clock.clone(),
+                request_timeout,
+            )
+            .instrument(tracing::Span::current()),
         );
     }
 }
 
-async fn serve_connection(stream: TcpStream, handle: Handle, clock: Arc<Clock>, timeout: Duration) {
+async fn serve_connection(
+    stream: TcpStream,
+    guard: ConnGuard,
+    limits: PortLimits,
+    handle: Handle,
+    clock: Arc<Clock>,
+    timeout: Duration,
+) {
     let _ = stream.set_nodelay(true);
     let remote = stream.peer_addr().ok();
     let (read_half, write_half) = stream.into_split();
-    let mut frames = FramedRead::new(read_half, frame_codec());
+    let mut frames = FrameReader::new(read_half, limits.budget, limits.frame_timeout);
     let (tx, mut rx) = mpsc::channel::<Response>(RESPONSE_QUEUE);
 
     let writer = tokio::spawn(async move {
@@ -78,55 +100,80 @@ async fn serve_connection(stream: TcpStream, handle: Handle, clock: Arc<Clock>, 
         }
     });
 
-    while let Some(frame) = frames.next().await {
-        let frame = match frame {
-            Ok(f) => f,
-            Err(e) => {
-                // Oversized or broken framing: we cannot find the next frame, so close.
-                tracing::warn!(?remote, error = %e, "bad frame on the client port; closing");
+    // Reads requests until the connection ends; true when it must close at once rather
+    // than send the answers still due. Raced against eviction, which ends it at any await
+    // (also while the response queue is full because the client reads nothing).
+    let read_requests = async {
+        loop {
+            let frame = match frames.next_frame().await {
+                Ok(Some(f)) => f,
+                Ok(None) => return false,
+                Err(FrameError::TooLong(n)) => {
+                    // We cannot find the next frame, so close; say why first.
+                    tracing::warn!(
+                        ?remote,
+                        bytes = n,
+                        "oversized frame on the client port; closing"
+                    );
+                    let _ = tx
+                        .send(error_response(
+                            0,
+                            ErrorKind::Invalid,
+                            format!("bad frame: {}", FrameError::TooLong(n)),
+                        ))
+                        .await;
+                    return false;
+                }
+                Err(e) => {
+                    tracing::warn!(?remote, error = %e, "bad frame on the client port; closing");
+                    return true;
+                }
+            };
+            guard.touch();
+            let request: Request = match serde_json::from_slice(&frame) {
+                Ok(r) => r,
+                Err(e) => {
+                    // The frame boundary is intact, so the connection can go on.
+                    let id = serde_json::from_slice::<serde_json::Value>(&frame)
+                        .ok()
+                        .and_then(|v| v.get("id").and_then(|i| i.as_u64()))
+                        .unwrap_or(0);
+                    let _ = tx
+                        .send(error_response(
+                            id,
+                            ErrorKind::Invalid,
+                            format!("malformed request: {e}"),
+                        ))
+                        .await;
+                    continue;
+                }
+            };
+            // Submitted here, in arrival order; awaited concurrently.
+            let submitted = submit(request.op, &handle, &clock);
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let result = submitted.answer(timeout).await;
                 let _ = tx
-                    .send(error_response(
-                        0,
-                        ErrorKind::Invalid,
-                        format!("bad frame: {e}"),
-                    ))
+                    .send(Response {
+                        id: request.id,
+                        result,
+                    })
                     .await;
-                break;
-            }
-        };
-        let request: Request = match serde_json::from_slice(&frame) {
-            Ok(r) => r,
-            Err(e) => {
-                // The frame boundary is intact, so the connection can go on.
-                let id = serde_json::from_slice::<serde_json::Value>(&frame)
-                    .ok()
-                    .and_then(|v| v.get("id").and_then(|i| i.as_u64()))
-                    .unwrap_or(0);
-                let _ = tx
-                    .send(error_response(
-                        id,
-                        ErrorKind::Invalid,
-                        format!("malformed request: {e}"),
-                    ))
-                    .await;
-                continue;
-            }
-        };
-        // Submitted here, in arrival order; awaited concurrently.
-        let submitted = submit(request.op, &handle, &clock);
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            let result = submitted.answer(timeout).await;
-            let _ = tx
-                .send(Response {
-                    id: request.id,
-                    result,
-                })
-                .await;
-        });
-    }
+            });
+        }
+    };
+    let abrupt = tokio::select! {
+        biased;
+        _ = guard.evicted() => true,
+        abrupt = read_requests => abrupt,
+    };
     drop(tx);
-    let _ = tokio::time::timeout(timeout, writer).await;
+    if abrupt {
+        // Closes the socket now (both halves dropped); pending answers are dropped.
+        writer.abort();
+    } else {
+        let _ = tokio::time::timeout(timeout, writer).await;
+    }
 }
 
 fn error_response(id: u64, kind: ErrorKind, message: String) -> Response {

@@ -60,4 +60,36 @@ pub struct NodeConfig {
     /// The run's seed (the same for every node); the core derives this node's own seed from
     /// it and the id with [`crate::raft::node_seed`].
     pub seed: u64,
+    /// Limits on the connections to both ports (see [`ConnLimits`]).
+    pub limits: ConnLimits,
+}
+
+/// Limits on the connections to the node's ports, which anyone who reaches them can open.
+/// Together they bound the memory connections can pin: about `frame_buffer_bytes` plus
+/// [`READ_AHEAD`](super::frames::READ_AHEAD) per open connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnLimits {
+    /// Open connections on the client port at most; at the cap each new connection closes
+    /// the longest-idle one (see [`conn_limit`](super::conn_limit)).
+    pub max_client_connections: usize,
+    /// Open connections on the peer port at most, with the same policy.
+    pub max_peer_connections: usize,
+    /// Once a frame's first byte arrived, the whole frame must arrive within this time, or the
+    /// connection is closed. Connections with no frame started may idle.
+    pub frame_timeout: std::time::Duration,
+    /// Bytes that unfinished frames of all connections together may buffer beyond each
+    /// connection's first 64 KiB; a connection waits for its share (and may time out).
+    pub frame_buffer_bytes: usize,
+}
+
+impl Default for ConnLimits {
+    /// The node's defaults: 256 client and 64 peer connections, 10 s per frame, 64 MiB.
+    fn default() -> Self {
+        ConnLimits {
+            max_client_connections: 256,
+            max_peer_connections: 64,
+            frame_timeout: std::time::Duration::from_secs(10),
+            frame_buffer_bytes: 64 << 20,
+        }
+    }
 }

@@ -8,6 +8,8 @@
 
 pub mod client_server;
 pub mod config;
+pub mod conn_limit;
+pub mod frames;
 pub mod peer_net;
 pub mod raft_loop;
 pub mod wall_lease;
@@ -17,7 +19,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use tracing::Instrument;
 
-pub use config::NodeConfig;
+pub use config::{ConnLimits, NodeConfig};
 
 use crate::clock::Clock;
 use crate::raft::node_name;
@@ -50,13 +52,33 @@ pub fn run(config: NodeConfig) -> anyhow::Result<()> {
     let (handle, raft_thread) =
         raft_loop::start(config.clone(), clock.clone(), rt.handle().clone())?;
 
-    rt.spawn(peer_net::serve(peer_listener, config.id, handle.clone()).instrument(span.clone()));
+    // One budget for the partial frames of both ports: it bounds the node's memory.
+    let budget = frames::FrameBudget::new(config.limits.frame_buffer_bytes);
+    let limits = &config.limits;
+    rt.spawn(
+        peer_net::serve(
+            peer_listener,
+            config.id,
+            handle.clone(),
+            conn_limit::PortLimits {
+                conns: conn_limit::ConnLimiter::new("peer", limits.max_peer_connections),
+                budget: budget.clone(),
+                frame_timeout: limits.frame_timeout,
+            },
+        )
+        .instrument(span.clone()),
+    );
     rt.spawn(
         client_server::serve(
             client_listener,
             handle.clone(),
             clock.clone(),
             std::time::Duration::from_millis(config.request_timeout_ms),
+            conn_limit::PortLimits {
+                conns: conn_limit::ConnLimiter::new("client", limits.max_client_connections),
+                budget,
+                frame_timeout: limits.frame_timeout,
+            },
         )
         .instrument(span.clone()),
     );

@@ -7,16 +7,25 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::{SinkExt, StreamExt};
+use futures::SinkExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
-use tokio_util::codec::{FramedRead, FramedWrite};
+use tokio_util::codec::FramedWrite;
 use tracing::Instrument;
 
 use crate::protocol::{frame_codec, MAX_FRAME_BYTES};
 use crate::raft::{Message, NodeId};
 
+use super::conn_limit::PortLimits;
+use super::frames::FrameReader;
 use super::raft_loop::{Handle, Input};
+
+/// The largest term a peer message may carry; a message above it is dropped and its
+/// connection closed. Terms only grow by one per election, so no real cluster comes near
+/// it, while a forged term at (or near) `u64::MAX` would leave the core unable to raise its
+/// term for a new election: the cluster stalls for good, or a node votes twice in one term
+/// and its storage refuses that (the node exits). Found by `port_fuzz_e2e`.
+pub const MAX_PEER_TERM: u64 = u64::MAX / 2;
 
 /// Messages queued for one peer before new ones are dropped.
 const PEER_QUEUE: usize = 4096;
@@ -94,7 +103,11 @@ async fn sender_task(from: NodeId, to: NodeId, addr: String, mut rx: mpsc::Recei
 
 /// Accepts peer connections and feeds every well-formed message addressed to this node into
 /// the Raft loop. A malformed frame closes its connection; other connections go on.
-pub async fn serve(listener: TcpListener, me: NodeId, handle: Handle) {
+///
+/// Within `limits`: at most the cap of open connections (the longest-idle one is closed for
+/// a newcomer, so a restarted peer always gets back in), each frame complete within the
+/// frame timeout of its first byte, partial frames drawing on the node's frame budget.
+pub async fn serve(listener: TcpListener, me: NodeId, handle: Handle, limits: PortLimits) {
     loop {
         let (stream, remote) = match listener.accept().await {
             Ok(x) => x,
@@ -105,13 +118,15 @@ pub async fn serve(listener: TcpListener, me: NodeId, handle: Handle) {
             }
         };
         let _ = stream.set_nodelay(true);
+        let guard = limits.conns.admit(Some(remote));
+        let mut frames = FrameReader::new(stream, limits.budget.clone(), limits.frame_timeout);
         let handle = handle.clone();
-        tokio::spawn(
-            async move {
-                let mut frames = FramedRead::new(stream, frame_codec());
-                while let Some(frame) = frames.next().await {
-                    let frame = match frame {
-                        Ok(f) => f,
+        let serve_connection = async move {
+            let read_messages = async {
+                loop {
+                    let frame = match frames.next_frame().await {
+                        Ok(Some(f)) => f,
+                        Ok(None) => return,
                         Err(e) => {
                             tracing::warn!(%remote, error = %e, "bad frame on the peer port; closing");
                             return;
@@ -133,13 +148,23 @@ pub async fn serve(listener: TcpListener, me: NodeId, handle: Handle) {
                         tracing::warn!(%remote, to = msg.to, "message for another node; closing");
                         return;
                     }
+                    if msg.term > MAX_PEER_TERM {
+                        tracing::warn!(%remote, term = msg.term, "message with an impossible term; closing");
+                        return;
+                    }
+                    guard.touch();
                     if !handle.send(Input::Peer(msg)) {
                         return;
                     }
                 }
+            };
+            tokio::select! {
+                biased;
+                _ = guard.evicted() => {}
+                _ = read_messages => {}
             }
-            .instrument(tracing::Span::current()),
-        );
+        };
+        tokio::spawn(serve_connection.instrument(tracing::Span::current()));
     }
 }
 

@@ -914,6 +914,7 @@ mod tests {
             test_diverge_puts: false,
             request_timeout_ms: 1000,
             seed: 7,
+            limits: Default::default(),
         }
     }
 

@@ -20,6 +20,14 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The node binary to start: `$NODE_BIN` if set (a release build, for measurements),
+/// else this build's.
+pub fn node_bin() -> PathBuf {
+    std::env::var_os("NODE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_node")))
+}
+
 /// One node process and its addresses.
 pub struct NodeProc {
     pub id: u64,
@@ -119,7 +127,7 @@ impl Cluster {
             .append(true)
             .open(&log_path)
             .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_node"))
+        let child = Command::new(node_bin())
             .args(&self.nodes[i].args)
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))
