@@ -52,8 +52,9 @@ pub struct AnomalyContext {
     pub text: String,
 }
 
-/// The context of `anomaly` (an element of results.json's `anomalies`): `None` when it cites
-/// no operation (e.g. a set checker or availability anomaly).
+/// The context of `anomaly` (an element of results.json's `anomalies`) over its `span_ns`
+/// ([from, to] in history ns) if it has one, else over its `op` (invocation to completion),
+/// else over the lines it cites; `None` when it has none of these.
 pub fn of(
     anomaly: &Value,
     events: &[Event],
@@ -62,7 +63,11 @@ pub fn of(
 ) -> Option<AnomalyContext> {
     let time_of: HashMap<u64, u64> = events.iter().map(|e| (e.index, e.time)).collect();
     let op = &anomaly["op"];
+    let explicit = anomaly["span_ns"]
+        .as_array()
+        .and_then(|a| Some((a.first()?.as_u64()?, a.get(1)?.as_u64()?)));
     let (span, node) = match (op["invoke_index"].as_u64(), op["complete_index"].as_u64()) {
+        _ if explicit.is_some() => (explicit, None),
         (Some(i), c) => {
             let from = *time_of.get(&i)?;
             let to = c.and_then(|c| time_of.get(&c).copied()).unwrap_or(from);

@@ -806,9 +806,18 @@ fn check_and_report(
             );
             let mut anomalies = Vec::new();
             if s.lost.count > 0 {
-                anomalies.push(json!({"key": "set", "read_mode": mode, "explanation":
-                    format!("{} acknowledged adds are missing from a final read: {}", s.lost.count, elements_preview(&s.lost.elements)),
-                    "ops": s.bad_reads}));
+                let mut a = json!({"key": "set", "read_mode": mode, "explanation":
+                    lost_explanation(&s),
+                    "ops": s.bad_reads});
+                // The span the loss happened in: from the first lost acknowledgement to
+                // the first read that missed a lost element (the faults in between are
+                // the suspects).
+                let from = s.lost_details.iter().map(|d| d.ack_time).min();
+                let to = s.lost_details.iter().map(|d| d.first_missing_time).min();
+                if let (Some(from), Some(to)) = (from, to) {
+                    a["span_ns"] = json!([from, to.max(from)]);
+                }
+                anomalies.push(a);
             }
             if s.unexpected.count > 0 {
                 anomalies.push(json!({"key": "set", "read_mode": mode, "explanation":
@@ -999,6 +1008,41 @@ fn push_anomaly(
 
 /// The first elements of a (possibly huge) list, for one-line explanations; the full lists
 /// are in `results.json` under `checkers.set`.
+/// The set checker's lost elements in words: how many, then the first few one by one.
+fn lost_explanation(s: &checker::SetReport) -> String {
+    const SHOWN: usize = 10;
+    let secs = |ns: u64| format!("{:.3}", ns as f64 / 1e9);
+    let mut out = format!(
+        "{} acknowledged adds are missing from a later read: {}",
+        s.lost.count,
+        elements_preview(&s.lost.elements)
+    );
+    for d in s.lost_details.iter().take(SHOWN) {
+        let seen = match (d.last_seen_index, d.last_seen_time) {
+            (Some(i), Some(t)) => format!("last seen by read #{i} at {} s", secs(t)),
+            _ => "never read".into(),
+        };
+        out.push_str(&format!(
+            "\n  {}: added at {} s (#{}){}, acknowledged at {} s (#{}), {seen}, missing from read #{} at {} s",
+            d.element,
+            secs(d.add_time),
+            d.add_index,
+            d.node.as_deref().map(|n| format!(" via {n}")).unwrap_or_default(),
+            secs(d.ack_time),
+            d.ack_index,
+            d.first_missing_index,
+            secs(d.first_missing_time),
+        ));
+    }
+    if s.lost.count > SHOWN {
+        out.push_str(&format!(
+            "\n  … {} more in results.json (checkers.set.lost_details)",
+            s.lost.count - SHOWN
+        ));
+    }
+    out
+}
+
 fn elements_preview(elements: &[i64]) -> String {
     const SHOWN: usize = 20;
     let head: Vec<String> = elements.iter().take(SHOWN).map(i64::to_string).collect();

@@ -37,6 +37,36 @@ impl From<BTreeSet<i64>> for Elements {
     }
 }
 
+/// The story of one lost element, as Jepsen's set-full tells it: when its add was invoked
+/// and acknowledged, the last read that still held it, and the first read after the
+/// acknowledgement that did not. Times are the history's (ns since the test started).
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct LostElement {
+    /// The element.
+    pub element: i64,
+    /// History index and time of the add's invocation.
+    pub add_index: u64,
+    pub add_time: u64,
+    /// History index and time of its `ok`.
+    pub ack_index: u64,
+    pub ack_time: u64,
+    /// The node the add went to, when recorded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// The last `ok` read (completion index, time) that held it; `None` if none ever did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_seen_index: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_seen_time: Option<u64>,
+    /// The first read invoked after the acknowledgement that missed it (invocation index,
+    /// time).
+    pub first_missing_index: u64,
+    pub first_missing_time: u64,
+}
+
+/// At most this many lost elements are described one by one (the count is always exact).
+pub const MAX_LOST_DETAILS: usize = 200;
+
 /// The result of [`check_set`].
 #[derive(Clone, Debug, Serialize)]
 pub struct SetReport {
@@ -60,6 +90,8 @@ pub struct SetReport {
     pub recovered: Elements,
     /// The `index` of every read that misses a lost element or holds an unexpected one.
     pub bad_reads: Vec<u64>,
+    /// The first [`MAX_LOST_DETAILS`] lost elements, ascending, each with its story.
+    pub lost_details: Vec<LostElement>,
     /// Wall-clock time of the check, in milliseconds.
     pub elapsed_ms: f64,
 }
@@ -164,6 +196,49 @@ pub fn check_set(events: &[Event]) -> Result<SetReport, HistoryError> {
             bad_reads.push(events[*inv].index);
         }
     }
+    let mut add_invoke: HashMap<i64, usize> = HashMap::new();
+    for p in &pairs {
+        let inv = &events[p.invoke];
+        if inv.f == "add" {
+            if let (Some(v), Some(c)) = (inv.value.as_i64(), p.complete) {
+                if matches!(adds.get(&v), Some(AddEnd::Ok(ok)) if *ok == c) {
+                    add_invoke.insert(v, p.invoke);
+                }
+            }
+        }
+    }
+    let lost_details = lost
+        .iter()
+        .take(MAX_LOST_DETAILS)
+        .filter_map(|x| {
+            let Some(AddEnd::Ok(ack)) = adds.get(x) else {
+                return None;
+            };
+            let add = add_invoke.get(x).copied().unwrap_or(*ack);
+            let last_seen = reads
+                .iter()
+                .filter(|(_, _, set)| set.contains(x))
+                .map(|(_, c, _)| *c)
+                .max();
+            let first_missing = reads
+                .iter()
+                .filter(|(inv, _, set)| inv > ack && !set.contains(x))
+                .map(|(inv, _, _)| *inv)
+                .min()?;
+            Some(LostElement {
+                element: *x,
+                add_index: events[add].index,
+                add_time: events[add].time,
+                ack_index: events[*ack].index,
+                ack_time: events[*ack].time,
+                node: events[*ack].node.clone(),
+                last_seen_index: last_seen.map(|c| events[c].index),
+                last_seen_time: last_seen.map(|c| events[c].time),
+                first_missing_index: events[first_missing].index,
+                first_missing_time: events[first_missing].time,
+            })
+        })
+        .collect();
     let valid = if reads.is_empty() {
         Verdict::Unknown
     } else if lost.is_empty() && unexpected.is_empty() {
@@ -182,6 +257,7 @@ pub fn check_set(events: &[Event]) -> Result<SetReport, HistoryError> {
         unexpected: unexpected.into(),
         recovered: recovered.into(),
         bad_reads,
+        lost_details,
         elapsed_ms: started.elapsed().as_secs_f64() * 1e3,
     })
 }
@@ -242,6 +318,24 @@ mod tests {
         assert_eq!(r.lost.elements, vec![1]);
         assert_eq!(r.unexpected.elements, vec![3, 7]);
         assert_eq!(r.bad_reads, vec![4]);
+    }
+
+    #[test]
+    fn a_lost_element_tells_when_it_was_added_acknowledged_last_seen_and_missed() {
+        let ev = h(&[
+            (0, Invoke, "add", json!(5)),
+            (0, Ok, "add", json!(5)),
+            (1, Invoke, "read", json!(null)),
+            (1, Ok, "read", json!([5])),
+            (2, Invoke, "read", json!(null)),
+            (2, Ok, "read", json!([])),
+        ]);
+        let r = check_set(&ev).unwrap();
+        assert_eq!(r.lost.elements, vec![5]);
+        let d = &r.lost_details[0];
+        assert_eq!((d.element, d.add_index, d.ack_index), (5, 0, 1));
+        assert_eq!(d.last_seen_index, Some(3));
+        assert_eq!(d.first_missing_index, 4);
     }
 
     #[test]
