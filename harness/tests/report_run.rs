@@ -259,6 +259,13 @@ fn add_run_outcome(dir: &Path) {
     let path = dir.join("results.json");
     let mut results: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     results["coverage"] = serde_json::to_value(&coverage).unwrap();
+    // Each anomaly in its context, over the whole run (so every fault window is in it).
+    for a in results["anomalies"].as_array_mut().unwrap() {
+        a["span_ns"] = json!([0u64, 60_000_000_000u64]);
+        let ctx = harness::anomaly_context::of(a, &events, &coverage.windows, &observations)
+            .expect("a span gives a context");
+        a["context"] = serde_json::to_value(ctx).unwrap();
+    }
     results["interrupted"] = json!({"at_s": 7.0, "signal": "SIGINT"});
     results["checkers"]["availability"] = json!({"valid": false, "first_ok_write_after_heal_s": null,
         "anomalies": [{"explanation": "no ok write <script> in the recovery period"}]});
@@ -417,6 +424,8 @@ fn run_report_is_complete_linked_escaped_and_reproducible() {
         "the run ended inside a clock window",
         "id=\"coverage\"",
         "Coverage: what the faults did",
+        "Context: ",
+        "during partition",
         "leaderless under partition s",
         "read:lease",
         // The interruption and the liveness checkers.

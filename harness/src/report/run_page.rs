@@ -155,7 +155,6 @@ fn liveness_section(run: &Run) -> Markup {
                         }
                     }
                     @for a in run.results.checker_anomalies(name) {
-                        @if let Some(c) = &a.context { p.context { b { "Context: " } (c) } }
                 p.explain { (a.explanation) }
                     }
                 }
@@ -338,6 +337,7 @@ fn anomalies_section(run: &Run, events: &[Event], d: &Digest) -> Markup {
                 b { "#" (i + 1) }
                 @if let Some(k) = &a.key { " · key " code { (k) } }
                 @if let Some(m) = &a.read_mode { " · read mode " b { (m) } }
+                @if let Some(c) = &a.context { p.context { b { "Context: " } (c) } }
                 p.explain { (a.explanation) }
                 @if !a.ops.is_empty() {
                     p.note {
