@@ -221,6 +221,47 @@ fn lan(min: u32, max: u32, hb: u32) -> Params {
     p
 }
 
+/// Issue item 2: with followers' clocks inside the drift bound, no new leader commits while
+/// the isolated old leader still holds its lease. Before the fix (lease of
+/// floor(min × (1 − drift)) ticks against a stickiness of just over min − 1 follower ticks)
+/// this failed at 3 % (10-tick minimum) and 8 % (30-tick minimum).
+#[test]
+fn lease_ends_before_stickiness_within_the_drift_bound() {
+    // Timeouts of exactly the minimum (max = min + 1) make the race likely; the default
+    // ranges check the bound itself.
+    let cases: [(u32, u32, u32, f64); 4] = [
+        (10, 11, 2, 1.03),
+        (30, 31, 5, 1.08),
+        (10, 20, 2, BOUND_RATIO * 0.999),
+        (30, 60, 5, BOUND_RATIO * 0.999),
+    ];
+    let mut failures = Vec::new();
+    for (min, max, hb, rate) in cases {
+        let (mut episodes, mut bad) = (0, Vec::new());
+        for seed in seeds(100) {
+            let (e, o, _) =
+                isolated_leader_episodes(seed, lan(min, max, hb), Disturb::Rate(rate), false, 10);
+            episodes += e;
+            if o > 0 {
+                bad.push(seed);
+            }
+        }
+        eprintln!(
+            "min {min}..{max}, followers {rate:.4}x: {} seeds with a new leader committing \
+             inside the old lease ({episodes} episodes)",
+            bad.len()
+        );
+        if let Some(&first) = bad.first() {
+            failures.push(format!(
+                "min {min}..{max} ticks, followers {rate}x as fast: a new leader committed \
+                 while the isolated leader still held its lease in seeds {bad:?}; first {}",
+                rerun("lease_ends_before_stickiness", first)
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 /// Beyond the bound the lease is documented unsafe, and the checker shows it: followers 30 %
 /// fast make lease reads at the isolated leader stale in some seeds, while the same seeds
 /// within the bound are clean.
