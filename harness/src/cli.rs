@@ -128,6 +128,19 @@ pub struct TestArgs {
     /// Fastest clock rate the clock nemesis sets.
     #[arg(long, default_value_t = 1.05)]
     pub clock_rate_max: f64,
+    /// Pad every key sent to the nodes to this many bytes (the history keeps the short
+    /// names), so the nodes replicate entries of about this size. 0: keys as they are.
+    #[arg(long, default_value_t = 0)]
+    pub key_bytes: usize,
+    /// Register workload: one put halfway through the run whose key is padded to this many
+    /// bytes (history key `large`). 4190000 fits a client frame but not a log entry: the
+    /// node must refuse it `invalid` while the cluster goes on committing.
+    #[arg(long)]
+    pub large_put_bytes: Option<usize>,
+    /// Largest clock offset bump (ms, either way) the clock nemesis sets; also how far
+    /// `isolated-leader-clock-back` steps the isolated leader's wall clock back.
+    #[arg(long, default_value_t = 250.0)]
+    pub clock_bump_ms: f64,
     /// Don't write charts and HTML (faster; results.json is still written).
     #[arg(long)]
     pub no_report: bool,
@@ -140,6 +153,8 @@ pub struct TestArgs {
     /// off), slow-isolated-leader (the leader cut off while its clock runs slow; needs the
     /// clock nemesis), deaf-leader-fast-follower (the leader hears nobody while one
     /// follower's clock runs at a rate drawn from the clock range; needs the clock nemesis),
+    /// isolated-leader-clock-back (the leader cut off while its wall clock steps back by
+    /// --clock-bump-ms; needs the clock nemesis),
     /// figure-8 (the Raft paper's Figure 8 replayed step by step as the nodes report each
     /// step; 5 nodes or more; give --op-timeout a few seconds so that the clients it catches
     /// wait for their answers), stale-tail (a follower left holding a stale suffix behind a

@@ -14,7 +14,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use workloads::checker::{self, CheckOptions, Verdict};
 use workloads::client::{ClientConfig, NodeAddr};
-use workloads::driver::{self, WorkloadConfig};
+use workloads::driver::{self, LargePut, WorkloadConfig};
 use workloads::generator::{self, WorkloadKind as GenWorkload};
 use workloads::recorder::{NemesisPhase, Recorder};
 
@@ -24,7 +24,7 @@ use crate::convergence::ConvergenceReport;
 use crate::exit;
 
 /// The deliberate bugs `node --bug` knows (README: "Deliberate bugs").
-pub const BUGS: [&str; 7] = [
+pub const BUGS: [&str; 8] = [
     "ack-before-persist",
     "vote-ignores-log",
     "commit-by-count",
@@ -32,6 +32,7 @@ pub const BUGS: [&str; 7] = [
     "read-index-no-confirm",
     "follower-read-local",
     "no-conflict-truncate",
+    "lease-wall-clock",
 ];
 
 /// Mixed into the test's seed for the nemesis planner, so its draws are independent of the
@@ -111,6 +112,24 @@ pub fn plan(args: &TestArgs) -> Result<Plan, Failure> {
         .map_err(|e| usage(format!("--read-mode: {e}")))?;
     let families =
         schedule::parse_families(&args.nemesis).map_err(|e| usage(format!("--nemesis: {e}")))?;
+    if args.large_put_bytes.is_some() && args.workload != WorkloadKind::Register {
+        return Err(usage("--large-put-bytes needs the register workload"));
+    }
+    // A key beyond a 4 MiB frame is refused by the client (a definite fail, nothing sent);
+    // beyond this bound it is only memory spent for nothing.
+    const MAX_KEY_BYTES: usize = 8 << 20;
+    if args.key_bytes > MAX_KEY_BYTES || args.large_put_bytes.is_some_and(|b| b > MAX_KEY_BYTES) {
+        return Err(usage(format!(
+            "--key-bytes and --large-put-bytes must be at most {MAX_KEY_BYTES}"
+        )));
+    }
+    // The node refuses offsets beyond a day; refuse them here, before anything starts.
+    if !(args.clock_bump_ms.is_finite() && (0.0..=86_400_000.0).contains(&args.clock_bump_ms)) {
+        return Err(usage(format!(
+            "--clock-bump-ms must be within [0, 86400000], got {}",
+            args.clock_bump_ms
+        )));
+    }
     // Reject what the planner cannot do (e.g. membership) before starting anything.
     Planner::new(
         0,
@@ -262,6 +281,15 @@ pub fn command_line(args: &TestArgs, seed: u64) -> String {
             " --clock-rate-min {} --clock-rate-max {}",
             args.clock_rate_min, args.clock_rate_max
         ));
+    }
+    if args.key_bytes != 0 {
+        s.push_str(&format!(" --key-bytes {}", args.key_bytes));
+    }
+    if let Some(b) = args.large_put_bytes {
+        s.push_str(&format!(" --large-put-bytes {b}"));
+    }
+    if args.clock_bump_ms != 250.0 {
+        s.push_str(&format!(" --clock-bump-ms {}", args.clock_bump_ms));
     }
     if let Some(p) = &args.partition_shapes {
         s.push_str(&format!(" --partition-shapes {p}"));
@@ -518,6 +546,7 @@ async fn drive(
         .collect();
     let client = ClientConfig {
         op_timeout: Duration::from_secs_f64(args.op_timeout),
+        key_bytes: args.key_bytes,
         ..ClientConfig::default()
     };
     let config = WorkloadConfig {
@@ -531,6 +560,11 @@ async fn drive(
         read_modes: plan.read_modes.clone(),
         seed,
         client: client.clone(),
+        // Halfway through the faults.
+        large_put: args.large_put_bytes.map(|key_bytes| LargePut {
+            key_bytes,
+            after: Duration::from_secs_f64(args.time_limit / 2.0),
+        }),
     };
 
     let planner = Planner::new(
@@ -540,7 +574,7 @@ async fn drive(
             nodes: cluster.ids(),
             clock_rate_min: args.clock_rate_min,
             clock_rate_max: args.clock_rate_max,
-            clock_bump_ms: 250.0,
+            clock_bump_ms: args.clock_bump_ms,
         },
     )
     .and_then(|p| p.with_partition_shapes(&partition_shapes(args)))
@@ -646,7 +680,10 @@ async fn drive(
         let mode = plan.read_modes[0];
         driver::final_set_reads(&nodes, recorder, mode, &client, Duration::from_secs(15)).await;
     }
-    let keys = run_keys(&recorder.events());
+    let keys: Vec<String> = run_keys(&recorder.events())
+        .iter()
+        .map(|k| workloads::client::wire_key(k, args.key_bytes))
+        .collect();
     let budget = Duration::from_secs_f64(args.recovery_time.max(1.0));
     driven.convergence = Some(crate::convergence::check(cluster, &keys, budget).await);
     driven.observations = stop_observer(observer_stop, observer).await;

@@ -343,10 +343,11 @@ pub struct Planner {
 
 /// The partition shapes that cut the leader off from every majority (`lagging-rejoin` does
 /// in its second step); the first partition of a run is one of them (see [`Planner`]).
-pub const LEADER_ISOLATING_SHAPES: [&str; 4] = [
+pub const LEADER_ISOLATING_SHAPES: [&str; 5] = [
     "isolate-leader",
     "leader-in-minority",
     "slow-isolated-leader",
+    "isolated-leader-clock-back",
     "lagging-rejoin",
 ];
 
@@ -477,10 +478,12 @@ impl Fault {
 
 /// Every partition shape the planner draws from, by the name history events give it.
 /// `slow-isolated-leader` (the leader isolated while its clock runs slow) and
-/// `deaf-leader-fast-follower` need the clock family enabled; the leader shapes need a known
+/// `deaf-leader-fast-follower` and `isolated-leader-clock-back` (the leader isolated while its
+/// wall clock steps back by the largest offset bump) need the clock family enabled; the
+/// leader shapes need a known
 /// leader; `figure-8` and `stale-tail` (scripts the harness plays, see [`Fault::Scripted`])
 /// need five nodes.
-pub const PARTITION_SHAPES: [&str; 12] = [
+pub const PARTITION_SHAPES: [&str; 13] = [
     "isolate-one",
     "halves",
     "majorities-ring",
@@ -491,6 +494,7 @@ pub const PARTITION_SHAPES: [&str; 12] = [
     "lagging-rejoin",
     "slow-isolated-leader",
     "deaf-leader-fast-follower",
+    "isolated-leader-clock-back",
     "figure-8",
     "stale-tail",
 ];
@@ -532,6 +536,7 @@ fn available_shapes(nodes: usize, leader_known: bool, clock_enabled: bool) -> Ve
         }
         if clock_enabled {
             names.push("slow-isolated-leader");
+            names.push("isolated-leader-clock-back");
             if nodes >= 3 {
                 names.push("deaf-leader-fast-follower");
             }
@@ -546,6 +551,7 @@ fn partition_fault(
     nodes: &[NodeId],
     leader: Option<NodeId>,
     skew_rate: f64,
+    bump_ms: f64,
     names: &[&'static str],
     rng: &mut ChaCha8Rng,
 ) -> (Fault, &'static str) {
@@ -644,6 +650,35 @@ fn partition_fault(
                             Fault::Clock { skews },
                             Fault::Partition {
                                 shape: "one-way-leader-deaf",
+                                grudge,
+                            },
+                        ],
+                    },
+                    name,
+                );
+            }
+            "isolated-leader-clock-back" => {
+                // The leader is cut off while its wall clock steps back (an NTP step) by the
+                // largest offset bump, rates untouched. Timers and leases on the monotonic
+                // clock do not notice; a lease measured on the wall clock stays "valid" for
+                // the bump after the others elected a new leader (`lease-wall-clock`).
+                let mut skews = BTreeMap::new();
+                skews.insert(
+                    l,
+                    ClockSkew {
+                        offset_ms: -bump_ms.abs(),
+                        rate: 1.0,
+                    },
+                );
+                let Ok(grudge) = partition::isolate(nodes, l) else {
+                    continue;
+                };
+                return (
+                    Fault::Combined {
+                        parts: vec![
+                            Fault::Clock { skews },
+                            Fault::Partition {
+                                shape: "isolate-leader",
                                 grudge,
                             },
                         ],
@@ -877,7 +912,14 @@ impl Planner {
                 names = isolating;
             }
         }
-        partition_fault(&self.config.nodes, leader, rate, &names, &mut self.rng)
+        partition_fault(
+            &self.config.nodes,
+            leader,
+            rate,
+            self.config.clock_bump_ms,
+            &names,
+            &mut self.rng,
+        )
     }
 
     /// One fault of `family`, with the partition shape's name when it is a partition.
@@ -1109,6 +1151,33 @@ mod tests {
                 Some(Fault::Combined { .. })
             ));
         }
+    }
+
+    #[test]
+    fn isolated_leader_clock_back_steps_the_leaders_wall_clock_back_and_cuts_it_off() {
+        let mut c = config(vec![FaultFamily::Partition, FaultFamily::Clock]);
+        c.clock_bump_ms = 3000.0;
+        let mut p = Planner::new(5, c)
+            .unwrap()
+            .with_partition_shapes(&["isolated-leader-clock-back".into()])
+            .unwrap();
+        let mut combined = 0;
+        for _ in 0..200 {
+            if let Fault::Combined { parts } = p.next_fault(Some(2), &[]).unwrap() {
+                combined += 1;
+                match (&parts[0], &parts[1]) {
+                    (Fault::Clock { skews }, Fault::Partition { shape, grudge }) => {
+                        assert_eq!(skews.keys().copied().collect::<Vec<_>>(), vec![2]);
+                        assert_eq!((skews[&2].offset_ms, skews[&2].rate), (-3000.0, 1.0));
+                        assert_eq!(*shape, "isolate-leader");
+                        assert!(grudge.is_cut(2, 1) && grudge.is_cut(1, 2));
+                    }
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
+        assert!(combined > 60, "combined faults drawn {combined} times");
+        assert!(LEADER_ISOLATING_SHAPES.contains(&"isolated-leader-clock-back"));
     }
 
     #[test]

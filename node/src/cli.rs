@@ -123,6 +123,7 @@ enum BugArg {
     ReadIndexNoConfirm,
     FollowerReadLocal,
     NoConflictTruncate,
+    LeaseWallClock,
 }
 
 fn parse_id(s: &str) -> Result<NodeId, String> {
@@ -215,6 +216,7 @@ where
         bugs,
         ack_before_persist: has(BugArg::AckBeforePersist),
         follower_read_local: has(BugArg::FollowerReadLocal),
+        lease_wall_clock: has(BugArg::LeaseWallClock),
         test_diverge_puts: std::env::var_os(crate::runtime::config::TEST_DIVERGE_PUTS_ENV)
             .is_some_and(|v| v == "1"),
         request_timeout_ms: args.request_timeout_ms,

@@ -26,24 +26,116 @@ pub enum ClockError {
     Rate(f64),
 }
 
-/// `reading = offset + rate × (monotonic time since start)`, changed at run time without
-/// jumps: a rate change takes effect from the moment it is made (the offset absorbs the
-/// difference), an offset change jumps the reading by the change.
+/// A node's clock as a pure function of real (monotonic) time, so that the runtime and the
+/// simulation turn time into ticks with the same code.
+///
+/// Two readings: the *monotonic* reading advances at `rate` and never jumps (a rate change
+/// takes effect from the moment it is made); the *wall* reading is the monotonic reading
+/// plus the offset the user set, so an offset change jumps it. Timers and leases follow the
+/// monotonic reading, as real systems run them on `CLOCK_MONOTONIC`: the clock nemesis's
+/// rate skew reaches them, an offset bump (an NTP step) does not.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ClockModel {
+    /// Real time (ms) at which `rate` took effect.
+    anchor_real_ms: f64,
+    /// The monotonic reading (ms) at `anchor_real_ms`.
+    anchor_mono_ms: f64,
+    /// Offset the user set (ms), added to the monotonic reading for the wall reading.
+    offset_ms: f64,
+    rate: f64,
+}
+
+impl Default for ClockModel {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ClockModel {
+    /// Reads 0 (both readings) at real time 0 and runs at rate 1.
+    pub fn new() -> Self {
+        ClockModel {
+            anchor_real_ms: 0.0,
+            anchor_mono_ms: 0.0,
+            offset_ms: 0.0,
+            rate: 1.0,
+        }
+    }
+
+    /// The monotonic reading at real time `real_ms`: continuous, never decreasing while real
+    /// time does not, unaffected by offset changes.
+    pub fn mono_ms(&self, real_ms: f64) -> f64 {
+        let since = (real_ms - self.anchor_real_ms).max(0.0);
+        self.anchor_mono_ms + self.rate * since
+    }
+
+    /// The wall reading at real time `real_ms`: the monotonic reading plus the offset.
+    pub fn wall_ms(&self, real_ms: f64) -> f64 {
+        self.mono_ms(real_ms) + self.offset_ms
+    }
+
+    /// The rate the clock runs at, relative to real time.
+    pub fn rate(&self) -> f64 {
+        self.rate
+    }
+
+    /// Real milliseconds it takes the clock (either reading) to advance by `clock_ms`: 0 for
+    /// a negative or NaN `clock_ms`, possibly infinite; never panics.
+    pub fn real_ms_for(&self, clock_ms: f64) -> f64 {
+        let real = clock_ms / self.rate.max(MIN_RATE);
+        if real.is_nan() || real <= 0.0 {
+            0.0
+        } else {
+            real
+        }
+    }
+
+    /// Sets the offset and/or rate at real time `real_ms` and returns the new state. A value
+    /// out of range (not finite, an offset beyond ±[`MAX_OFFSET_MS`], a rate outside
+    /// [[`MIN_RATE`], [`MAX_RATE`]]) is refused and nothing changes.
+    pub fn set(
+        &mut self,
+        real_ms: f64,
+        offset_ms: Option<f64>,
+        rate: Option<f64>,
+    ) -> Result<ClockState, ClockError> {
+        if let Some(r) = rate {
+            if !(r.is_finite() && (MIN_RATE..=MAX_RATE).contains(&r)) {
+                return Err(ClockError::Rate(r));
+            }
+        }
+        if let Some(o) = offset_ms {
+            if !(o.is_finite() && o.abs() <= MAX_OFFSET_MS) {
+                return Err(ClockError::Offset(o));
+            }
+        }
+        self.anchor_mono_ms = self.mono_ms(real_ms);
+        self.anchor_real_ms = real_ms.max(self.anchor_real_ms);
+        if let Some(o) = offset_ms {
+            self.offset_ms = o;
+        }
+        if let Some(r) = rate {
+            self.rate = r;
+        }
+        Ok(self.state(real_ms))
+    }
+
+    /// The offset, rate and wall reading at real time `real_ms`.
+    pub fn state(&self, real_ms: f64) -> ClockState {
+        ClockState {
+            offset_ms: self.offset_ms,
+            rate: self.rate,
+            now_ms: self.wall_ms(real_ms),
+        }
+    }
+}
+
+/// A [`ClockModel`] over the process's monotonic clock, shared by the Raft thread (which
+/// reads it) and the admin request handler (which sets it).
 #[derive(Debug)]
 pub struct Clock {
     start: Instant,
-    inner: Mutex<ClockInner>,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct ClockInner {
-    /// Monotonic time since start at which `rate` took effect.
-    anchor_real: Duration,
-    /// The reading (ms) at `anchor_real`.
-    anchor_reading_ms: f64,
-    /// Offset the user set (ms), reported as is.
-    offset_ms: f64,
-    rate: f64,
+    model: Mutex<ClockModel>,
 }
 
 impl Default for Clock {
@@ -57,85 +149,90 @@ impl Clock {
     pub fn new() -> Self {
         Clock {
             start: Instant::now(),
-            inner: Mutex::new(ClockInner {
-                anchor_real: Duration::ZERO,
-                anchor_reading_ms: 0.0,
-                offset_ms: 0.0,
-                rate: 1.0,
-            }),
+            model: Mutex::new(ClockModel::new()),
         }
     }
 
-    fn reading(inner: &ClockInner, real: Duration) -> f64 {
-        let since = real.saturating_sub(inner.anchor_real).as_secs_f64();
-        inner.anchor_reading_ms + inner.rate * since * 1000.0
+    fn real_ms(&self) -> f64 {
+        self.start.elapsed().as_secs_f64() * 1000.0
     }
 
-    /// The clock's reading in milliseconds; never decreases unless an offset is set lower.
+    /// The wall reading in milliseconds: jumps when the offset is changed.
     pub fn now_ms(&self) -> f64 {
-        let inner = self.lock();
-        Self::reading(&inner, self.start.elapsed())
+        self.lock().wall_ms(self.real_ms())
+    }
+
+    /// The monotonic reading in milliseconds: runs at the clock's rate and never jumps; what
+    /// timers and leases follow.
+    pub fn mono_ms(&self) -> f64 {
+        self.lock().mono_ms(self.real_ms())
     }
 
     /// How much real (monotonic) time it takes for this clock to advance by `ms`: zero for
     /// a negative or NaN `ms`, saturating at [`Duration::MAX`]; never panics.
     pub fn real_duration_for(&self, ms: f64) -> Duration {
-        let rate = self.lock().rate.max(MIN_RATE);
-        let secs = ms / rate / 1000.0;
-        if secs.is_nan() || secs <= 0.0 {
-            return Duration::ZERO;
-        }
-        Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX)
+        let real_ms = self.lock().real_ms_for(ms);
+        Duration::try_from_secs_f64(real_ms / 1000.0).unwrap_or(Duration::MAX)
     }
 
-    /// Sets the offset and/or rate and returns the new state. A value out of range (not
-    /// finite, an offset beyond ±[`MAX_OFFSET_MS`], a rate outside
-    /// [[`MIN_RATE`], [`MAX_RATE`]]) is refused and nothing changes.
+    /// Sets the offset and/or rate and returns the new state; see [`ClockModel::set`].
     pub fn set(&self, offset_ms: Option<f64>, rate: Option<f64>) -> Result<ClockState, ClockError> {
-        if let Some(r) = rate {
-            if !(r.is_finite() && (MIN_RATE..=MAX_RATE).contains(&r)) {
-                return Err(ClockError::Rate(r));
-            }
-        }
-        if let Some(o) = offset_ms {
-            if !(o.is_finite() && o.abs() <= MAX_OFFSET_MS) {
-                return Err(ClockError::Offset(o));
-            }
-        }
-        let mut inner = self.lock();
-        let real = self.start.elapsed();
-        let now = Self::reading(&inner, real);
-        inner.anchor_real = real;
-        inner.anchor_reading_ms = now;
-        if let Some(o) = offset_ms {
-            inner.anchor_reading_ms += o - inner.offset_ms;
-            inner.offset_ms = o;
-        }
-        if let Some(r) = rate {
-            inner.rate = r;
-        }
-        let state = ClockState {
-            offset_ms: inner.offset_ms,
-            rate: inner.rate,
-            now_ms: inner.anchor_reading_ms,
-        };
-        Ok(state)
+        let real = self.real_ms();
+        self.lock().set(real, offset_ms, rate)
     }
 
-    /// The state, also after a thread panicked while holding the lock: every update is
-    /// computed before it is stored, so the state is never half-written.
-    fn lock(&self) -> std::sync::MutexGuard<'_, ClockInner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    /// The model, also after a thread panicked while holding the lock: every update is
+    /// validated before anything is stored, so the model is never half-written.
+    fn lock(&self) -> std::sync::MutexGuard<'_, ClockModel> {
+        self.model.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The current offset, rate and reading.
+    /// The current offset, rate and wall reading.
     pub fn state(&self) -> ClockState {
-        let inner = self.lock();
-        ClockState {
-            offset_ms: inner.offset_ms,
-            rate: inner.rate,
-            now_ms: Self::reading(&inner, self.start.elapsed()),
+        let real = self.real_ms();
+        self.lock().state(real)
+    }
+}
+
+/// Most ticks [`Ticker::due`] delivers at once: after a long stall (a paused process, a rate
+/// change) more would only spin; the rest are skipped.
+pub const MAX_CATCHUP_TICKS: u32 = 200;
+
+/// Turns a clock's monotonic readings into Raft ticks, one every `tick_ms` of clock time.
+/// Fed the monotonic reading, an offset bump cannot fast-forward election timers or leases.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Ticker {
+    tick_ms: f64,
+    next_ms: f64,
+}
+
+impl Ticker {
+    /// A ticker whose first tick falls `tick_ms` after `now_ms`. `tick_ms` must be positive.
+    pub fn new(tick_ms: f64, now_ms: f64) -> Ticker {
+        let tick_ms = if tick_ms > 0.0 { tick_ms } else { 1.0 };
+        Ticker {
+            tick_ms,
+            next_ms: now_ms + tick_ms,
         }
+    }
+
+    /// How many ticks are due at reading `now_ms` (at most [`MAX_CATCHUP_TICKS`]); the
+    /// caller delivers exactly that many. Ticks beyond the cap are dropped, not owed.
+    pub fn due(&mut self, now_ms: f64) -> u32 {
+        let mut n = 0;
+        while now_ms >= self.next_ms && n < MAX_CATCHUP_TICKS {
+            self.next_ms += self.tick_ms;
+            n += 1;
+        }
+        if now_ms >= self.next_ms {
+            self.next_ms = now_ms + self.tick_ms;
+        }
+        n
+    }
+
+    /// The reading at which the next tick falls.
+    pub fn next_tick_at(&self) -> f64 {
+        self.next_ms
     }
 }
 
@@ -154,6 +251,39 @@ mod tests {
         assert_eq!(s2.rate, 0.5);
         assert!(c.set(None, Some(0.0)).is_err());
         assert!(c.set(None, Some(f64::NAN)).is_err());
+    }
+
+    #[test]
+    fn an_offset_moves_the_wall_reading_only_and_a_rate_both() {
+        let mut m = ClockModel::new();
+        assert_eq!((m.mono_ms(100.0), m.wall_ms(100.0)), (100.0, 100.0));
+        m.set(100.0, Some(-5_000.0), None).unwrap();
+        assert_eq!((m.mono_ms(150.0), m.wall_ms(150.0)), (150.0, -4_850.0));
+        m.set(200.0, None, Some(2.0)).unwrap();
+        assert_eq!((m.mono_ms(300.0), m.wall_ms(300.0)), (400.0, -4_600.0));
+        assert_eq!(m.state(300.0).offset_ms, -5_000.0);
+        assert_eq!(m.real_ms_for(100.0), 50.0);
+        // Refused values change nothing.
+        let before = m;
+        assert!(m.set(300.0, Some(f64::NAN), Some(1.0)).is_err());
+        assert_eq!(m, before);
+    }
+
+    #[test]
+    fn the_ticker_follows_its_reading_and_caps_catch_up() {
+        let mut t = Ticker::new(10.0, 0.0);
+        assert_eq!(t.due(9.9), 0);
+        assert_eq!(t.due(10.0), 1);
+        assert_eq!(t.due(35.0), 2);
+        assert_eq!(t.next_tick_at(), 40.0);
+        // A long stall delivers at most the cap and resumes a tick after the reading.
+        assert_eq!(t.due(1_000_000.0), MAX_CATCHUP_TICKS);
+        assert_eq!(t.next_tick_at(), 1_000_010.0);
+        // Fed a monotonic reading, an offset bump of the clock adds no ticks.
+        let mut m = ClockModel::new();
+        let mut t = Ticker::new(10.0, m.mono_ms(0.0));
+        m.set(5.0, Some(250.0), None).unwrap();
+        assert_eq!(t.due(m.mono_ms(12.0)), 1);
     }
 
     #[test]

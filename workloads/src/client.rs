@@ -24,7 +24,7 @@ use bytes::Bytes;
 use futures::{FutureExt, SinkExt, StreamExt};
 use node::protocol::{
     frame_codec, ErrorKind, ErrorReply, Operation, ReadMode, Reply, Request, Response, Value,
-    WriteId,
+    WriteId, MAX_FRAME_BYTES,
 };
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -54,6 +54,10 @@ pub struct ClientConfig {
     /// The longest pause between attempts while the bound node refuses connections (the
     /// pause doubles from 10 ms up to this).
     pub max_backoff: Duration,
+    /// Every key sent to a node is padded to this many bytes (see [`wire_key`]); 0 sends
+    /// keys as they are. The history keeps the short names: padding is one-to-one, so the
+    /// checkers' verdicts do not change, while the nodes replicate entries of this size.
+    pub key_bytes: usize,
 }
 
 impl Default for ClientConfig {
@@ -62,6 +66,7 @@ impl Default for ClientConfig {
             op_timeout: Duration::from_secs(1),
             max_redirects: 3,
             max_backoff: Duration::from_secs(1),
+            key_bytes: 0,
         }
     }
 }
@@ -119,6 +124,8 @@ pub struct Pending {
     write_id: Option<WriteId>,
     target: Target,
     to_leader: bool,
+    /// The key's length on the wire (see [`ClientConfig::key_bytes`]).
+    key_bytes: usize,
 }
 
 impl Pending {
@@ -209,6 +216,13 @@ impl Client {
     /// caller may draw the operation and invoke it under one lock (then the history's
     /// invocations follow the generator's order).
     pub fn begin(&mut self, op: IntendedOp) -> Pending {
+        let key_bytes = self.config.key_bytes;
+        self.begin_with_key_bytes(op, key_bytes)
+    }
+
+    /// [`Client::begin`] with the key padded to `key_bytes` on the wire instead of the
+    /// configured length: one oversized request among normal traffic.
+    pub fn begin_with_key_bytes(&mut self, op: IntendedOp, key_bytes: usize) -> Pending {
         let write_id = op.is_write().then(|| {
             self.write_seq += 1;
             WriteId {
@@ -240,6 +254,7 @@ impl Client {
             write_id,
             target,
             to_leader,
+            key_bytes,
         }
     }
 
@@ -325,12 +340,19 @@ impl Client {
         };
         let request = Request {
             id,
-            op: wire_operation(&p.op, p.write_id),
+            op: wire_operation(&p.op, p.write_id, p.key_bytes),
         };
         let bytes = match serde_json::to_vec(&request) {
             Ok(b) => Bytes::from(b),
             Err(e) => return Step::Done(Outcome::Fail(format!("cannot encode request: {e}"))),
         };
+        // The codec would refuse it; nothing is sent, so the outcome is definite.
+        if bytes.len() > MAX_FRAME_BYTES {
+            return Step::Done(Outcome::Fail(format!(
+                "request of {} bytes exceeds the {MAX_FRAME_BYTES}-byte frame limit; not sent",
+                bytes.len()
+            )));
+        }
         let exchange = async {
             conn.send(bytes)
                 .await
@@ -458,27 +480,41 @@ fn is_alive(conn: &mut Conn) -> bool {
     false
 }
 
-/// The request that performs `op`.
-fn wire_operation(op: &IntendedOp, write_id: Option<WriteId>) -> Operation {
+/// The key a node sees for history key `key` padded to `bytes` bytes: `key` itself when it
+/// is at least that long, else `key~xxx…`. One-to-one for keys without `~`.
+pub fn wire_key(key: &str, bytes: usize) -> String {
+    if bytes <= key.len() {
+        return key.to_string();
+    }
+    let mut k = String::with_capacity(bytes);
+    k.push_str(key);
+    k.push('~');
+    k.extend(std::iter::repeat_n('x', bytes - key.len() - 1));
+    k
+}
+
+/// The request that performs `op`, its key padded to `key_bytes` (see [`wire_key`]).
+fn wire_operation(op: &IntendedOp, write_id: Option<WriteId>, key_bytes: usize) -> Operation {
     let wid = write_id.unwrap_or(WriteId { client: 0, seq: 0 });
+    let key = wire_key(op.key(), key_bytes);
     match op {
-        IntendedOp::Read { key, mode } => Operation::Get {
-            key: key.clone(),
+        IntendedOp::Read { mode, .. } => Operation::Get {
+            key,
             mode: Some(*mode),
         },
-        IntendedOp::Write { key, value } => Operation::Put {
-            key: key.clone(),
+        IntendedOp::Write { value, .. } => Operation::Put {
+            key,
             value: *value,
             write_id: wid,
         },
-        IntendedOp::Cas { key, expected, new } => Operation::Cas {
-            key: key.clone(),
+        IntendedOp::Cas { expected, new, .. } => Operation::Cas {
+            key,
             expected: *expected,
             new: *new,
             write_id: wid,
         },
-        IntendedOp::Add { key, element } => Operation::Add {
-            key: key.clone(),
+        IntendedOp::Add { element, .. } => Operation::Add {
+            key,
             element: *element,
             write_id: wid,
         },
@@ -512,6 +548,24 @@ pub fn classify_reply(op: &IntendedOp, reply: Reply) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wire_keys_are_padded_one_to_one() {
+        assert_eq!(wire_key("k1", 0), "k1");
+        assert_eq!(wire_key("k1", 2), "k1");
+        assert_eq!(wire_key("k1", 6), "k1~xxx");
+        assert_eq!(wire_key("k1", 20_480).len(), 20_480);
+        assert_ne!(wire_key("k1", 64), wire_key("k10", 64));
+        let put = wire_operation(
+            &IntendedOp::Write {
+                key: "k".into(),
+                value: 3,
+            },
+            None,
+            10,
+        );
+        assert!(matches!(put, Operation::Put { key, value: 3, .. } if key == "k~xxxxxxxx"));
+    }
 
     fn cas() -> IntendedOp {
         IntendedOp::Cas {

@@ -35,7 +35,22 @@ pub struct WorkloadConfig {
     pub seed: u64,
     /// Timeouts, leader-hint following, back-off.
     pub client: ClientConfig,
+    /// Register workload only: one put among normal traffic whose key is padded on the wire
+    /// (key [`LARGE_PUT_KEY`] in the history), e.g. one too large for a log entry.
+    pub large_put: Option<LargePut>,
 }
+
+/// One oversized put (see [`WorkloadConfig::large_put`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LargePut {
+    /// The key's length on the wire.
+    pub key_bytes: usize,
+    /// When client 0 issues it, from the start of the run (or at its next slot after that).
+    pub after: Duration,
+}
+
+/// The history key of the one large put (see [`WorkloadConfig::large_put_bytes`]).
+pub const LARGE_PUT_KEY: &str = "large";
 
 impl Default for WorkloadConfig {
     /// The defaults of `harness test` (cli.md).
@@ -48,6 +63,7 @@ impl Default for WorkloadConfig {
             read_modes: vec![ReadMode::ReadIndex],
             seed: 0,
             client: ClientConfig::default(),
+            large_put: None,
         }
     }
 }
@@ -141,6 +157,10 @@ pub async fn run_workload(
             recorder.clone(),
         );
         let first_slot = start + interval.mul_f64(i as f64 / c as f64);
+        let large_put = config
+            .large_put
+            .filter(|_| i == 0)
+            .map(|l| (start + l.after, l.key_bytes));
         tasks.spawn(client_loop(
             client,
             generator.clone(),
@@ -148,6 +168,7 @@ pub async fn run_workload(
             interval,
             deadline,
             stop.clone(),
+            large_put,
         ));
     }
     let mut summary = WorkloadSummary::default();
@@ -174,6 +195,7 @@ async fn client_loop(
     interval: Duration,
     deadline: Instant,
     stop: CancellationToken,
+    mut large_put: Option<(Instant, usize)>,
 ) -> WorkloadSummary {
     let mut s = WorkloadSummary::default();
     let mut slot = first_slot;
@@ -191,7 +213,15 @@ async fn client_loop(
         }
         // Draw and invoke under the generator's lock so the history's invocations follow the
         // generator's order (same seed, same sequence of invocations).
-        let pending = {
+        let large_due = large_put.filter(|(at, _)| Instant::now() >= *at);
+        let pending = if let Some((_, bytes)) = large_due {
+            large_put = None;
+            let op = IntendedOp::Write {
+                key: LARGE_PUT_KEY.into(),
+                value: 1,
+            };
+            client.begin_with_key_bytes(op, bytes)
+        } else {
             let mut g = generator.lock().unwrap_or_else(|p| p.into_inner());
             let op = g.next_op();
             client.begin(op)

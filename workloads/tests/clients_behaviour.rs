@@ -13,7 +13,7 @@ use support::{fake_cluster, seed, validate};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use workloads::client::{Client, ClientConfig, Outcome, ProcessIds};
-use workloads::driver::{final_set_reads, run_workload, WorkloadConfig};
+use workloads::driver::{final_set_reads, run_workload, LargePut, WorkloadConfig, LARGE_PUT_KEY};
 use workloads::fake_node::Behaviour;
 use workloads::generator::{IntendedOp, WorkloadKind};
 use workloads::history::{read_events, Event, EventType, Process};
@@ -531,4 +531,66 @@ async fn a_node_going_down_mid_run_gives_a_valid_history() {
     assert!(refused > 0, "seed {seed}: reads bound to n2 are refused");
     drop(rec);
     validate(&path, 100);
+}
+
+/// `key_bytes` pads the keys the nodes see while the history keeps the short names, and the
+/// one large put is issued once, by client 0, after its delay; a put too large for a frame
+/// is a definite `fail` with nothing sent.
+#[tokio::test]
+async fn keys_are_padded_on_the_wire_and_the_large_put_is_issued_once() {
+    let seed = seed(11);
+    let cluster = fake_cluster(1).await;
+    let rec = Recorder::in_memory();
+    let cfg = WorkloadConfig {
+        concurrency: 2,
+        rate: 100.0,
+        keys: 2,
+        seed,
+        client: ClientConfig {
+            key_bytes: 64,
+            ..ClientConfig::default()
+        },
+        large_put: Some(LargePut {
+            key_bytes: 5 << 20,
+            after: Duration::from_millis(100),
+        }),
+        ..WorkloadConfig::default()
+    };
+    let deadline = Instant::now() + Duration::from_millis(500);
+    run_workload(
+        &cfg,
+        &cluster.addrs,
+        &rec,
+        deadline,
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    let events = rec.events();
+    let large: Vec<&Event> = events
+        .iter()
+        .filter(|e| e.key.as_deref() == Some(LARGE_PUT_KEY))
+        .collect();
+    assert_eq!(large.len(), 2, "seed {seed}: one invoke, one completion");
+    assert_eq!(large[1].kind, EventType::Fail, "seed {seed}");
+    assert!(
+        large[1]
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("frame limit"),
+        "seed {seed}: {:?}",
+        large[1].error
+    );
+    assert!(events
+        .iter()
+        .filter_map(|e| e.key.as_deref())
+        .all(|k| k.len() < 8));
+    let store = cluster.store.lock().unwrap();
+    assert!(!store.is_empty(), "seed {seed}: nothing written");
+    assert!(
+        store.keys().all(|k| k.len() == 64),
+        "seed {seed}: {:?}",
+        store.keys().map(|k| k.len()).collect::<Vec<_>>()
+    );
 }

@@ -698,6 +698,23 @@ impl Raft {
                 .is_some_and(|start| self.now < start + self.cfg.lease_ticks())
     }
 
+    /// The lease [`Raft::lease_read_ok`] judges, as (the tick at which the majority-acked
+    /// round was created, the ticks the lease lasts from it), while this node is a leader
+    /// with check-quorum and an entry of its term committed; None otherwise. For a runtime
+    /// that measures the lease on another clock (the deliberate bug `lease-wall-clock`).
+    pub fn lease(&self) -> Option<(u64, u64)> {
+        if self.role == Role::Leader && self.cfg.check_quorum && self.committed_in_term() {
+            self.lease_start.map(|start| (start, self.lease_ticks()))
+        } else {
+            None
+        }
+    }
+
+    /// Ticks delivered since this core was constructed (its logical clock).
+    pub fn ticks(&self) -> u64 {
+        self.now
+    }
+
     fn committed_in_term(&self) -> bool {
         self.log.term(self.log.committed()) == Some(self.term)
     }
@@ -877,12 +894,16 @@ impl Raft {
         self.role = Role::Leader;
         self.leader = Some(self.cfg.id);
         let next = self.log.last_index() + 1;
-        for v in self
-            .quorum
-            .voters()
-            .into_iter()
-            .filter(|&v| v != self.cfg.id)
-        {
+        // The followers: the voters, and while the latest configuration is not committed
+        // the voters of the one before (as `prune_progress` keeps them). A node that C_new
+        // removes must still receive C_new from a leader that inherited it uncommitted, or
+        // it keeps the configuration in which it votes and campaigns forever.
+        let mut followers = self.quorum.voters();
+        let ci = self.log.config_index();
+        if ci > self.log.committed() && ci > self.log.snapshot_index() {
+            followers.extend(self.log.config_at(ci - 1).all_voters());
+        }
+        for v in followers.into_iter().filter(|&v| v != self.cfg.id) {
             self.progress
                 .insert(v, Progress::new(next, self.cfg.max_inflight_msgs));
         }

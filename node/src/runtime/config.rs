@@ -45,6 +45,10 @@ pub struct NodeConfig {
     pub ack_before_persist: bool,
     /// Deliberate bug `follower-read-local`: follower reads answered without asking the leader.
     pub follower_read_local: bool,
+    /// Deliberate bug `lease-wall-clock`: the leader's lease is measured on the wall-clock
+    /// reading (which the clock offset jumps) instead of the monotonic one, so a backward
+    /// jump keeps a lease "valid" after the followers' stickiness has run out.
+    pub lease_wall_clock: bool,
     /// Test-only fault, never a protocol bug: this replica's state machine applies every put
     /// as `value + 1`, so its data silently diverges from the other members' while the
     /// protocol itself runs correctly. Set only through the environment variable

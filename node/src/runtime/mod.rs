@@ -10,6 +10,7 @@ pub mod client_server;
 pub mod config;
 pub mod peer_net;
 pub mod raft_loop;
+pub mod wall_lease;
 
 use std::sync::Arc;
 

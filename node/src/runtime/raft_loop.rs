@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::clock::Clock;
+use crate::clock::{Clock, Ticker};
 use crate::kv::{Command, KvStore, Outcome};
 use crate::protocol::{
     ErrorKind, ErrorReply, MemberAddrs, Members, Operation, ReadMode, Reply, Status,
@@ -19,6 +19,7 @@ use crate::raft::{
     Config as RaftConfig, EntryPayload, LogIndex, Message, NodeId, ProposeError, Raft, Role,
     Snapshot, Term,
 };
+use crate::runtime::wall_lease::WallLease;
 use crate::storage::{Storage, StorageOptions};
 
 use super::peer_net;
@@ -167,6 +168,10 @@ struct RaftLoop {
     unsynced: bool,
     last_role: Role,
     last_sweep: Instant,
+    /// Turns the clock's monotonic readings into ticks.
+    ticker: Ticker,
+    /// With the `lease-wall-clock` bug: the wall reading of recent ticks.
+    wall_lease: WallLease,
 }
 
 /// The most bytes of an encoded command the loop proposes. A log entry travels to followers
@@ -177,8 +182,6 @@ pub const MAX_PROPOSAL_BYTES: usize = crate::protocol::MAX_FRAME_BYTES - 64 * 10
 
 /// Most inputs handled between two Ready rounds; bounds the latency a batch can add.
 const MAX_BATCH_INPUTS: usize = 4096;
-/// Most ticks delivered at once after a clock jump forward (more would only spin).
-const MAX_CATCHUP_TICKS: u32 = 200;
 /// With `ack-before-persist`, how long acknowledged entries may sit in memory only.
 const BUGGY_SYNC_INTERVAL: Duration = Duration::from_millis(500);
 
@@ -192,6 +195,7 @@ impl RaftLoop {
         raft: Raft,
         kv: KvStore,
     ) -> RaftLoop {
+        let ticker = Ticker::new(config.tick_ms as f64, clock.mono_ms());
         RaftLoop {
             raft,
             storage,
@@ -212,28 +216,15 @@ impl RaftLoop {
             unsynced: false,
             last_role: Role::Follower,
             last_sweep: Instant::now(),
+            ticker,
+            wall_lease: WallLease::default(),
         }
     }
 
     fn run(&mut self, rx: std_mpsc::Receiver<Input>) -> anyhow::Result<()> {
-        let tick_ms = self.config.tick_ms as f64;
-        let mut next_tick = self.clock.now_ms() + tick_ms;
         loop {
-            let now = self.clock.now_ms();
-            if now >= next_tick {
-                let mut n = 0;
-                while now >= next_tick && n < MAX_CATCHUP_TICKS {
-                    self.raft.tick();
-                    next_tick += tick_ms;
-                    n += 1;
-                }
-                if now >= next_tick {
-                    next_tick = now + tick_ms;
-                }
-            }
-            let wait = self
-                .clock
-                .real_duration_for(next_tick - self.clock.now_ms());
+            self.deliver_due_ticks();
+            let wait = self.until_next_tick();
             match rx.recv_timeout(wait) {
                 Ok(input) => {
                     self.handle(input);
@@ -252,6 +243,37 @@ impl RaftLoop {
                 self.sweep_abandoned();
                 self.last_sweep = Instant::now();
             }
+        }
+    }
+
+    /// Delivers the ticks that fell due since the last call (see [`Ticker`]).
+    fn deliver_due_ticks(&mut self) {
+        // The monotonic reading: an offset bump must not fast-forward timers and leases.
+        let now = self.clock.mono_ms();
+        for _ in 0..self.ticker.due(now) {
+            self.raft.tick();
+            if self.config.lease_wall_clock {
+                self.wall_lease
+                    .on_tick(self.raft.ticks(), self.clock.now_ms());
+            }
+        }
+    }
+
+    /// Real time until the next tick is due.
+    fn until_next_tick(&self) -> Duration {
+        self.clock
+            .real_duration_for(self.ticker.next_tick_at() - self.clock.mono_ms())
+    }
+
+    /// Whether a lease read may be answered locally: the core's lease on the monotonic
+    /// clock, or with the `lease-wall-clock` bug the same lease measured on the wall clock.
+    fn lease_holds(&self) -> bool {
+        if self.config.lease_wall_clock {
+            let tick_ms = self.config.tick_ms as f64;
+            self.wall_lease
+                .holds(self.raft.lease(), tick_ms, self.clock.now_ms())
+        } else {
+            self.raft.lease_read_ok()
         }
     }
 
@@ -514,7 +536,7 @@ impl RaftLoop {
             ReadMode::Follower if !is_leader && self.config.follower_read_local => {
                 self.answer_read(&key, reply)
             }
-            ReadMode::Lease if is_leader && self.raft.lease_read_ok() => {
+            ReadMode::Lease if is_leader && self.lease_holds() => {
                 // The commit index may have moved past the applied index earlier in this
                 // batch (entries are applied only after it): an acknowledged write could
                 // be committed but not yet in the store. Read no earlier than the commit
@@ -888,6 +910,7 @@ mod tests {
             bugs: Bugs::default(),
             ack_before_persist: false,
             follower_read_local: false,
+            lease_wall_clock: false,
             test_diverge_puts: false,
             request_timeout_ms: 1000,
             seed: 7,
@@ -905,10 +928,6 @@ mod tests {
         out
     }
 
-    /// n2 holds W (x = 42) at index 2 of term 1, committed and acknowledged by the old leader
-    /// n1, but n2 only knows commit = 1. It wins term 2 and gets its lease; then one batch
-    /// carries n3's acknowledgement of the no-op (commit jumps to 3, over W) and a lease read.
-    /// The read must see W: the store has applied only index 1 when the read is accepted.
     /// Node 2 of {1, 2, 3}, its loop built over a store holding `entries` and `hs`, with a
     /// channel standing in for each peer. The runtime and directory must outlive the loop.
     struct TestLoop {
@@ -959,6 +978,39 @@ mod tests {
             _rt: rt,
             _dir: dir,
         }
+    }
+
+    /// A clock offset bump (an NTP step) moves the wall reading only: the loop's ticks follow
+    /// the monotonic reading, so a follower's election timer (and with it the vote refusal
+    /// that leader leases rely on) is not fast-forwarded. Before the fix a +250 ms bump
+    /// became 25 catch-up ticks at once; here a minute's bump would have been 200.
+    #[test]
+    fn an_offset_bump_does_not_fast_forward_the_election_timer() {
+        let mut t = test_loop(HardState::default(), Vec::new());
+        let rl = &mut t.rl;
+        let started = Instant::now();
+        rl.deliver_due_ticks();
+        let before = rl.raft.ticks();
+        rl.clock.set(Some(60_000.0), None).unwrap();
+        rl.deliver_due_ticks();
+        let real_ticks = started.elapsed().as_millis() as u64 / rl.config.tick_ms + 1;
+        let delivered = rl.raft.ticks() - before;
+        assert!(
+            delivered <= real_ticks,
+            "{delivered} ticks delivered in {real_ticks} ticks of real time"
+        );
+        // A backward bump stalls nothing either: ticks keep coming with real time.
+        rl.clock.set(Some(-60_000.0), None).unwrap();
+        let at = rl.raft.ticks();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while rl.raft.ticks() < at + 3 && Instant::now() < deadline {
+            std::thread::sleep(rl.until_next_tick());
+            rl.deliver_due_ticks();
+        }
+        assert!(
+            rl.raft.ticks() >= at + 3,
+            "ticks stalled after a backward bump"
+        );
     }
 
     /// Hands the loop a client read of `key` through `mode`; the answer comes on the receiver.
@@ -1033,6 +1085,10 @@ mod tests {
         );
     }
 
+    /// n2 holds W (x = 42) at index 2 of term 1, committed and acknowledged by the old leader
+    /// n1, but n2 only knows commit = 1. It wins term 2 and gets its lease; then one batch
+    /// carries n3's acknowledgement of the no-op (commit jumps to 3, over W) and a lease read.
+    /// The read must see W: the store has applied only index 1 when the read is accepted.
     #[test]
     fn lease_read_waits_for_apply_of_the_commit_index() {
         let write = Command::Put {

@@ -272,3 +272,77 @@ fn removed_node_that_missed_the_commit_is_told_and_stops_campaigning() {
     assert_eq!(sim.raft(gone).role(), Role::Follower, "seed {seed}");
     assert_eq!(sim.raft(gone).term(), term, "seed {seed}");
 }
+
+/// Issue 14, item 10: a leader elected while C_new (which removes `gone`) is in its log but
+/// not committed must replicate to `gone` as well, as the leader that appended C_new did.
+/// Otherwise `gone`, which never received C_new, keeps the joint configuration in which it
+/// votes, and campaigns forever (the commit index it is told does not reach C_new).
+#[test]
+fn removed_node_learns_its_removal_from_a_leader_that_inherited_an_uncommitted_c_new() {
+    for seed in 0..10u64 {
+        let mut sim = Sim::new(5, seed, |_| {});
+        let old = sim.wait_stable_leader(300).expect("leader");
+        let gone = (1..=5).find(|&i| i != old).unwrap();
+        let keep: Vec<NodeId> = (1..=5).filter(|&i| i != gone).collect();
+        sim.raft_mut(old)
+            .propose_membership(set(&keep), Vec::new())
+            .unwrap();
+        sim.flush(old);
+        // Deliver one message at a time until the old leader appends C_new; from then on
+        // `gone` hears nothing from it and nobody's acknowledgement reaches it, so C_new
+        // reaches the others but is never committed by the old leader.
+        let mut appended = false;
+        for _ in 0..100 {
+            sim.tick_all();
+            for _ in 0..10_000 {
+                if sim.in_flight.is_empty() || appended {
+                    break;
+                }
+                let m = sim.in_flight.remove(0);
+                sim.deliver(m);
+                let c = sim.raft(old).cluster_config();
+                if !c.is_joint() && !c.voters.contains(&gone) {
+                    appended = true;
+                    sim.cut.insert((old, gone));
+                    for &k in &keep {
+                        sim.cut.insert((k, old));
+                    }
+                }
+            }
+            if appended {
+                break;
+            }
+        }
+        assert!(appended, "seed {seed}: C_new never appended");
+        sim.deliver_all();
+        assert!(
+            sim.raft(old).log().committed() < sim.raft(old).log().config_index(),
+            "seed {seed}: the old leader must not have committed C_new"
+        );
+        sim.crash(old);
+        sim.heal();
+        let others: Vec<NodeId> = keep.iter().copied().filter(|&k| k != old).collect();
+        let new = sim
+            .wait_stable_leader_among(&others, 400)
+            .unwrap_or_else(|| panic!("seed {seed}: no new leader"));
+        sim.run(200);
+        sim.check().unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        let r = sim.raft(gone);
+        assert!(
+            !r.cluster_config().voters.contains(&gone) && !r.cluster_config().is_joint(),
+            "seed {seed}: n{gone} never learned C_new from the new leader n{new}"
+        );
+        // It knows the removal committed and stays quiet.
+        sim.run(5);
+        for _ in 0..200 {
+            sim.tick_all();
+            assert!(
+                !sim.in_flight
+                    .iter()
+                    .any(|m| m.from == gone && matches!(m.body, MessageBody::RequestVote { .. })),
+                "seed {seed}: n{gone} still campaigns"
+            );
+            sim.deliver_all();
+        }
+    }
+}
