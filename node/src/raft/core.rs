@@ -704,7 +704,8 @@ impl Raft {
     /// that measures the lease on another clock (the deliberate bug `lease-wall-clock`).
     pub fn lease(&self) -> Option<(u64, u64)> {
         if self.role == Role::Leader && self.cfg.check_quorum && self.committed_in_term() {
-            self.lease_start.map(|start| (start, self.lease_ticks()))
+            self.lease_start
+                .map(|start| (start, self.cfg.lease_ticks()))
         } else {
             None
         }

@@ -3,7 +3,6 @@
 //! drop, duplicate or reorder at will, and an invariant checker run after every step.
 //! Everything is deterministic given the seed.
 
-mod clock_stand_in;
 mod invariants;
 pub mod timed;
 

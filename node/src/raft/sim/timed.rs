@@ -2,8 +2,8 @@
 //!
 //! Unlike the step-based [`Sim`](super::Sim), time here is real: one global clock in
 //! microseconds and an event queue. Every node has its own clock (a rate, an offset that can
-//! jump) read through the same [`ClockModel`] and [`Ticker`] the runtime uses, so ticks of
-//! different nodes are unaligned and run at different speeds. Messages take random delays
+//! jump) turned into ticks by the same [`ClockModel`] and [`Ticker`] the runtime uses, so
+//! ticks of different nodes are unaligned and run at different speeds. Messages take random delays
 //! and may be lost or cut by partitions; nodes crash and restart from what they persisted.
 //! A node handles its Ready as the runtime does (persist, send), but applying committed
 //! entries is a separate event with its own delay, so reads meet entries that are committed
@@ -13,8 +13,8 @@
 //! of `runtime/raft_loop.rs` (see [`TimedSim::invoke`]), and the history is checked against
 //! the committed log by [`TimedSim::check_history`]. Deterministic given the seed.
 
-use super::clock_stand_in::{ClockModel, Ticker};
 use super::persist_entries;
+use crate::clock::{ClockModel, Ticker};
 use crate::raft::{Bugs, Config, Entry, EntryPayload, HardState, Message, NodeId, Raft, Role};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -157,7 +157,9 @@ impl Workload {
 pub struct Faults {
     /// Time between faults, uniform in `[lo, hi]`; (0, 0) for none.
     pub every_us: (Micros, Micros),
-    /// Isolate the current leader (its old links are restored first).
+    /// Isolate the current leader (its old links are restored first), in two steps: one
+    /// follower loses it first, the others up to two heartbeat intervals later, so that
+    /// its lease may rest on acknowledgements that follower never sent.
     pub isolate_leader: bool,
     /// Split the nodes into two random groups.
     pub partitions: bool,
@@ -223,6 +225,7 @@ enum Ev {
     Timeout { op: usize },
     Fault,
     Restart { node: NodeId },
+    Isolate { node: NodeId },
 }
 
 /// One simulated node process.
@@ -235,9 +238,6 @@ struct TNode {
     disk_hs: HardState,
     disk_log: Vec<Entry>,
     clock: ClockModel,
-    /// The clock's rate and offset as last set (kept here to turn readings into real time).
-    rate: f64,
-    offset_ms: f64,
     ticker: Ticker,
     /// Tick events of an older generation are stale (the tick was rescheduled).
     tick_gen: u64,
@@ -340,7 +340,7 @@ impl TimedSim {
             cfg.max_clock_drift = params.max_clock_drift;
             cfg.bugs = params.bugs;
             let rate = params.rates.get(id as usize - 1).copied().unwrap_or(1.0);
-            let mut clock = ClockModel::new(0.0);
+            let mut clock = ClockModel::new();
             clock
                 .set(0.0, None, Some(rate))
                 .expect("test clock rates are valid");
@@ -353,8 +353,6 @@ impl TimedSim {
                 disk_hs: HardState::default(),
                 disk_log: Vec::new(),
                 clock,
-                rate,
-                offset_ms: 0.0,
                 ticker,
                 tick_gen: 0,
                 kv: BTreeMap::new(),
@@ -462,7 +460,6 @@ impl TimedSim {
         n.clock
             .set(real_ms, None, Some(rate))
             .expect("test clock rates are valid");
-        n.rate = rate;
         self.reschedule_tick(id);
     }
 
@@ -471,9 +468,9 @@ impl TimedSim {
     pub fn jump_clock(&mut self, id: NodeId, delta_ms: f64) {
         let real_ms = self.now as f64 / 1000.0;
         let n = &mut self.nodes[(id - 1) as usize];
-        n.offset_ms += delta_ms;
+        let offset = n.clock.state(real_ms).offset_ms + delta_ms;
         n.clock
-            .set(real_ms, Some(n.offset_ms), None)
+            .set(real_ms, Some(offset), None)
             .expect("test clock offsets are valid");
         self.reschedule_tick(id);
     }
@@ -561,8 +558,7 @@ impl TimedSim {
         }
         n.tick_gen += 1;
         let gen = n.tick_gen;
-        let rate = n.rate;
-        let wait_ms = ((n.ticker.next_tick_at() - reading) / rate).max(0.0);
+        let wait_ms = n.clock.real_ms_for(n.ticker.next_tick_at() - reading);
         // Rounded up, plus one: at that instant the reading has certainly reached the tick.
         let at = now + (wait_ms * 1000.0).ceil() as Micros + 1;
         self.schedule(at, Ev::Tick { node: id, gen });
@@ -600,6 +596,7 @@ impl TimedSim {
             Ev::Timeout { op } => self.complete(op, OpResult::Failed),
             Ev::Fault => self.fault(),
             Ev::Restart { node } => self.start(node),
+            Ev::Isolate { node } => self.isolate(node),
         }
     }
 
@@ -939,7 +936,13 @@ impl TimedSim {
             0 => {
                 if let Some(l) = self.leader() {
                     self.cut.clear();
-                    self.isolate(l);
+                    let first = 1 + self.rand(nodes);
+                    self.cut.insert((l, first));
+                    self.cut.insert((first, l));
+                    let tick_us = (self.params.tick_ms * 1000.0) as Micros;
+                    let hb = Micros::from(self.params.heartbeat_ticks);
+                    let at = self.now + self.rand(2 * hb * tick_us);
+                    self.schedule(at, Ev::Isolate { node: l });
                 }
             }
             1 => {

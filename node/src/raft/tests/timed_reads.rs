@@ -55,8 +55,11 @@ fn random_run(
     clock_jump_ms: f64,
     duration: Micros,
 ) -> (Vec<String>, std::collections::BTreeMap<ReadPath, usize>) {
+    // Two clients follow the newest leader; two keep their node until a request fails.
+    let mut w = Workload::new(4, paths);
+    w.leader_followers = 2;
     let mut sim = TimedSim::new(seed, random_params(seed, max_ratio))
-        .with_workload(Workload::new(4, paths))
+        .with_workload(w)
         .with_faults(Faults {
             every_us: (20_000, 300_000),
             isolate_leader: true,
