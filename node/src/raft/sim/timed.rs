@@ -79,6 +79,10 @@ pub struct Params {
     /// what the runtime did before ticks came from the monotonic clock, so that an offset
     /// jump forward became a burst of catch-up ticks.
     pub ticks_from_wall: bool,
+    /// After a pause, deliver the ticks that fell due before handling the inputs that
+    /// queued up (the order `RaftLoop::run` should follow); false handles the inputs first,
+    /// with the tick count of before the pause, as `RaftLoop::run` did.
+    pub ticks_first_after_pause: bool,
 }
 
 impl Params {
@@ -99,6 +103,7 @@ impl Params {
             loss: 0.0,
             apply_delay_us: (0, 3_000),
             ticks_from_wall: false,
+            ticks_first_after_pause: true,
         }
     }
 
@@ -131,7 +136,8 @@ pub struct Workload {
     /// until a request fails (a client that learns late).
     pub leader_followers: usize,
     /// Clients from this index on only read (so that none of them waits on a write the
-    /// isolated leader will never commit).
+    /// isolated leader will never commit) and keep their node after a failure (a client
+    /// configured with one node); see [`TimedSim::pin_readers`].
     pub readers_from: usize,
 }
 
@@ -226,6 +232,14 @@ enum Ev {
     Fault,
     Restart { node: NodeId },
     Isolate { node: NodeId },
+    Resume { node: NodeId },
+}
+
+/// An input that reached a paused node, handled when it resumes.
+#[derive(Clone, Debug)]
+enum Held {
+    Msg(Message),
+    Op(usize),
 }
 
 /// One simulated node process.
@@ -255,6 +269,9 @@ struct TNode {
     waiting_apply: BTreeMap<u64, Vec<usize>>,
     next_ctx: u64,
     last_role: Role,
+    /// Stopped (SIGSTOP): inputs queue up in `held`, nothing runs.
+    paused: bool,
+    held: Vec<Held>,
 }
 
 /// The continuous-time simulated cluster.
@@ -364,6 +381,8 @@ impl TimedSim {
                 waiting_apply: BTreeMap::new(),
                 next_ctx: 1,
                 last_role: Role::Follower,
+                paused: false,
+                held: Vec::new(),
             });
         }
         let mut sim = TimedSim {
@@ -475,6 +494,17 @@ impl TimedSim {
         self.reschedule_tick(id);
     }
 
+    /// Sends the read-only clients (see [`Workload::readers_from`]) to `id` from now on.
+    pub fn pin_readers(&mut self, id: NodeId) {
+        let from = self
+            .workload
+            .as_ref()
+            .map_or(usize::MAX, |w| w.readers_from);
+        for t in self.client_target.iter_mut().skip(from) {
+            *t = id;
+        }
+    }
+
     /// Cuts both directions between `id` and every other node.
     pub fn isolate(&mut self, id: NodeId) {
         for other in 1..=self.params.nodes {
@@ -567,17 +597,12 @@ impl TimedSim {
     fn handle(&mut self, ev: Ev) {
         match ev {
             Ev::Tick { node, gen } => {
-                if self.nodes[(node - 1) as usize].tick_gen != gen {
+                let n = &self.nodes[(node - 1) as usize];
+                // A paused node's ticks are delivered when it resumes.
+                if n.tick_gen != gen || n.paused {
                     return;
                 }
-                let reading = self.tick_reading(node);
-                let n = self.node_mut(node);
-                let due = n.ticker.due(reading);
-                if let Some(r) = n.raft.as_mut() {
-                    for _ in 0..due {
-                        r.tick();
-                    }
-                }
+                self.deliver_due_ticks(node);
                 self.process_ready(node);
                 self.reschedule_tick(node);
             }
@@ -586,12 +611,22 @@ impl TimedSim {
                     return;
                 }
                 let to = m.to;
-                if let Some(r) = self.node_mut(to).raft.as_mut() {
+                let n = self.node_mut(to);
+                if n.paused {
+                    n.held.push(Held::Msg(m));
+                } else if let Some(r) = n.raft.as_mut() {
                     r.step(m);
                     self.process_ready(to);
                 }
             }
-            Ev::Apply { node, inc } => self.apply_some(node, inc),
+            Ev::Apply { node, inc } => {
+                if self.nodes[(node - 1) as usize].paused {
+                    self.schedule(self.now + 1_000, Ev::Apply { node, inc });
+                } else {
+                    self.apply_some(node, inc);
+                }
+            }
+            Ev::Resume { node } => self.resume(node),
             Ev::Issue { client } => self.issue(client),
             Ev::Timeout { op } => self.complete(op, OpResult::Failed),
             Ev::Fault => self.fault(),
@@ -633,6 +668,8 @@ impl TimedSim {
         n.pending_writes.clear();
         n.pending_read_index.clear();
         n.waiting_apply.clear();
+        n.paused = false;
+        n.held.clear();
     }
 
     /// Carries out `id`'s Readies as `RaftLoop::process_ready` does (persist, send, hand
@@ -801,7 +838,11 @@ impl TimedSim {
         let commit = self.sync_commit();
         self.ops[op].done = Some((self.now, commit, result));
         let client = self.ops[op].client;
-        if result == OpResult::Failed {
+        let pinned = self
+            .workload
+            .as_ref()
+            .is_some_and(|w| client >= w.readers_from);
+        if result == OpResult::Failed && !pinned {
             // Like a real client: after a failure, ask the leader (as a redirect would
             // tell), or try some node.
             let target = match self.leader() {
@@ -853,9 +894,74 @@ impl TimedSim {
         self.invoke(node, op);
     }
 
+    /// Hands request `op` to node `id` (queued while it is paused).
+    fn invoke(&mut self, id: NodeId, op: usize) {
+        let n = self.node_mut(id);
+        if n.paused {
+            n.held.push(Held::Op(op));
+        } else {
+            self.invoke_now(id, op);
+        }
+    }
+
+    /// Stops `id` (as SIGSTOP) for `for_us`: its inputs queue up, its ticks wait.
+    pub fn pause(&mut self, id: NodeId, for_us: Micros) {
+        let n = self.node_mut(id);
+        if n.raft.is_none() || n.paused {
+            return;
+        }
+        n.paused = true;
+        self.schedule(self.now + for_us, Ev::Resume { node: id });
+    }
+
+    /// Delivers the ticks that fell due on `id`'s clock (see [`Ticker::due`]).
+    fn deliver_due_ticks(&mut self, id: NodeId) {
+        let reading = self.tick_reading(id);
+        let n = self.node_mut(id);
+        let due = n.ticker.due(reading);
+        if let Some(r) = n.raft.as_mut() {
+            for _ in 0..due {
+                r.tick();
+            }
+        }
+    }
+
+    /// `id` continues after a pause, as `RaftLoop::run` does: the first input it was waiting
+    /// for and the ones queued behind it are handled in one batch, then the Ready; the
+    /// ticks that fell due meanwhile come before the batch with
+    /// [`Params::ticks_first_after_pause`], else after it.
+    fn resume(&mut self, id: NodeId) {
+        let n = self.node_mut(id);
+        if !n.paused {
+            return;
+        }
+        n.paused = false;
+        let held = std::mem::take(&mut n.held);
+        let ticks_first = self.params.ticks_first_after_pause;
+        if ticks_first {
+            self.deliver_due_ticks(id);
+        }
+        for h in held {
+            match h {
+                Held::Msg(m) => {
+                    if let Some(r) = self.node_mut(id).raft.as_mut() {
+                        r.step(m);
+                    }
+                }
+                Held::Op(op) => self.invoke_now(id, op),
+            }
+        }
+        self.process_ready(id);
+        if !ticks_first {
+            self.deliver_due_ticks(id);
+            self.process_ready(id);
+        }
+        self.reschedule_tick(id);
+    }
+
     /// Hands request `op` to node `id`, mirroring `RaftLoop::propose` and
     /// `RaftLoop::handle_read` (same cases in the same order), then handles the Ready.
-    fn invoke(&mut self, id: NodeId, op: usize) {
+    fn invoke_now(&mut self, id: NodeId, op: usize) {
         let kind = self.ops[op].kind;
         let n = &mut self.nodes[(id - 1) as usize];
         let Some(raft) = n.raft.as_mut() else {
