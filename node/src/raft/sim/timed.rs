@@ -173,6 +173,8 @@ pub struct Faults {
     pub crashes: bool,
     /// Jump a node's clock offset by up to this many ms either way (0: never).
     pub clock_jump_ms: f64,
+    /// Pause a node (as SIGSTOP) for 50 ms to 1 s.
+    pub pauses: bool,
 }
 
 /// What a client asked for.
@@ -1034,6 +1036,9 @@ impl TimedSim {
             kinds.push(4);
             kinds.push(4);
         }
+        if f.pauses {
+            kinds.push(5);
+        }
         if kinds.is_empty() {
             return;
         }
@@ -1073,10 +1078,15 @@ impl TimedSim {
                     self.schedule(at, Ev::Restart { node: id });
                 }
             }
-            _ => {
+            4 => {
                 let id = 1 + self.rand(nodes);
                 let delta = self.rng.gen_range(-f.clock_jump_ms..=f.clock_jump_ms);
                 self.jump_clock(id, delta);
+            }
+            _ => {
+                let id = 1 + self.rand(nodes);
+                let d = self.rng.gen_range(50_000..1_000_000);
+                self.pause(id, d);
             }
         }
         let at = self.now + uniform(&mut self.rng, f.every_us);

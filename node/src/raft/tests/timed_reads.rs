@@ -66,6 +66,7 @@ fn random_run(
             partitions: true,
             crashes: true,
             clock_jump_ms,
+            pauses: true,
         });
     sim.run_until(duration);
     let mut v = sim.errors.clone();
