@@ -3,15 +3,17 @@
 //! Unlike the step-based [`Sim`](super::Sim), time here is real: one global clock in
 //! microseconds and an event queue. Every node has its own clock (a rate, an offset that can
 //! jump) turned into ticks by the same [`ClockModel`] and [`Ticker`] the runtime uses, so
-//! ticks of different nodes are unaligned and run at different speeds. Messages take random delays
-//! and may be lost or cut by partitions; nodes crash and restart from what they persisted.
-//! A node handles its Ready as the runtime does (persist, send), but applying committed
-//! entries is a separate event with its own delay, so reads meet entries that are committed
-//! and not yet applied.
+//! ticks of different nodes are unaligned and run at different speeds. Messages take random
+//! delays and may be lost or cut by partitions; nodes crash and restart from what they
+//! persisted, or pause (inputs queue up, ticks wait) and resume in the order `RaftLoop::run`
+//! follows. A node handles its Ready as the runtime does (persist, send), but applying
+//! committed entries is a separate event with its own delay, so reads meet entries that are
+//! committed and not yet applied.
 //!
 //! Simulated clients issue writes and reads on every path to the nodes, following the rules
-//! of `runtime/raft_loop.rs` (see [`TimedSim::invoke`]), and the history is checked against
-//! the committed log by [`TimedSim::check_history`]. Deterministic given the seed.
+//! of `runtime/raft_loop.rs` (`TimedSim::invoke_now` mirrors `RaftLoop::handle_read`), and
+//! the history is checked against the committed log by [`TimedSim::check_history`].
+//! Deterministic given the seed.
 
 use super::persist_entries;
 use crate::clock::{ClockModel, Ticker};
