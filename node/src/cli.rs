@@ -50,7 +50,8 @@ pub struct Args {
     #[arg(long, default_value = "read-index")]
     read_mode: ReadMode,
     /// Clock drift bound assumed by lease reads: the lease lasts
-    /// election_timeout_min × (1 − drift) after a heartbeat's send time.
+    /// ⌊(election ticks min − 1) × (1 − drift)⌋ ticks after a heartbeat's send tick, safe
+    /// while no clock runs more than 1 / (1 − drift) times as fast as the leader's.
     #[arg(long, default_value_t = 0.1)]
     max_clock_drift: f64,
     /// When to fsync the log: once per batch (group commit), after every entry, or never.

@@ -62,7 +62,10 @@ pub struct Config {
     /// (leader stickiness). Lease reads are only safe with this on.
     pub check_quorum: bool,
     /// Bound on clock-rate drift between nodes assumed by lease reads: the lease lasts
-    /// `election_ticks_min * (1 - max_clock_drift)` ticks from the heartbeat send tick.
+    /// [`Config::lease_ticks`] = floor((`election_ticks_min` − 1) × (1 − `max_clock_drift`))
+    /// ticks from the tick at or before the send of a majority-acknowledged heartbeat, and
+    /// is safe while no node's clock runs more than [`Config::lease_rate_bound`] ≥
+    /// 1 / (1 − `max_clock_drift`) times as fast as the leader's (≈ 11 % for 0.1).
     pub max_clock_drift: f64,
     /// Bound on the bytes of snapshot data carried by one InstallSnapshot message.
     pub max_snapshot_chunk: usize,
@@ -124,6 +127,49 @@ impl Config {
             max_snapshot_chunk: 256 * 1024,
             bugs: Bugs::default(),
         }
+    }
+
+    /// How many of its own ticks a leader's lease lasts after the tick at or before the send
+    /// of a heartbeat round a majority acknowledged. The single place where the lease and
+    /// leader stickiness are made to agree:
+    ///
+    /// - Stickiness (`Raft::in_lease`): a follower refuses (pre-)votes while fewer than
+    ///   `election_ticks_min` of its own ticks have passed since it last heard the leader
+    ///   (or since it started). Its ticks are not aligned with message arrivals: the first
+    ///   one may come an instant after the heartbeat, so it refuses for more than
+    ///   `min − 1` follower ticks after the heartbeat arrived, and no more is guaranteed. A
+    ///   follower whose randomized timeout is exactly `min` campaigns at that `min`-th tick,
+    ///   which is the same bound.
+    /// - The lease ends `L` leader ticks after the tick at or before the send, so at most
+    ///   `L` leader ticks after the send, and the heartbeat arrives after it was sent.
+    ///
+    /// Every later leader needs a vote (or its own campaign) from a node of the
+    /// acknowledging majority, so the lease is safe iff `L × T_leader ≤ (min − 1) ×
+    /// T_follower` for tick periods `T`, whatever the message delays. With
+    /// `L = floor((min − 1) × (1 − max_clock_drift))` that holds while no follower's clock
+    /// runs more than [`Config::lease_rate_bound`] times as fast as the leader's. The bug
+    /// `lease_no_margin` takes the full minimum instead (and drops stickiness).
+    pub fn lease_ticks(&self) -> u64 {
+        let min = u64::from(self.election_ticks_min);
+        if self.bugs.lease_no_margin {
+            return min;
+        }
+        let ticks = (min.saturating_sub(1) as f64 * (1.0 - self.max_clock_drift)).floor();
+        // Not finite or negative only for a drift outside [0, 1), which `repaired` replaces.
+        if ticks.is_finite() && ticks > 0.0 {
+            ticks as u64
+        } else {
+            0
+        }
+    }
+
+    /// The fastest a follower's clock may run, relative to the leader's, for lease reads to
+    /// stay linearizable: `(election_ticks_min − 1) / lease_ticks()`, at least
+    /// `1 / (1 − max_clock_drift)` (1.125 at 10 ticks and 1.115 at 30 ticks for drift 0.1).
+    /// Infinite when the lease is empty.
+    pub fn lease_rate_bound(&self) -> f64 {
+        let min = f64::from(self.election_ticks_min);
+        (min - 1.0) / self.lease_ticks() as f64
     }
 
     /// Checks the configuration. [`Raft::new`](super::Raft::new) does not fail: it repairs an
@@ -193,6 +239,20 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         assert_eq!(Config::new(1, vec![1, 2, 3]).validate(), Ok(()));
+    }
+
+    #[test]
+    fn lease_fits_inside_stickiness_within_the_drift_bound() {
+        for (min, drift, ticks) in [(10, 0.1, 8), (30, 0.1, 26), (2, 0.1, 0), (10, 0.0, 9)] {
+            let mut c = Config::new(1, vec![1, 2, 3]);
+            c.election_ticks_min = min;
+            c.max_clock_drift = drift;
+            assert_eq!(c.lease_ticks(), ticks, "min {min}, drift {drift}");
+            assert!(
+                c.lease_rate_bound() >= 1.0 / (1.0 - drift),
+                "min {min}, drift {drift}"
+            );
+        }
     }
 
     #[test]

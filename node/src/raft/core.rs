@@ -681,27 +681,21 @@ impl Raft {
     }
 
     /// True while this leader's lease holds: a majority acknowledged a heartbeat round
-    /// created at tick t, now < t + election_ticks_min * (1 - max_clock_drift), and an entry
-    /// of this term is committed. Followers do not vote for others until a minimum election
-    /// timeout after they heard that heartbeat (leader stickiness), so no other leader can
-    /// exist while the lease holds, provided clock rates differ by less than the drift bound.
-    /// Always false without check-quorum, which stickiness depends on.
+    /// created at tick t, now < t + [`Config::lease_ticks`] (floor((election_ticks_min − 1) ×
+    /// (1 − max_clock_drift))), and an entry of this term is committed. Followers do not vote
+    /// for others until `election_ticks_min` of their own ticks after they heard that
+    /// heartbeat (leader stickiness), which is more than `election_ticks_min − 1` of their
+    /// ticks, so no other leader can exist while the lease holds provided no follower's
+    /// clock runs more than [`Config::lease_rate_bound`] (≥ 1 / (1 − max_clock_drift)) times
+    /// as fast as this node's. Always false without check-quorum, which stickiness depends
+    /// on.
     pub fn lease_read_ok(&self) -> bool {
         self.role == Role::Leader
             && self.cfg.check_quorum
             && self.committed_in_term()
             && self
                 .lease_start
-                .is_some_and(|start| self.now < start + self.lease_ticks())
-    }
-
-    fn lease_ticks(&self) -> u64 {
-        let min = self.cfg.election_ticks_min as f64;
-        if self.cfg.bugs.lease_no_margin {
-            min as u64
-        } else {
-            (min * (1.0 - self.cfg.max_clock_drift)).floor() as u64
-        }
+                .is_some_and(|start| self.now < start + self.cfg.lease_ticks())
     }
 
     /// The lease [`Raft::lease_read_ok`] judges, as (the tick at which the majority-acked
@@ -710,7 +704,8 @@ impl Raft {
     /// that measures the lease on another clock (the deliberate bug `lease-wall-clock`).
     pub fn lease(&self) -> Option<(u64, u64)> {
         if self.role == Role::Leader && self.cfg.check_quorum && self.committed_in_term() {
-            self.lease_start.map(|start| (start, self.lease_ticks()))
+            self.lease_start
+                .map(|start| (start, self.cfg.lease_ticks()))
         } else {
             None
         }
@@ -1238,7 +1233,9 @@ impl Raft {
     }
 
     /// Whether this node must ignore (pre-)vote requests because it heard from a live leader
-    /// (or restarted) less than a minimum election timeout ago.
+    /// (or restarted) less than a minimum election timeout ago: fewer than
+    /// `election_ticks_min` of its own ticks since. The leader's lease is sized against this
+    /// rule in [`Config::lease_ticks`]; change them together.
     fn in_lease(&self) -> bool {
         self.cfg.check_quorum
             && !self.cfg.bugs.lease_no_margin

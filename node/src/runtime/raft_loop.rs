@@ -227,6 +227,11 @@ impl RaftLoop {
             let wait = self.until_next_tick();
             match rx.recv_timeout(wait) {
                 Ok(input) => {
+                    // The wait may have outlasted its timeout (a paused process, a loaded
+                    // machine): count the ticks that fell due first, or a lease read queued
+                    // meanwhile is judged by the tick count of before the pause
+                    // (`timed_reads::a_resumed_leader_counts_the_ticks_it_missed...`).
+                    self.deliver_due_ticks();
                     self.handle(input);
                     for input in rx.try_iter().take(MAX_BATCH_INPUTS) {
                         self.handle(input);

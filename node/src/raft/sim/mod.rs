@@ -4,6 +4,7 @@
 //! Everything is deterministic given the seed.
 
 mod invariants;
+pub mod timed;
 
 pub use invariants::Invariants;
 

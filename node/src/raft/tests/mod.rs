@@ -8,3 +8,4 @@ mod random;
 mod reads;
 mod rules;
 mod snapshot;
+mod timed_reads;
