@@ -262,16 +262,7 @@ mod tests {
     }
 
     fn obs(t: f64, node: &str, role: &str, term: u64, leader: Option<&str>) -> Observation {
-        Observation {
-            time: (t * 1e9) as u64,
-            node: node.into(),
-            unreachable: false,
-            role: Some(role.into()),
-            term: Some(term),
-            leader: leader.map(String::from),
-            commit: None,
-            applied: None,
-        }
+        Observation::sample(t, node, role, term, leader)
     }
 
     #[test]

@@ -786,16 +786,7 @@ mod tests {
     }
 
     fn obs(t: f64, node: &str, role: &str, term: u64, leader: Option<&str>) -> Observation {
-        Observation {
-            time: (t * 1e9) as u64,
-            node: node.into(),
-            unreachable: false,
-            role: Some(role.into()),
-            term: Some(term),
-            leader: leader.map(str::to_string),
-            commit: Some(1),
-            applied: Some(1),
-        }
+        Observation::sample(t, node, role, term, leader)
     }
 
     fn down(t: f64, node: &str) -> Observation {

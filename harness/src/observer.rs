@@ -62,6 +62,27 @@ pub struct Observation {
 }
 
 impl Observation {
+    /// A reachable node's observation at `t` seconds: for tests.
+    #[cfg(test)]
+    pub(crate) fn sample(
+        t: f64,
+        node: &str,
+        role: &str,
+        term: u64,
+        leader: Option<&str>,
+    ) -> Observation {
+        Observation {
+            time: (t * 1e9) as u64,
+            node: node.into(),
+            unreachable: false,
+            role: Some(role.into()),
+            term: Some(term),
+            leader: leader.map(str::to_string),
+            commit: Some(1),
+            applied: Some(1),
+        }
+    }
+
     /// An observation of a node that answered.
     pub fn of_status(time: u64, s: &node::protocol::Status) -> Observation {
         Observation {

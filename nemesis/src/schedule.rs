@@ -657,59 +657,38 @@ fn partition_fault(
                     name,
                 );
             }
-            "isolated-leader-clock-back" => {
-                // The leader is cut off while its wall clock steps back (an NTP step) by the
-                // largest offset bump, rates untouched. Timers and leases on the monotonic
-                // clock do not notice; a lease measured on the wall clock stays "valid" for
-                // the bump after the others elected a new leader (`lease-wall-clock`).
-                let mut skews = BTreeMap::new();
-                skews.insert(
-                    l,
+            "isolated-leader-clock-back" | "slow-isolated-leader" => {
+                // isolated-leader-clock-back: the leader's wall clock steps back (an NTP
+                // step) by the largest offset bump, rate untouched. Timers and leases on the
+                // monotonic clock do not notice; a lease measured on the wall clock stays
+                // "valid" for the bump after the others elected a new leader
+                // (`lease-wall-clock`). slow-isolated-leader: its clock runs slow instead.
+                let skew = if name == "isolated-leader-clock-back" {
                     ClockSkew {
                         offset_ms: -bump_ms.abs(),
                         rate: 1.0,
-                    },
-                );
-                let Ok(grudge) = partition::isolate(nodes, l) else {
-                    continue;
-                };
-                return (
-                    Fault::Combined {
-                        parts: vec![
-                            Fault::Clock { skews },
-                            Fault::Partition {
-                                shape: "isolate-leader",
-                                grudge,
-                            },
-                        ],
-                    },
-                    name,
-                );
-            }
-            "slow-isolated-leader" => {
-                let mut skews = BTreeMap::new();
-                skews.insert(
-                    l,
+                    }
+                } else {
                     ClockSkew {
                         offset_ms: 0.0,
                         rate: skew_rate,
-                    },
-                );
+                    }
+                };
                 let Ok(grudge) = partition::isolate(nodes, l) else {
                     continue;
                 };
-                return (
-                    Fault::Combined {
-                        parts: vec![
-                            Fault::Clock { skews },
-                            Fault::Partition {
-                                shape: "isolate-leader",
-                                grudge,
-                            },
-                        ],
-                    },
-                    name,
-                );
+                let fault = Fault::Combined {
+                    parts: vec![
+                        Fault::Clock {
+                            skews: BTreeMap::from([(l, skew)]),
+                        },
+                        Fault::Partition {
+                            shape: "isolate-leader",
+                            grudge,
+                        },
+                    ],
+                };
+                return (fault, name);
             }
             _ => continue,
         };

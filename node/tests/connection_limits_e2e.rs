@@ -15,7 +15,7 @@ use std::io::{ErrorKind as IoKind, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{status, Cluster, Conn};
+use common::{memory_kib, status, Cluster, Conn};
 use node::protocol::{Operation, Reply, WriteId, MAX_FRAME_BYTES};
 
 /// Whether the node closed `s`: EOF or a reset (bytes the node sent are skipped). Waits at
@@ -56,19 +56,6 @@ fn status_ok(addr: &str) -> bool {
         std::thread::sleep(Duration::from_millis(100));
     }
     false
-}
-
-/// The node process's resident set (`VmRSS`) and peak resident set (`VmHWM`) in KiB.
-fn rss_kib(pid: u32) -> (u64, u64) {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        text.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
 }
 
 #[test]
@@ -208,7 +195,7 @@ fn partial_frames_do_not_pin_memory() {
     let mut cluster = Cluster::start(1, &[]);
     cluster.wait_for_leader(Duration::from_secs(15));
     let pid = cluster.nodes[0].child.as_ref().unwrap().id();
-    let (base, _) = rss_kib(pid);
+    let (base, _) = memory_kib(pid);
     // 200 frames, each claiming the largest length and sending all of it but the last byte:
     // 60 on the peer port (under its cap of 64), 140 on the client port.
     let claimed = MAX_FRAME_BYTES;
@@ -252,7 +239,7 @@ fn partial_frames_do_not_pin_memory() {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
-    let (rss, peak) = rss_kib(pid);
+    let (rss, peak) = memory_kib(pid);
     println!(
         "sent {} MiB in partial frames; node RSS {} MiB (before {} MiB), peak {} MiB",
         sent >> 20,

@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{status, Cluster, Conn};
+use common::{memory_kib, status, Cluster, Conn};
 use node::protocol::{
     MemberAddrs, Operation, ReadMode, Reply, Request, Value, WriteId, MAX_FRAME_BYTES,
 };
@@ -470,19 +470,6 @@ async fn worker(
     }
 }
 
-/// Peak and current resident set of a process, in KiB.
-fn vm_kib(pid: u32) -> (u64, u64) {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        text.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmHWM:"), field("VmRSS:"))
-}
-
 /// Retries `op` against any node for up to 30 s until it returns `Some`.
 fn until<T>(cluster: &Cluster, mut op: impl FnMut(&mut Conn) -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -699,7 +686,7 @@ fn random_frames_on_both_ports_neither_kill_a_node_nor_bloat_it() {
 
     let mut worst = 0;
     for (i, pid) in pids.iter().enumerate() {
-        let (peak, now) = vm_kib(*pid);
+        let (now, peak) = memory_kib(*pid);
         println!(
             "n{}: peak RSS {} MiB, now {} MiB",
             i + 1,

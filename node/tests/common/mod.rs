@@ -269,3 +269,17 @@ pub fn status(addr: &str) -> std::io::Result<Status> {
         other => Err(std::io::Error::other(format!("unexpected {other:?}"))),
     }
 }
+
+/// A process's resident set (`VmRSS`) and peak resident set (`VmHWM`), in KiB, from
+/// `/proc/<pid>/status` (0 for a field that cannot be read).
+pub fn memory_kib(pid: u32) -> (u64, u64) {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
