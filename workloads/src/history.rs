@@ -104,13 +104,10 @@ impl Event {
 /// Why a history could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum HistoryError {
-    /// The file could not be read.
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    /// The file could not be read. The I/O error is part of the message, not a separate
+    /// source, so a chain printer (`{:#}`) says it once.
+    #[error("{path}: {error}")]
+    Io { path: String, error: std::io::Error },
     /// A line other than the last is not a well-formed event (bad JSON, missing or mistyped
     /// field, not UTF-8). `line` is 1-based.
     #[error("{path}: line {line}: {reason}")]
@@ -208,9 +205,9 @@ pub fn has_operations(events: &[Event]) -> bool {
 /// naming that line. Reads line by line (memory: one line at a time, plus the events).
 pub fn read_history(path: &Path) -> Result<History, HistoryError> {
     let p = path.display().to_string();
-    let io = |source| HistoryError::Io {
+    let io = |error| HistoryError::Io {
         path: p.clone(),
-        source,
+        error,
     };
     let file = std::fs::File::open(path).map_err(io)?;
     let mut reader = std::io::BufReader::new(file);

@@ -275,7 +275,6 @@ fn draw_legend(area: &Area, sections: &[(&str, Vec<(String, Mark)>)]) -> Result<
     let x = 14;
     let mut y = 50;
     let h = yr.end - yr.start;
-    let _ = xr;
     for (title, entries) in sections {
         if entries.is_empty() {
             continue;
@@ -306,17 +305,41 @@ fn draw_legend(area: &Area, sections: &[(&str, Vec<(String, Mark)>)]) -> Result<
                 )),
             }
             .map_err(pe)?;
-            area.draw(&Text::new(
-                name.clone(),
-                (x + 32, y),
-                (FONT, 17).into_font().color(&BLACK),
-            ))
-            .map_err(pe)?;
+            let font = (FONT, 17).into_font().color(&BLACK);
+            let room = (xr.end - xr.start - x - 32 - 6).max(40) as u32;
+            let text = fit_text(name, room, |t| {
+                area.estimate_text_size(t, &font).map_or(0, |(w, _)| w)
+            });
+            area.draw(&Text::new(text, (x + 32, y), font)).map_err(pe)?;
             y += 24;
         }
         y += 14;
     }
     Ok(())
+}
+
+/// `text` as is if `width` says it fits in `room` px, else shortened in the middle with "…"
+/// (the start names the run, the end its timestamp and count: both tell curves apart).
+fn fit_text(text: &str, room: u32, width: impl Fn(&str) -> u32) -> String {
+    if width(text) <= room {
+        return text.to_string();
+    }
+    let chars: Vec<char> = text.chars().collect();
+    // Drop one more character per round, alternately from the left and right half.
+    for cut in 1..chars.len() {
+        let keep = chars.len() - cut;
+        let head = keep.div_ceil(2);
+        let tail = keep - head;
+        let s: String = chars[..head]
+            .iter()
+            .chain(std::iter::once(&'…'))
+            .chain(&chars[chars.len() - tail..])
+            .collect();
+        if width(&s) <= room {
+            return s;
+        }
+    }
+    "…".into()
 }
 
 fn fault_legend(d: &Digest) -> Vec<(String, Mark)> {
@@ -705,6 +728,19 @@ mod tests {
         assert_eq!(tick(&10.0), "10");
         assert_eq!(tick(&2.5), "2.5");
         assert_eq!(tick(&0.25), "0.25");
+    }
+
+    #[test]
+    fn long_legend_entries_are_shortened_in_the_middle() {
+        let w = |t: &str| t.chars().count() as u32 * 10;
+        assert_eq!(fit_text("short", 100, w), "short");
+        let s = fit_text("set-kill-read-index 20261202T022041 (n=12)", 200, w);
+        assert!(w(&s) <= 200, "{s}");
+        assert!(
+            s.starts_with("set-kill") && s.ends_with("(n=12)") && s.contains('…'),
+            "{s}"
+        );
+        assert_eq!(fit_text("abc", 0, w), "…");
     }
 
     #[test]

@@ -17,6 +17,8 @@ use std::path::{Component, Path, PathBuf};
 struct Loaded {
     run: Run,
     label: String,
+    /// The column the run falls in: system, nemesis and bug (a buggy run never shares a
+    /// cell with a correct one).
     nemesis: String,
     digest: Digest,
     stats: Stats,
@@ -92,7 +94,6 @@ fn relative_link(from: &Path, to: &Path) -> String {
 /// the page's path. Each run needs `history.jsonl`; `test.json` and `results.json` are optional
 /// (missing verdicts show as unknown).
 pub fn compare(run_dirs: &[PathBuf], out_dir: &Path) -> Result<PathBuf> {
-    std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let mut runs = Vec::new();
     for dir in run_dirs {
         let run = Run::load_meta(dir);
@@ -105,7 +106,11 @@ pub fn compare(run_dirs: &[PathBuf], out_dir: &Path) -> Result<PathBuf> {
         let events = h.events;
         let digest = Digest::from_events(&events);
         let stats = from_digest(&digest);
-        let nemesis = run.test.text("nemesis").unwrap_or_else(|| "?".to_string());
+        let nemesis = column_of(
+            run.test.text("system").as_deref(),
+            run.test.text("nemesis").as_deref(),
+            run.test.text("bug").as_deref(),
+        );
         runs.push(Loaded {
             label: run.name(),
             run,
@@ -125,6 +130,8 @@ pub fn compare(run_dirs: &[PathBuf], out_dir: &Path) -> Result<PathBuf> {
         }
     }
     let groups = groups(&runs);
+    // Only now that every run loaded: a failed compare leaves no empty directory behind.
+    std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
 
     // CDF charts: all reads on one chart, then one chart per group with a curve per run.
     let mut charts: Vec<(String, String)> = Vec::new();
@@ -199,9 +206,9 @@ pub fn compare(run_dirs: &[PathBuf], out_dir: &Path) -> Result<PathBuf> {
         main {
             h1 { "Comparison of " (runs.len()) " run" @if runs.len() != 1 { "s" } }
             p.sub { "Latencies are of ok operations only." }
-            h2 { "Read mode × nemesis" }
+            h2 { "Read mode × system, nemesis and bug" }
             table {
-                tr { th { "operation" } @for n in &nemeses { th { "nemesis: " (n) } } }
+                tr { th { "operation" } @for n in &nemeses { th { (n) } } }
                 tr {
                     th { "overall" }
                     @for n in &nemeses {
@@ -230,12 +237,12 @@ pub fn compare(run_dirs: &[PathBuf], out_dir: &Path) -> Result<PathBuf> {
                     }
                 }
             }
-            p.note { "A read mode's verdict covers the writes plus the reads of that mode; the overall verdict is the worst of the runs with that nemesis. Throughput is the mean over those runs." }
+            p.note { "A read mode's verdict covers the writes plus the reads of that mode; the overall verdict is the worst of the runs in that column; writes and CAS show latency only (a verdict belongs to a read mode or a run). Throughput is the mean over those runs." }
             h2 { "Charts" }
             @for (f, alt) in &charts { img.chart src=(f) alt=(alt); }
             h2 { "Runs" }
             table {
-                tr { th { "run" } th { "nemesis" } th { "seed" } th { "verdict" } th { "operation" }
+                tr { th { "run" } th { "system · nemesis · bug" } th { "seed" } th { "verdict" } th { "operation" }
                      th { "verdict" } th { "ok" } th { "ok/s" } th { "p50 ms" } th { "p99 ms" } th { "max ms" } }
                 @for r in &runs {
                     @let gs: Vec<&String> = groups.iter().filter(|g| r.digest.ops.iter().any(|o| o.group() == **g)).collect();
@@ -254,7 +261,7 @@ pub fn compare(run_dirs: &[PathBuf], out_dir: &Path) -> Result<PathBuf> {
                                 td rowspan=(gs.len()) { (verdict_pill(r.run.results.overall)) }
                             }
                             td { (g) }
-                            td { (verdict_pill(r.verdict(g))) }
+                            td { @if g.starts_with("read") { (verdict_pill(r.verdict(g))) } @else { "–" } }
                             td.n { (q.count) }
                             td.n { (format!("{:.1}", q.count as f64 / r.digest.duration_s())) }
                             td.n { (fmt_ms(q.p50)) } td.n { (fmt_ms(q.p99)) } td.n { (fmt_ms(q.max)) }
@@ -269,9 +276,39 @@ pub fn compare(run_dirs: &[PathBuf], out_dir: &Path) -> Result<PathBuf> {
     Ok(out)
 }
 
+/// The compare page's column of a run: "raft-kv · partition", "raft-kv · partition · bug
+/// lease-no-margin" (the system is `raft-kv` when test.json does not name one).
+fn column_of(system: Option<&str>, nemesis: Option<&str>, bug: Option<&str>) -> String {
+    let mut c = format!(
+        "{} · {}",
+        system.unwrap_or("raft-kv"),
+        nemesis.unwrap_or("?")
+    );
+    if let Some(b) = bug.filter(|b| !b.is_empty() && *b != "null") {
+        c.push_str(&format!(" · bug {b}"));
+    }
+    c
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_buggy_run_gets_its_own_column() {
+        assert_eq!(
+            column_of(None, Some("partition"), None),
+            "raft-kv · partition"
+        );
+        assert_eq!(
+            column_of(Some("etcd"), Some("kill"), Some("lease-no-margin")),
+            "etcd · kill · bug lease-no-margin"
+        );
+        assert_ne!(
+            column_of(None, Some("partition"), Some("x")),
+            column_of(None, Some("partition"), None)
+        );
+    }
 
     #[test]
     fn relative_links_and_file_names() {
