@@ -639,3 +639,167 @@ fn large_history_report_time() {
     // The target (< 10 s) is for release builds; tests run less optimised, so allow slack.
     assert!(took.as_secs() < 60, "took {took:?}");
 }
+
+/// The Chromium binary to drive: `$CHROMIUM`, else `chromium` on the PATH.
+fn chromium() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("CHROMIUM") {
+        return Some(PathBuf::from(p));
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("chromium"))
+            .find(|p| p.is_file())
+    })
+}
+
+/// Loads `page` (a path relative to `dir`, may carry a `#fragment`) in headless Chromium
+/// inside an iframe of a probe page, waits for it to settle, and returns what the probe
+/// measured (`key=value` words) and Chromium's log (console messages and script errors).
+fn probe_in_chromium(
+    chrome: &Path,
+    dir: &Path,
+    page: &str,
+    target: Option<&str>,
+) -> (String, String) {
+    let probe = dir.join("probe.html");
+    let target = target.unwrap_or("");
+    std::fs::write(
+        &probe,
+        format!(
+            r#"<!DOCTYPE html><html><body><iframe id="f" src="{page}" style="width:1400px;height:900px;border:0"></iframe><pre id="out">pending</pre>
+<script>
+document.getElementById('f').onload=function(){{setTimeout(function(){{
+ var w=document.getElementById('f').contentWindow,d=w.document,out=[];
+ var t=w.performance.getEntriesByType('navigation')[0];
+ out.push('load_ms='+(t?Math.round(t.loadEventEnd):-1));
+ out.push('height='+d.documentElement.scrollHeight);
+ var e=d.getElementById('{target}');
+ if(e){{var r=e.getBoundingClientRect(),h=d.querySelector('.hd');
+  out.push('top='+Math.round(r.top)+' bottom='+Math.round(r.bottom)+' vh='+w.innerHeight);
+  out.push('header_bottom='+(h?Math.round(h.getBoundingClientRect().bottom):0));
+  out.push('outlined='+(w.getComputedStyle(e).outlineStyle!=='none'));}}
+ document.getElementById('out').textContent='RESULT '+out.join(' ');
+}},800);}};
+</script></body></html>"#
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(chrome)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--allow-file-access-from-files",
+            "--virtual-time-budget=10000",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--dump-dom",
+        ])
+        .arg(format!(
+            "--user-data-dir={}",
+            dir.join(".chromium").display()
+        ))
+        .arg(format!("file://{}", probe.display()))
+        .output()
+        .expect("start chromium");
+    let dom = String::from_utf8_lossy(&out.stdout).to_string();
+    let result = dom
+        .split("RESULT ")
+        .nth(1)
+        .and_then(|r| r.split('<').next())
+        .unwrap_or("")
+        .to_string();
+    (result, String::from_utf8_lossy(&out.stderr).to_string())
+}
+
+fn field(result: &str, key: &str) -> i64 {
+    result
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix(&format!("{key}=")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {key} in {result:?}"))
+}
+
+/// Script errors and console errors in Chromium's log.
+fn page_errors(log: &str) -> Vec<&str> {
+    log.lines()
+        .filter(|l| l.contains("Uncaught") || (l.contains(":CONSOLE") && l.contains("rror")))
+        .collect()
+}
+
+/// The run page, the timeline (20,000 operations over 60 s) and the compare page in a real
+/// browser: no script or console error, the timeline at most 10 screens of 900 px, and an
+/// anomaly link's target starting inside the viewport, below the sticky header, outlined. Needs
+/// Chromium (CI installs Debian's `chromium`); without it the test says so, and fails on CI.
+#[test]
+fn pages_render_in_chromium_without_errors_and_anomaly_links_land_in_view() {
+    let Some(chrome) = chromium() else {
+        eprintln!("SKIPPED: chromium not found (set CHROMIUM or install Debian's chromium)");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install chromium for the browser test"
+        );
+        return;
+    };
+    let seed = seed() + 7;
+    eprintln!("seed {seed}");
+    let tmp = tempfile::tempdir().unwrap();
+    let results = tmp.path().join("results");
+    let dir = write_run(
+        &results,
+        "register-partition-all",
+        "20261202T000000",
+        seed,
+        (20_000, 10, 60.0),
+        true,
+    );
+    report::build_run_report(&dir).unwrap();
+    let cmp = report::compare(std::slice::from_ref(&dir), &tmp.path().join("cmp")).unwrap();
+    let html = std::fs::read_to_string(dir.join("index.html")).unwrap();
+    let anchor = html
+        .split("timeline.html#")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("the run page links an anomaly into the timeline")
+        .to_string();
+    let size = std::fs::metadata(dir.join("timeline.html")).unwrap().len();
+
+    let (r, log) = probe_in_chromium(&chrome, &dir, "index.html", None);
+    assert!(
+        page_errors(&log).is_empty(),
+        "run page: {:?}",
+        page_errors(&log)
+    );
+    assert!(field(&r, "height") > 900, "run page rendered: {r}");
+
+    let page = format!("timeline.html#{anchor}");
+    let (r, log) = probe_in_chromium(&chrome, &dir, &page, Some(&anchor));
+    eprintln!("timeline of 20,000 ops: {size} bytes; {r}");
+    assert!(
+        page_errors(&log).is_empty(),
+        "timeline: {:?}",
+        page_errors(&log)
+    );
+    assert!(field(&r, "height") <= 9_000, "more than 10 screens: {r}");
+    // Its start is in view below the sticky header (a long operation may run on below).
+    let (top, bottom, vh) = (field(&r, "top"), field(&r, "bottom"), field(&r, "vh"));
+    assert!(
+        top >= field(&r, "header_bottom") && top < vh && bottom > top,
+        "the anomaly's operation is not in view: {r}"
+    );
+    assert!(r.contains("outlined=true"), "{r}");
+
+    let cmp_dir = cmp.parent().unwrap();
+    let (r, log) = probe_in_chromium(&chrome, cmp_dir, "compare.html", None);
+    assert!(
+        page_errors(&log).is_empty(),
+        "compare: {:?}",
+        page_errors(&log)
+    );
+    assert!(field(&r, "height") > 500, "compare page rendered: {r}");
+}
