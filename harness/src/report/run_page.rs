@@ -313,11 +313,24 @@ fn event_row(e: &Event, anchors: &HashMap<u64, String>, named: bool) -> Markup {
             td { (e.kind.as_str()) }
             td { (e.f) }
             td.mono { (e.key.as_deref().unwrap_or("")) }
-            td.mono { (e.value.to_string()) }
+            td.mono { (value_summary(&e.value)) }
             td { (e.read_mode.as_deref().unwrap_or("")) }
             td { (e.node.as_deref().unwrap_or("")) }
             td { (e.error.as_deref().unwrap_or("")) }
         }
+    }
+}
+
+/// A value as the table shows it: a long array (a set's final read) as its size and its
+/// first elements, never dumped whole.
+fn value_summary(v: &serde_json::Value) -> String {
+    const SHOWN: usize = 8;
+    match v.as_array() {
+        Some(xs) if xs.len() > SHOWN => {
+            let head: Vec<String> = xs.iter().take(SHOWN).map(|x| x.to_string()).collect();
+            format!("{} elements: [{}, …]", xs.len(), head.join(","))
+        }
+        _ => v.to_string(),
     }
 }
 
@@ -522,4 +535,21 @@ pub fn render(
         format!("{name} — {}", run.results.overall.label())
     };
     page(&title, EXTRA_CSS, body).into_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_arrays_are_summarised() {
+        use serde_json::json;
+        assert_eq!(value_summary(&json!([1, 2])), "[1,2]");
+        assert_eq!(value_summary(&json!(5)), "5");
+        let big: Vec<i64> = (0..1000).collect();
+        assert_eq!(
+            value_summary(&json!(big)),
+            "1000 elements: [0,1,2,3,4,5,6,7, …]"
+        );
+    }
 }
