@@ -10,6 +10,7 @@
 //! Pages are static HTML (no script, no network) built with maud, which escapes every value;
 //! charts are PNGs drawn with plotters, byte-for-byte reproducible from the same history.
 
+pub mod anomaly_diagram;
 pub mod charts;
 pub mod compare;
 pub mod html;

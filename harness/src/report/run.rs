@@ -77,6 +77,8 @@ pub struct Anomaly {
     /// What was going on then (faults, the answering node's side, the leader): the
     /// `context.text` the harness wrote, if any.
     pub context: Option<String>,
+    /// The invocation line of the operation that cannot be placed (`op.invoke_index`).
+    pub focus: Option<u64>,
 }
 
 /// A run stopped by a signal before its end (`results.json`'s `"interrupted"`).
@@ -232,6 +234,10 @@ fn anomaly(v: &Value, mode: Option<&String>) -> Anomaly {
         read_mode: s("read_mode").or_else(|| mode.cloned()),
         explanation,
         ops,
+        focus: v
+            .get("op")
+            .and_then(|o| o.get("invoke_index"))
+            .and_then(Value::as_u64),
         context: v
             .get("context")
             .and_then(|c| c.get("text"))

@@ -5,7 +5,7 @@
 //! links to every file of the run.
 
 use super::html::{fmt_ms, fmt_s, page, url_path, verdict_pill};
-use super::ops::Digest;
+use super::ops::{Digest, Op};
 use super::run::Run;
 use super::stats::{GroupStats, Stats};
 use super::ShownCoverage;
@@ -339,6 +339,7 @@ fn anomalies_section(run: &Run, events: &[Event], d: &Digest) -> Markup {
     let by_index: HashMap<u64, &Event> = events.iter().map(|e| (e.index, e)).collect();
     let anchors = timeline_anchors(d);
     let pairs = line_pairs(d);
+    let by_invoke: HashMap<u64, &Op> = d.ops.iter().map(|o| (o.invoke_index, o)).collect();
     html! {
         h2 id="anomalies" { "Anomalies (" (anomalies.len()) ")" }
         @if anomalies.is_empty() {
@@ -353,6 +354,8 @@ fn anomalies_section(run: &Run, events: &[Event], d: &Digest) -> Markup {
                 @if let Some(c) = &a.context { p.context { b { "Context: " } (c) } }
                 p.explain { (a.explanation) }
                 @if !a.ops.is_empty() {
+                    @let cited: Vec<&Op> = op_lines(&a.ops, &pairs).iter().filter_map(|ix| by_invoke.get(ix).copied()).collect();
+                    (super::anomaly_diagram::render(&cited, a.focus))
                     p.note {
                         "Lines cited by the checker (bold below; click to see them in the timeline): "
                         @for (j, ix) in a.ops.iter().enumerate() {
