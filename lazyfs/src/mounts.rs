@@ -1,0 +1,115 @@
+//! Whether FUSE can be used here, and the clean-up of lazy mounts a killed process left.
+
+use std::path::{Path, PathBuf};
+
+use crate::{LazyFsError, FS_NAME};
+
+/// Ok when this process can mount a FUSE filesystem: `/dev/fuse` opens for reading and
+/// writing, the kernel knows the `fuse` filesystem, and we are root or `fusermount3` (Debian
+/// package `fuse3`) is on the PATH. Otherwise one line saying what is missing.
+pub fn check_available() -> Result<(), LazyFsError> {
+    if let Err(e) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/fuse")
+    {
+        return Err(LazyFsError::Unavailable(format!(
+            "FUSE is not available: cannot open /dev/fuse ({e}); needs Linux with the fuse \
+             module and the Debian package fuse3"
+        )));
+    }
+    let fs = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
+    if !fs
+        .lines()
+        .any(|l| l.split_whitespace().last() == Some("fuse"))
+    {
+        return Err(LazyFsError::Unavailable(
+            "FUSE is not available: the kernel lists no fuse filesystem in /proc/filesystems"
+                .into(),
+        ));
+    }
+    let root = nix::unistd::geteuid().is_root();
+    let fusermount = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join("fusermount3").is_file()))
+        .unwrap_or(false);
+    if !root && !fusermount {
+        return Err(LazyFsError::Unavailable(
+            "FUSE is not available: not root and no fusermount3 on the PATH (Debian package \
+             fuse3)"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Lazy mounts (ours: file system type `fuse` or `fuse.lazyfs`, source `lazyfs`) at or below `under`, from
+/// `/proc/self/mountinfo`.
+pub fn find(under: &Path) -> Vec<PathBuf> {
+    let under = std::fs::canonicalize(under).unwrap_or_else(|_| under.to_path_buf());
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut out = Vec::new();
+    for line in info.lines() {
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        // "fuse" when mounted directly (root), "fuse.lazyfs" through fusermount3; the
+        // source is our name either way.
+        let mut fields = right.split_whitespace();
+        let fstype = fields.next().unwrap_or("");
+        let source = fields.next().unwrap_or("");
+        if !(fstype == "fuse" || fstype == format!("fuse.{FS_NAME}")) || source != FS_NAME {
+            continue;
+        }
+        let Some(mp) = left.split_whitespace().nth(4) else {
+            continue;
+        };
+        let mp = PathBuf::from(unescape(mp));
+        if mp.starts_with(&under) {
+            out.push(mp);
+        }
+    }
+    out
+}
+
+/// Unmounts (lazily) every lazy mount at or below `under`: those a harness killed with
+/// SIGKILL could not unmount. Returns the paths unmounted; failures are logged and skipped.
+pub fn cleanup_stale(under: &Path) -> Vec<PathBuf> {
+    let mut done = Vec::new();
+    for mp in find(under) {
+        match nix::mount::umount2(&mp, nix::mount::MntFlags::MNT_DETACH) {
+            Ok(()) => done.push(mp),
+            Err(e) => tracing::warn!("cannot unmount stale {}: {e}", mp.display()),
+        }
+    }
+    done
+}
+
+/// Mount points in mountinfo escape space, tab, newline and backslash as `\ooo`.
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
+            out.push(v);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn unescapes_mountinfo_paths() {
+        assert_eq!(super::unescape(r"/a\040b/c"), "/a b/c");
+        assert_eq!(super::unescape("/plain"), "/plain");
+    }
+}
