@@ -175,4 +175,8 @@ pub struct TestArgs {
     /// run alone.
     #[arg(long)]
     pub no_overlap: bool,
+    /// With `--nemesis power`: a power loss keeps a random strict prefix of each file's last
+    /// unsynced write (a torn write) instead of dropping it whole.
+    #[arg(long)]
+    pub power_tear: bool,
 }

@@ -305,7 +305,10 @@ impl Journal {
             }
             d.bytes += u.pending_bytes.saturating_sub(kept);
             d.torn_bytes_kept += kept;
-            d.files.push(u.name);
+            // A file opened or created but not written lost nothing of its data.
+            if u.pending_bytes > 0 {
+                d.files.push(u.name);
+            }
         }
         let mut undone = Vec::new();
         while let Some(op) = self.log.pop() {

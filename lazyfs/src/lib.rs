@@ -97,6 +97,7 @@ impl Mount {
             path: mountpoint.to_path_buf(),
             source,
         })?;
+        mounts::register(mountpoint);
         Ok(Mount {
             mountpoint: mountpoint.to_path_buf(),
             shared,
@@ -123,6 +124,7 @@ impl Mount {
 
     fn unmount_inner(&mut self) -> Result<(), LazyFsError> {
         if let Some(s) = self.session.take() {
+            mounts::deregister(&self.mountpoint);
             s.umount_and_join().map_err(|source| LazyFsError::Io {
                 what: "unmount",
                 path: self.mountpoint.clone(),

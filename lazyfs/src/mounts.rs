@@ -1,6 +1,33 @@
 //! Whether FUSE can be used here, and the clean-up of lazy mounts a killed process left.
 
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// Mount points of this process's live mounts, for [`unmount_registered`].
+static REGISTERED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+pub(crate) fn register(mp: &Path) {
+    REGISTERED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(mp.to_path_buf());
+}
+
+pub(crate) fn deregister(mp: &Path) {
+    REGISTERED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|p| p != mp);
+}
+
+/// Unmounts (lazily) every mount this process made and has not unmounted: for an exit that
+/// skips destructors (`std::process::exit` after a second Ctrl-C).
+pub fn unmount_registered() {
+    let mps = std::mem::take(&mut *REGISTERED.lock().unwrap_or_else(|e| e.into_inner()));
+    for mp in mps {
+        let _ = nix::mount::umount2(&mp, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
 
 use crate::{LazyFsError, FS_NAME};
 
