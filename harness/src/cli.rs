@@ -42,6 +42,9 @@ pub enum Command {
     /// Run each deliberate node bug under the fault that exposes it; show each is caught and
     /// the correct node is valid under the same schedule.
     Selftest(crate::selftest::SelftestArgs),
+    /// Put throughput with the nodes' data directories on the lazy filesystem (what
+    /// `--nemesis power` and `slow-disk` use) against plain directories, in the same run.
+    BenchDisk(crate::bench_disk::BenchDiskArgs),
     /// Run the node itself (used when no `node` binary is beside `harness`).
     #[command(hide = true, disable_help_flag = true)]
     Node {

@@ -16,6 +16,7 @@
 
 pub mod active_faults;
 pub mod availability;
+pub mod bench_disk;
 pub mod check_cmd;
 pub mod cli;
 pub mod cluster;
