@@ -993,6 +993,11 @@ mod tests {
         assert!(!cuts_leader(&kill, "n1", &n5));
         let pause = json!({"fault": "pause", "nodes": ["n1", "n3"]});
         assert!(cuts_leader(&pause, "n3", &n5));
+        let power = json!({"fault": "power", "target": "one", "nodes": ["n3"]});
+        assert!(cuts_leader(&power, "n3", &n5));
+        assert!(!cuts_leader(&power, "n1", &n5));
+        assert_eq!(family_of("power"), Some(FaultFamily::Power));
+        assert_eq!(family_of("slow-disk"), Some(FaultFamily::SlowDisk));
         let member = json!({"fault": "membership", "removed": "n4", "was_leader": true});
         assert!(cuts_leader(&member, "n4", &n5));
         assert!(!cuts_leader(
