@@ -149,3 +149,74 @@ fn a_mount_left_by_a_killed_harness_is_removed_at_the_next_start() {
     );
     assert!(lazyfs::mounts::find(t.path()).is_empty());
 }
+
+#[test]
+fn ctrl_c_and_a_panic_unmount_every_lazy_filesystem() {
+    need_fuse();
+    let t = tempfile::tempdir().unwrap();
+    // Ctrl-C (SIGINT by PID): the run heals, stops its nodes and unmounts.
+    let mut child = common::harness()
+        .args([
+            "test",
+            "--nodes",
+            "3",
+            "--nemesis",
+            "power",
+            "--time-limit",
+            "30",
+            "--seed",
+            "4",
+            "--results-dir",
+        ])
+        .arg(t.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while lazyfs::mounts::find(t.path()).len() < 3 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no mounts appeared"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(2), "an interrupted run is unknown");
+    assert!(
+        lazyfs::mounts::find(t.path()).is_empty(),
+        "a mount is left after Ctrl-C"
+    );
+
+    // A panic with the cluster running: unwinding drops the mounts.
+    let out = common::harness()
+        .env("HARNESS_TEST_PANIC_AFTER_START", "1")
+        .args([
+            "test",
+            "--nodes",
+            "1",
+            "--nemesis",
+            "power",
+            "--seed",
+            "4",
+            "--results-dir",
+        ])
+        .arg(t.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("HARNESS_TEST_PANIC_AFTER_START"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        lazyfs::mounts::find(t.path()).is_empty(),
+        "a mount is left after a panic"
+    );
+}
