@@ -220,3 +220,33 @@ fn ctrl_c_and_a_panic_unmount_every_lazy_filesystem() {
         "a mount is left after a panic"
     );
 }
+
+#[test]
+fn without_fuse_power_and_slow_disk_exit_254_with_one_line() {
+    let t = tempfile::tempdir().unwrap();
+    for nemesis in ["power", "kill,slow-disk"] {
+        let out = common::harness()
+            .env("LAZYFS_TEST_DEV_FUSE", t.path().join("no-such-device"))
+            .args([
+                "test",
+                "--nodes",
+                "1",
+                "--time-limit",
+                "1",
+                "--nemesis",
+                nemesis,
+            ])
+            .arg("--results-dir")
+            .arg(t.path())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(254), "{nemesis}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{nemesis}: {stderr}");
+        assert!(
+            stderr.contains("FUSE is not available"),
+            "{nemesis}: {stderr}"
+        );
+        assert!(!t.path().join("latest").exists(), "{nemesis}: nothing ran");
+    }
+}

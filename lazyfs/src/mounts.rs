@@ -34,15 +34,22 @@ use crate::{LazyFsError, FS_NAME};
 /// Ok when this process can mount a FUSE filesystem: `/dev/fuse` opens for reading and
 /// writing, the kernel knows the `fuse` filesystem, and we are root or `fusermount3` (Debian
 /// package `fuse3`) is on the PATH. Otherwise one line saying what is missing.
+///
+/// Test hook: `LAZYFS_TEST_DEV_FUSE=PATH` checks PATH instead of `/dev/fuse`, so that a test
+/// can see what a machine without FUSE gets.
 pub fn check_available() -> Result<(), LazyFsError> {
+    let dev = std::env::var_os("LAZYFS_TEST_DEV_FUSE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/dev/fuse"));
     if let Err(e) = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
-        .open("/dev/fuse")
+        .open(&dev)
     {
         return Err(LazyFsError::Unavailable(format!(
-            "FUSE is not available: cannot open /dev/fuse ({e}); needs Linux with the fuse \
-             module and the Debian package fuse3"
+            "FUSE is not available: cannot open {} ({e}); needs Linux with the fuse module \
+             and the Debian package fuse3",
+            dev.display()
         )));
     }
     let fs = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
