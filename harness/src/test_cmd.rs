@@ -113,6 +113,9 @@ pub fn plan(args: &TestArgs) -> Result<Plan, Failure> {
         .map_err(|e| usage(format!("--read-mode: {e}")))?;
     let families =
         schedule::parse_families(&args.nemesis).map_err(|e| usage(format!("--nemesis: {e}")))?;
+    if args.power_tear && !families.contains(&FaultFamily::Power) {
+        return Err(usage("--power-tear needs --nemesis power"));
+    }
     // Power and slow-disk need the lazy filesystem: never run without it, say what is missing.
     if let Some(f) = families.iter().find(|f| f.needs_lazy_fs()) {
         lazyfs::mounts::check_available()

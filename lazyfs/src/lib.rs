@@ -79,6 +79,17 @@ impl Mount {
             path: trash.to_path_buf(),
             source,
         })?;
+        // Canonical, as /proc/self/mountinfo names it (stale-mount clean-up compares them).
+        let mountpoint = &std::fs::canonicalize(mountpoint).map_err(|source| LazyFsError::Io {
+            what: "resolve mount point",
+            path: mountpoint.to_path_buf(),
+            source,
+        })?;
+        mounts::claim(mountpoint).map_err(|source| LazyFsError::Io {
+            what: "write the owner file beside",
+            path: mountpoint.to_path_buf(),
+            source,
+        })?;
         let mut config = fuser::Config::default();
         config.mount_options = vec![
             fuser::MountOption::FSName(FS_NAME.into()),
@@ -92,10 +103,13 @@ impl Mount {
             mountpoint,
             &config,
         )
-        .map_err(|source| LazyFsError::Io {
-            what: "mount FUSE filesystem at",
-            path: mountpoint.to_path_buf(),
-            source,
+        .map_err(|source| {
+            let _ = std::fs::remove_file(mounts::owner_file(mountpoint));
+            LazyFsError::Io {
+                what: "mount FUSE filesystem at",
+                path: mountpoint.to_path_buf(),
+                source,
+            }
         })?;
         mounts::register(mountpoint);
         Ok(Mount {

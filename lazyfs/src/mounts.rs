@@ -6,6 +6,18 @@ use std::sync::Mutex;
 /// Mount points of this process's live mounts, for [`unmount_registered`].
 static REGISTERED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
+/// The file beside a mount point (`data` → `data.lazyfs-owner`) naming the PID of the
+/// process serving the mount, so that a later start unmounts only mounts whose server died.
+pub fn owner_file(mp: &Path) -> PathBuf {
+    mp.with_extension("lazyfs-owner")
+}
+
+/// Writes the owner file of `mp` (before mounting, so no mount of ours is ever ownerless).
+pub(crate) fn claim(mp: &Path) -> std::io::Result<()> {
+    std::fs::write(owner_file(mp), format!("{}\n", std::process::id()))
+}
+
+/// Records a live mount of this process (a canonical path).
 pub(crate) fn register(mp: &Path) {
     REGISTERED
         .lock()
@@ -13,11 +25,30 @@ pub(crate) fn register(mp: &Path) {
         .push(mp.to_path_buf());
 }
 
+/// Forgets a mount being unmounted, and its owner file.
 pub(crate) fn deregister(mp: &Path) {
     REGISTERED
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .retain(|p| p != mp);
+    let _ = std::fs::remove_file(owner_file(mp));
+}
+
+/// Whether no live process serves the mount at `mp`: its owner file is missing or names a
+/// process that is gone (or this process, which no longer holds it).
+fn is_stale(mp: &Path) -> bool {
+    let owner = std::fs::read_to_string(owner_file(mp))
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok());
+    match owner {
+        None => true,
+        Some(pid) if pid == std::process::id() => !REGISTERED
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .any(|p| p == mp),
+        Some(pid) => !Path::new(&format!("/proc/{pid}")).exists(),
+    }
 }
 
 /// Unmounts (lazily) every mount this process made and has not unmounted: for an exit that
@@ -105,13 +136,18 @@ pub fn find(under: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// Unmounts (lazily) every lazy mount at or below `under`: those a harness killed with
-/// SIGKILL could not unmount. Returns the paths unmounted; failures are logged and skipped.
+/// Unmounts (lazily) every lazy mount at or below `under` whose serving process is gone:
+/// those a harness killed with SIGKILL could not unmount. Mounts of a live process (another
+/// harness using the same results directory) are left alone. Returns the paths unmounted;
+/// failures are logged and skipped.
 pub fn cleanup_stale(under: &Path) -> Vec<PathBuf> {
     let mut done = Vec::new();
-    for mp in find(under) {
+    for mp in find(under).into_iter().filter(|mp| is_stale(mp)) {
         match nix::mount::umount2(&mp, nix::mount::MntFlags::MNT_DETACH) {
-            Ok(()) => done.push(mp),
+            Ok(()) => {
+                let _ = std::fs::remove_file(owner_file(&mp));
+                done.push(mp)
+            }
             Err(e) => tracing::warn!("cannot unmount stale {}: {e}", mp.display()),
         }
     }

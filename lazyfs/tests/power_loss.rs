@@ -148,9 +148,16 @@ fn stale_mount_is_found_and_removed() {
     let t = tempfile::tempdir().unwrap();
     let m = mount(t.path());
     assert_eq!(lazyfs::mounts::find(t.path()).len(), 1);
-    // A mount that its process cannot unmount any more (as after SIGKILL) is found by a
-    // later start; forget() stands in for the kill.
+    // A live mount (its owner serves it) is left alone.
+    assert!(lazyfs::mounts::cleanup_stale(t.path()).is_empty());
+    assert_eq!(lazyfs::mounts::find(t.path()).len(), 1);
+    // A mount whose owner died (as after SIGKILL) is found by a later start: forget() and
+    // the PID of a process that has exited stand in for the kill.
+    let mp = m.mountpoint().to_path_buf();
     std::mem::forget(m);
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    gone.wait().unwrap();
+    std::fs::write(lazyfs::mounts::owner_file(&mp), gone.id().to_string()).unwrap();
     let cleaned = lazyfs::mounts::cleanup_stale(t.path());
     assert_eq!(cleaned.len(), 1);
     assert!(lazyfs::mounts::find(t.path()).is_empty());
