@@ -32,15 +32,33 @@ impl<'a> ActiveFaults<'a> {
 
     /// Applies one (single) fault on top of the active ones and records its start. If it
     /// cannot be applied, its stop is recorded at once with the error, which is returned.
+    ///
+    /// A power loss is recorded once applied, since its event says what it discarded
+    /// (`"discarded": {"n1": {"files", "bytes", "entries"}}`), known only then; its stop
+    /// repeats it.
     pub async fn apply(&mut self, part: &Fault) -> anyhow::Result<()> {
-        let desc = part.describe();
-        self.recorder.nemesis(NemesisPhase::Start, desc.clone());
+        let mut desc = part.describe();
+        let record_after = matches!(part, Fault::Power { .. });
+        if !record_after {
+            self.recorder.nemesis(NemesisPhase::Start, desc.clone());
+        }
         match self.cluster.apply(part).await {
-            Ok(()) => {
+            Ok(details) => {
+                if let (Some(serde_json::Value::Object(m)), Some(d)) =
+                    (details, desc.as_object_mut())
+                {
+                    d.extend(m);
+                }
+                if record_after {
+                    self.recorder.nemesis(NemesisPhase::Start, desc.clone());
+                }
                 self.active.push((part.clone(), desc));
                 Ok(())
             }
             Err(e) => {
+                if record_after {
+                    self.recorder.nemesis(NemesisPhase::Start, desc.clone());
+                }
                 let mut d = desc.clone();
                 d["error"] = serde_json::json!(format!("{e:#}"));
                 self.recorder.nemesis(NemesisPhase::Stop, d);

@@ -42,6 +42,9 @@ pub enum Command {
     /// Run each deliberate node bug under the fault that exposes it; show each is caught and
     /// the correct node is valid under the same schedule.
     Selftest(crate::selftest::SelftestArgs),
+    /// Put throughput with the nodes' data directories on the lazy filesystem (what
+    /// `--nemesis power` and `slow-disk` use) against plain directories, in the same run.
+    BenchDisk(crate::bench_disk::BenchDiskArgs),
     /// Run the node itself (used when no `node` binary is beside `harness`).
     #[command(hide = true, disable_help_flag = true)]
     Node {
@@ -179,4 +182,8 @@ pub struct TestArgs {
     /// run alone.
     #[arg(long)]
     pub no_overlap: bool,
+    /// With `--nemesis power`: a power loss keeps a random strict prefix of each file's last
+    /// unsynced write (a torn write) instead of dropping it whole.
+    #[arg(long)]
+    pub power_tear: bool,
 }

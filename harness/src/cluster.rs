@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -73,6 +73,17 @@ pub struct Cluster {
     pub nodes: Vec<NodeInfo>,
     mesh: ProxyMesh,
     supervisor: Arc<Supervisor>,
+    /// Each node's lazy filesystem (with `lazy_fs`), by id. Declared after the supervisor
+    /// so that, dropped on an error path, the nodes die before their mounts go.
+    lazy: LazyMounts,
+}
+
+/// The lazy filesystems under the nodes' data directories and the generator of torn
+/// writes; empty without `ClusterOptions::lazy_fs`.
+struct LazyMounts {
+    mounts: BTreeMap<NodeId, lazyfs::Mount>,
+    /// Draws the torn prefixes (`--power-tear`); `None` drops unsynced writes whole.
+    tear: Option<Mutex<rand_chacha::ChaCha8Rng>>,
 }
 
 /// Options for starting a cluster.
@@ -85,6 +96,11 @@ pub struct ClusterOptions {
     pub seed: u64,
     /// Extra environment variables of some nodes (test-only faults).
     pub node_env: BTreeMap<NodeId, Vec<(String, String)>>,
+    /// Put every node's data directory on a lazy filesystem (`nodes/<id>/data` mounted over
+    /// the backing directory `nodes/<id>/durable`), for the power and slow-disk faults.
+    pub lazy_fs: bool,
+    /// A power loss keeps a torn prefix of each file's last unsynced write.
+    pub power_tear: bool,
 }
 
 /// A loopback port that was free a moment ago, drawn from below the kernel's ephemeral range
@@ -138,6 +154,15 @@ impl Cluster {
             .collect::<Vec<_>>()
             .join(",");
         let supervisor = Arc::new(Supervisor::new());
+        let mut lazy = LazyMounts {
+            mounts: BTreeMap::new(),
+            tear: opts.power_tear.then(|| {
+                use rand::SeedableRng;
+                Mutex::new(rand_chacha::ChaCha8Rng::seed_from_u64(
+                    opts.seed ^ 0x7465_6172, // "tear"
+                ))
+            }),
+        };
         let mut nodes = Vec::new();
         for &id in &ids {
             let name = node_name(id);
@@ -145,6 +170,16 @@ impl Cluster {
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
             let data_dir = dir.join("data");
             let log_path = dir.join("node.log");
+            if opts.lazy_fs {
+                let mount = lazyfs::Mount::new(
+                    &dir.join("durable"),
+                    &data_dir,
+                    &dir.join("lazyfs-trash"),
+                    opts.seed.wrapping_add(id),
+                )
+                .with_context(|| format!("mounting the lazy filesystem of {name}"))?;
+                lazy.mounts.insert(id, mount);
+            }
             let peers = mesh
                 .peers_of(id)
                 .iter()
@@ -195,6 +230,7 @@ impl Cluster {
             nodes,
             mesh,
             supervisor,
+            lazy,
         })
     }
 
@@ -298,8 +334,67 @@ impl Cluster {
         node_name(id)
     }
 
-    /// Applies a fault (the parts of a combined one in order).
-    pub async fn apply(&self, fault: &Fault) -> anyhow::Result<()> {
+    /// Applies a fault (the parts of a combined one in order). Returns what the fault did
+    /// that its description cannot say in advance (a power loss: what it discarded), to be
+    /// merged into its history event.
+    pub async fn apply(&self, fault: &Fault) -> anyhow::Result<Option<serde_json::Value>> {
+        if let Fault::Power { nodes, .. } = fault {
+            return self.power_loss(nodes).await.map(Some);
+        }
+        self.apply_simple(fault).await?;
+        Ok(None)
+    }
+
+    /// Cuts the power of `nodes`: SIGKILL each (reaped, so nothing it does lands later),
+    /// then drop what its lazy filesystem holds that is not durable. Returns, per node, the
+    /// files and bytes discarded and the directory changes undone.
+    async fn power_loss(&self, nodes: &[NodeId]) -> anyhow::Result<serde_json::Value> {
+        let mut out = serde_json::Map::new();
+        for &id in nodes {
+            let name = self.name(id);
+            let ctl = self
+                .lazy
+                .mounts
+                .get(&id)
+                .with_context(|| format!("{name} has no lazy filesystem (power needs one)"))?
+                .controller();
+            let sup = self.supervisor.clone();
+            let n = name.clone();
+            tokio::task::spawn_blocking(move || sup.kill(&n)).await??;
+            let d = match &self.lazy.tear {
+                Some(rng) => {
+                    let mut rng = rng.lock().unwrap_or_else(|e| e.into_inner());
+                    ctl.power_loss(Some(&mut *rng))
+                }
+                None => ctl.power_loss(None),
+            }
+            .with_context(|| format!("dropping the unsynced writes of {name}"))?;
+            let mut v = serde_json::json!({
+                "files": d.files,
+                "bytes": d.bytes,
+                "entries": d.entries,
+            });
+            if self.lazy.tear.is_some() {
+                v["torn_bytes_kept"] = serde_json::json!(d.torn_bytes_kept);
+            }
+            out.insert(name, v);
+        }
+        Ok(serde_json::json!({ "discarded": out }))
+    }
+
+    fn set_slow(&self, nodes: &[NodeId], slow: Option<lazyfs::SlowDisk>) -> anyhow::Result<()> {
+        for id in nodes {
+            self.lazy
+                .mounts
+                .get(id)
+                .with_context(|| format!("{} has no lazy filesystem", self.name(*id)))?
+                .controller()
+                .set_slow(slow);
+        }
+        Ok(())
+    }
+
+    async fn apply_simple(&self, fault: &Fault) -> anyhow::Result<()> {
         match fault {
             Fault::Sequence { .. } | Fault::Scripted { .. } => {
                 bail!("a sequence of faults is applied step by step by the schedule")
@@ -309,6 +404,21 @@ impl Cluster {
                     Box::pin(self.apply(p)).await?;
                 }
             }
+            Fault::Power { .. } => {
+                bail!("a power loss is applied by Cluster::apply")
+            }
+            Fault::SlowDisk {
+                nodes,
+                min_ms,
+                max_ms,
+                ..
+            } => self.set_slow(
+                nodes,
+                Some(lazyfs::SlowDisk {
+                    min_ms: *min_ms,
+                    max_ms: *max_ms,
+                }),
+            )?,
             Fault::Partition { grudge, .. } => self.mesh.apply_grudge(grudge)?,
             Fault::Delay {
                 fixed_ms,
@@ -377,11 +487,12 @@ impl Cluster {
             | Fault::SlowLinks { .. }
             | Fault::Loss { .. }
             | Fault::Scripted { .. } => self.mesh.heal_all(),
-            Fault::Kill { nodes, .. } => {
+            Fault::Kill { nodes, .. } | Fault::Power { nodes, .. } => {
                 for &id in nodes {
                     self.restart(id).await?;
                 }
             }
+            Fault::SlowDisk { nodes, .. } => self.set_slow(nodes, None)?,
             Fault::Pause { nodes, .. } => {
                 for &id in nodes {
                     self.supervisor.resume(&self.name(id))?;
@@ -508,9 +619,13 @@ impl Cluster {
         Ok(())
     }
 
-    /// Heals everything: links, paused and killed processes, clocks.
+    /// Heals everything: links, slow disks, paused and killed (or powered-off) processes,
+    /// clocks.
     pub async fn heal_all(&self) -> anyhow::Result<()> {
         self.mesh.heal_all();
+        for m in self.lazy.mounts.values() {
+            m.controller().set_slow(None);
+        }
         for n in &self.nodes {
             match self.supervisor.state(&n.name) {
                 Ok(ProcState::Paused { .. }) => self.supervisor.resume(&n.name)?,
@@ -532,10 +647,20 @@ impl Cluster {
         Ok(())
     }
 
-    /// Stops every node (SIGKILL; the log is durable by design) and the proxies.
+    /// Stops every node (SIGKILL; the log is durable by design) and the proxies, then
+    /// unmounts the lazy filesystems (their backing directories keep what was written).
     pub async fn shutdown(self) {
         let sup = self.supervisor.clone();
         let _ = tokio::task::spawn_blocking(move || sup.shutdown_all()).await;
         self.mesh.shutdown().await;
+        let mounts = self.lazy.mounts;
+        let _ = tokio::task::spawn_blocking(move || {
+            for (_, m) in mounts {
+                if let Err(e) = m.unmount() {
+                    tracing::warn!("{e}");
+                }
+            }
+        })
+        .await;
     }
 }

@@ -477,7 +477,7 @@ fn names(v: Option<&Value>) -> Vec<String> {
 
 /// Whether the fault described by `desc` leaves `leader` unable to exchange messages both
 /// ways with a majority (itself included), among `n` nodes. A grudge maps each node to the
-/// nodes whose traffic it drops (`to: [from, ...]` cuts `from -> to`). Kill, pause and
+/// nodes whose traffic it drops (`to: [from, ...]` cuts `from -> to`). Kill, pause, power and
 /// membership removal of the leader cut it off too; other faults do not.
 fn cuts_leader(desc: &Value, leader: &str, nodes: &[String]) -> bool {
     match fault_kind(desc).as_str() {
@@ -509,7 +509,7 @@ fn cuts_leader(desc: &Value, leader: &str, nodes: &[String]) -> bool {
                 .count();
             connected < n / 2 + 1
         }
-        "kill" | "pause" => names(desc.get("nodes")).iter().any(|x| x == leader),
+        "kill" | "pause" | "power" => names(desc.get("nodes")).iter().any(|x| x == leader),
         "membership" => desc.get("removed").and_then(Value::as_str) == Some(leader),
         _ => false,
     }
@@ -538,7 +538,7 @@ fn others_can_elect(desc: &Value, leader: &str, nodes: &[String]) -> bool {
                 reach >= majority
             })
         }
-        "kill" | "pause" => {
+        "kill" | "pause" | "power" => {
             let down = names(desc.get("nodes"));
             nodes.len().saturating_sub(down.len()) >= majority
         }
@@ -549,7 +549,7 @@ fn others_can_elect(desc: &Value, leader: &str, nodes: &[String]) -> bool {
 fn family_of(kind: &str) -> Option<FaultFamily> {
     match kind {
         "script" => Some(FaultFamily::Partition),
-        k => FaultFamily::ALL.into_iter().find(|f| f.as_str() == k),
+        k => FaultFamily::from_name(k),
     }
 }
 
@@ -984,6 +984,11 @@ mod tests {
         assert!(!cuts_leader(&kill, "n1", &n5));
         let pause = json!({"fault": "pause", "nodes": ["n1", "n3"]});
         assert!(cuts_leader(&pause, "n3", &n5));
+        let power = json!({"fault": "power", "target": "one", "nodes": ["n3"]});
+        assert!(cuts_leader(&power, "n3", &n5));
+        assert!(!cuts_leader(&power, "n1", &n5));
+        assert_eq!(family_of("power"), Some(FaultFamily::Power));
+        assert_eq!(family_of("slow-disk"), Some(FaultFamily::SlowDisk));
         let member = json!({"fault": "membership", "removed": "n4", "was_leader": true});
         assert!(cuts_leader(&member, "n4", &n5));
         assert!(!cuts_leader(

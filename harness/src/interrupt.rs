@@ -42,6 +42,7 @@ pub fn install_handler(rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
         interrupt(name);
         tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
         nemesis::process::kill_registered_children();
+        lazyfs::mounts::unmount_registered();
         std::process::exit(130);
     });
     Ok(())

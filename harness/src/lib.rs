@@ -17,6 +17,7 @@
 pub mod active_faults;
 pub mod anomaly_context;
 pub mod availability;
+pub mod bench_disk;
 pub mod check_cmd;
 pub mod cli;
 pub mod cluster;

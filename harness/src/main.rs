@@ -66,6 +66,7 @@ fn main() -> ExitCode {
         Command::Soak(args) => harness::soak::run(&args),
         Command::SoakMerge(args) => harness::soak::merge::run(&args),
         Command::Selftest(args) => harness::selftest::run(&args),
+        Command::BenchDisk(args) => harness::bench_disk::run(&args),
         Command::Node { .. } => unreachable!("handled before parsing"),
     };
     ExitCode::from(code)

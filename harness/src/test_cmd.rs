@@ -24,7 +24,7 @@ use crate::convergence::ConvergenceReport;
 use crate::exit;
 
 /// The deliberate bugs `node --bug` knows (README: "Deliberate bugs").
-pub const BUGS: [&str; 8] = [
+pub const BUGS: [&str; 9] = [
     "ack-before-persist",
     "vote-ignores-log",
     "commit-by-count",
@@ -33,6 +33,7 @@ pub const BUGS: [&str; 8] = [
     "follower-read-local",
     "no-conflict-truncate",
     "lease-wall-clock",
+    "skip-fsync",
 ];
 
 /// Mixed into the test's seed for the nemesis planner, so its draws are independent of the
@@ -112,6 +113,14 @@ pub fn plan(args: &TestArgs) -> Result<Plan, Failure> {
         .map_err(|e| usage(format!("--read-mode: {e}")))?;
     let families =
         schedule::parse_families(&args.nemesis).map_err(|e| usage(format!("--nemesis: {e}")))?;
+    if args.power_tear && !families.contains(&FaultFamily::Power) {
+        return Err(usage("--power-tear needs --nemesis power"));
+    }
+    // Power and slow-disk need the lazy filesystem: never run without it, say what is missing.
+    if let Some(f) = families.iter().find(|f| f.needs_lazy_fs()) {
+        lazyfs::mounts::check_available()
+            .map_err(|e| usage(format!("--nemesis {}: {e}", f.as_str())))?;
+    }
     if args.large_put_bytes.is_some() && args.workload != WorkloadKind::Register {
         return Err(usage("--large-put-bytes needs the register workload"));
     }
@@ -303,6 +312,9 @@ pub fn command_line(args: &TestArgs, seed: u64) -> String {
     if args.no_overlap {
         s.push_str(" --no-overlap");
     }
+    if args.power_tear {
+        s.push_str(" --power-tear");
+    }
     if args.results_dir != Path::new("results") {
         s.push_str(&format!(" --results-dir {}", args.results_dir.display()));
     }
@@ -365,6 +377,13 @@ pub async fn run_test(plan: &Plan, seed: u64) -> anyhow::Result<RunOutcome> {
         elapsed: Duration::ZERO,
     };
     eprintln!("harness: test {} seed {seed}", plan.test_name);
+    // A harness killed by SIGKILL could not unmount its lazy filesystems: do it now.
+    for p in lazyfs::mounts::cleanup_stale(results_dir) {
+        eprintln!(
+            "harness: unmounted a stale lazy filesystem at {}",
+            p.display()
+        );
+    }
     eprintln!("harness: run directory {}", run_dir.display());
 
     let mut test_json = json!({
@@ -418,6 +437,8 @@ pub async fn run_test(plan: &Plan, seed: u64) -> anyhow::Result<RunOutcome> {
             } else {
                 Default::default()
             },
+            lazy_fs: plan.families.iter().any(|f| f.needs_lazy_fs()),
+            power_tear: args.power_tear,
         },
     )
     .await

@@ -32,6 +32,12 @@ pub enum FaultFamily {
     Clock,
     /// Remove a node and add it back through joint consensus.
     Membership,
+    /// Power loss: SIGKILL, drop every write not yet durable on the node's lazy filesystem,
+    /// and at heal restart on what is durable. Needs FUSE; not part of `all`.
+    Power,
+    /// Writes and fsyncs on the node's lazy filesystem delayed (with jitter). Needs FUSE;
+    /// not part of `all`.
+    SlowDisk,
 }
 
 impl FaultFamily {
@@ -46,6 +52,23 @@ impl FaultFamily {
         FaultFamily::Membership,
     ];
 
+    /// The families that need the lazy filesystem (FUSE) under every data directory; named
+    /// explicitly, never enabled by `all`.
+    pub const LAZY_FS: [FaultFamily; 2] = [FaultFamily::Power, FaultFamily::SlowDisk];
+
+    /// The family of this name (`all` and `none` are not families).
+    pub fn from_name(name: &str) -> Option<FaultFamily> {
+        FaultFamily::ALL
+            .into_iter()
+            .chain(FaultFamily::LAZY_FS)
+            .find(|f| f.as_str() == name)
+    }
+
+    /// Whether this family needs the lazy filesystem under the data directories.
+    pub fn needs_lazy_fs(self) -> bool {
+        FaultFamily::LAZY_FS.contains(&self)
+    }
+
     /// The name on the command line and in history events.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -56,6 +79,8 @@ impl FaultFamily {
             FaultFamily::Pause => "pause",
             FaultFamily::Clock => "clock",
             FaultFamily::Membership => "membership",
+            FaultFamily::Power => "power",
+            FaultFamily::SlowDisk => "slow-disk",
         }
     }
 }
@@ -75,15 +100,12 @@ pub fn parse_families(s: &str) -> Result<Vec<FaultFamily>, String> {
                 }
             }
             name => {
-                let f = FaultFamily::ALL
-                    .into_iter()
-                    .find(|f| f.as_str() == name)
-                    .ok_or_else(|| {
-                        format!(
-                            "unknown nemesis {name:?} (expected none, partition, delay, loss, kill, \
-                             pause, clock, membership or all)"
-                        )
-                    })?;
+                let f = FaultFamily::from_name(name).ok_or_else(|| {
+                    format!(
+                        "unknown nemesis {name:?} (expected none, partition, delay, loss, kill, \
+                         pause, clock, membership, power, slow-disk or all)"
+                    )
+                })?;
                 if !out.contains(&f) {
                     out.push(f);
                 }
@@ -145,6 +167,17 @@ pub enum Fault {
     Clock { skews: BTreeMap<NodeId, ClockSkew> },
     /// Remove this node from the voters through joint consensus (added back at heal).
     Membership { removed: NodeId, was_leader: bool },
+    /// Cut these nodes' power: SIGKILL, then drop what their lazy filesystems hold that is
+    /// not durable (restarted on what is, at heal).
+    Power { target: Target, nodes: Vec<NodeId> },
+    /// Delay every write and fsync on these nodes' lazy filesystems by `min_ms..=max_ms`
+    /// (full speed again at heal).
+    SlowDisk {
+        target: Target,
+        nodes: Vec<NodeId>,
+        min_ms: u64,
+        max_ms: u64,
+    },
     /// Several faults at once, applied in order and healed in reverse: for instance the
     /// leader's clock slowed while it is isolated, so that it believes it still leads for
     /// longer than the others wait before electing a new leader.
@@ -176,6 +209,8 @@ impl Fault {
             Fault::Pause { .. } => FaultFamily::Pause,
             Fault::Clock { .. } => FaultFamily::Clock,
             Fault::Membership { .. } => FaultFamily::Membership,
+            Fault::Power { .. } => FaultFamily::Power,
+            Fault::SlowDisk { .. } => FaultFamily::SlowDisk,
             Fault::Combined { parts: faults } | Fault::Sequence { steps: faults } => {
                 let families: Vec<FaultFamily> = faults.iter().map(Fault::family).collect();
                 if families.contains(&FaultFamily::Partition) {
@@ -239,6 +274,21 @@ impl Fault {
             Fault::Pause { target, nodes } => {
                 json!({"fault": "pause", "target": target.as_str(), "nodes": names(nodes)})
             }
+            Fault::Power { target, nodes } => {
+                json!({"fault": "power", "target": target.as_str(), "nodes": names(nodes)})
+            }
+            Fault::SlowDisk {
+                target,
+                nodes,
+                min_ms,
+                max_ms,
+            } => json!({
+                "fault": "slow-disk",
+                "target": target.as_str(),
+                "nodes": names(nodes),
+                "min_ms": min_ms,
+                "max_ms": max_ms
+            }),
             Fault::Clock { skews } => {
                 let mut m = serde_json::Map::new();
                 for (n, s) in skews {
@@ -339,6 +389,10 @@ pub struct Planner {
     waiting_for_quiet: Option<&'static str>,
     /// How often the partition family has let others go first while no leader was known.
     leader_waits: u32,
+    /// Whether a power loss of every node has been planned (the first power fault of a run
+    /// is one: it is the case that loses acknowledged writes of a node that acknowledges
+    /// before its fsync, and a short run drawing targets at random might never cut them all).
+    power_all_done: bool,
 }
 
 /// The partition shapes that cut the leader off from every majority (`lagging-rejoin` does
@@ -407,6 +461,16 @@ impl Footprint {
                 self.families.insert(FaultFamily::Pause);
                 self.nodes.extend(nodes);
                 self.down.extend(nodes);
+            }
+            Fault::Power { nodes, .. } => {
+                self.families.insert(FaultFamily::Power);
+                self.nodes.extend(nodes);
+                self.down.extend(nodes);
+            }
+            Fault::SlowDisk { .. } => {
+                // Only the filesystem's speed: it touches no process, clock or membership,
+                // and a power loss or kill of a slowed node keeps it slow.
+                self.families.insert(FaultFamily::SlowDisk);
             }
             Fault::Clock { skews } => {
                 self.families.insert(FaultFamily::Clock);
@@ -738,6 +802,7 @@ impl Planner {
             leader_isolated: false,
             waiting_for_quiet: None,
             leader_waits: 0,
+            power_all_done: false,
         })
     }
 
@@ -823,6 +888,15 @@ impl Planner {
                     return None;
                 }
                 if can_overlap(&fault, active, size) {
+                    if matches!(
+                        fault,
+                        Fault::Power {
+                            target: Target::All,
+                            ..
+                        }
+                    ) {
+                        self.power_all_done = true;
+                    }
                     self.accepted(family, shape.unwrap_or(""), leader);
                     return Some(fault);
                 }
@@ -958,6 +1032,31 @@ impl Planner {
                     skews.insert(n, ClockSkew { offset_ms, rate });
                 }
                 Fault::Clock { skews }
+            }
+            FaultFamily::Power => {
+                let target = if self.power_all_done {
+                    *[Target::One, Target::Minority, Target::Majority, Target::All]
+                        .choose(rng)
+                        .expect("non-empty")
+                } else {
+                    Target::All
+                };
+                let nodes = targets::select(target, &nodes, leader, rng).unwrap_or_default();
+                Fault::Power { target, nodes }
+            }
+            FaultFamily::SlowDisk => {
+                let target = draw_target(
+                    &[Target::One, Target::Minority, Target::Leader, Target::All],
+                    leader,
+                    rng,
+                );
+                let nodes = targets::select(target, &nodes, leader, rng).unwrap_or_default();
+                Fault::SlowDisk {
+                    target,
+                    nodes,
+                    min_ms: rng.gen_range(5..=20),
+                    max_ms: rng.gen_range(50..=200),
+                }
             }
             FaultFamily::Membership => {
                 let was_leader = leader.is_some() && rng.gen_bool(0.5);
@@ -1603,5 +1702,58 @@ mod tests {
             assert!(!p.may_start(std::slice::from_ref(&script)));
             assert!(p.next_fault(Some(2), &[script]).is_none());
         }
+    }
+
+    #[test]
+    fn power_cuts_every_node_first_then_draws_targets() {
+        assert_eq!(
+            parse_families("power,slow-disk").unwrap(),
+            vec![FaultFamily::Power, FaultFamily::SlowDisk]
+        );
+        assert!(!parse_families("all").unwrap().contains(&FaultFamily::Power));
+        for seed in 0..20u64 {
+            let mut p = Planner::new(seed, config(vec![FaultFamily::Power])).unwrap();
+            match p.next_fault(Some(1), &[]) {
+                Some(Fault::Power {
+                    target: Target::All,
+                    nodes,
+                }) => assert_eq!(nodes, vec![1, 2, 3, 4, 5], "seed {seed}"),
+                other => panic!("seed {seed}: {other:?}"),
+            }
+            let mut targets = BTreeSet::new();
+            for _ in 0..40 {
+                match p.next_fault(Some(1), &[]) {
+                    Some(Fault::Power { target, nodes }) => {
+                        assert!(!nodes.is_empty(), "seed {seed}");
+                        targets.insert(target.as_str());
+                    }
+                    other => panic!("seed {seed}: {other:?}"),
+                }
+            }
+            assert_eq!(targets.len(), 4, "seed {seed}: {targets:?}");
+        }
+    }
+
+    #[test]
+    fn power_and_kill_touch_disjoint_nodes_slow_disk_overlaps_them() {
+        let power = |nodes: Vec<NodeId>| Fault::Power {
+            target: Target::One,
+            nodes,
+        };
+        let slow = Fault::SlowDisk {
+            target: Target::All,
+            nodes: vec![1, 2, 3, 4, 5],
+            min_ms: 5,
+            max_ms: 50,
+        };
+        assert!(!can_overlap(&power(vec![2]), &[kill(vec![2])], 5));
+        assert!(can_overlap(&power(vec![3]), &[kill(vec![2])], 5));
+        assert!(can_overlap(&slow, &[power(vec![1, 2, 3, 4, 5])], 5));
+        assert!(!can_overlap(&power(vec![1]), &[power(vec![2])], 5));
+        assert_eq!(
+            power(vec![1]).describe(),
+            json!({"fault": "power", "target": "one", "nodes": ["n1"]})
+        );
+        assert_eq!(slow.describe()["fault"], "slow-disk");
     }
 }

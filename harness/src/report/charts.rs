@@ -71,6 +71,8 @@ pub fn fault_color(kind: &str) -> RGBColor {
         "delay" => RGBColor(0, 150, 150),
         "loss" => RGBColor(120, 140, 0),
         "membership" => RGBColor(200, 60, 150),
+        "power" => RGBColor(40, 40, 40),
+        "slow-disk" => RGBColor(150, 90, 30),
         other => palette_color(stable_hash(other) + 3),
     }
 }

@@ -220,6 +220,17 @@ pub const SCENARIOS: &[Scenario] = &[
         why: "the leader is cut off while its wall clock steps back 3 s, rates untouched: the others elect a new leader and commit once their stickiness runs out, and until check-quorum steps the old leader down its lease, measured on the wall clock, still looks valid and it serves stale lease reads (a correct lease, on the monotonic clock, has expired)",
         fast: false,
     },
+    Scenario {
+        bug: "skip-fsync",
+        nemesis: "power",
+        read_mode: "log",
+        workload: "set",
+        extra: &["--nodes", "3", "--nemesis-interval", "2"],
+        time_limit: 15.0,
+        max_runs: 4,
+        why: "the first power loss cuts every node: the lazy filesystem drops what was written and never fsynced, so acknowledged adds vanish (kill -9 alone leaves them in the page cache and does not catch it)",
+        fast: false,
+    },
 ];
 
 /// The scenario of `bug`, if it has one.

@@ -31,5 +31,7 @@ pub fn cluster_options(nodes: usize, seed: u64) -> ClusterOptions {
         extra_args: vec![],
         seed,
         node_env: Default::default(),
+        lazy_fs: false,
+        power_tear: false,
     }
 }
