@@ -212,7 +212,10 @@ fn set_section(run: &Run) -> Markup {
                 tr { th { (label) } td.n { (show(x)) } td { small { (note) } } }
             }
             @if let Some(q) = quantiles("stable_latency") {
-                tr { th { "stable latency" } td.mono colspan="2" { (q) } }
+                tr { th { "stable latency" } td.mono colspan="2" { (q) " (from the ack)" } }
+            }
+            @if let Some(q) = quantiles("stable_latency_since_add") {
+                tr { th { "stable latency from add" } td.mono colspan="2" { (q) " (from the add's invocation)" } }
             }
             @if let Some(q) = quantiles("lost_latency") {
                 tr { th { "lost latency" } td.mono colspan="2" { (q) } }

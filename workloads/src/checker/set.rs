@@ -144,6 +144,9 @@ pub struct SetLatencies {
     pub stable_ns: Vec<u64>,
     /// Lost latencies in ns, by ascending element.
     pub lost_ns: Vec<u64>,
+    /// Stable latencies measured from the add's invocation instead (see
+    /// [`SetReport::stable_latency_since_add`]), by ascending element.
+    pub stable_since_add_ns: Vec<u64>,
 }
 
 /// At most this many lost elements are described one by one (the count is always exact).
@@ -193,6 +196,13 @@ pub struct SetReport {
     pub stable_latency: Option<LatencyQuantiles>,
     /// Quantiles of the lost latencies (`None` without a lost element).
     pub lost_latency: Option<LatencyQuantiles>,
+    /// Quantiles of the stable latencies measured from each add's invocation (the known time
+    /// for an element never added): from then until just after the last read that began
+    /// after the invocation and missed it (0 if none did). Jepsen's `stable_latency` counts
+    /// only reads begun after the element was known, which a linearizable read never misses,
+    /// so it is 0 for every element of a correct run; this one also shows reads that ran
+    /// while the add was in flight.
+    pub stable_latency_since_add: Option<LatencyQuantiles>,
     /// Every stable and lost latency (for charts; not in JSON).
     #[serde(skip)]
     pub latencies: SetLatencies,
@@ -289,12 +299,27 @@ pub fn check_set(events: &[Event]) -> Result<SetReport, HistoryError> {
             *k = (*k).min(*c);
         }
     }
+    // The invocation of each element's add (the acknowledged one when there is one).
+    let mut add_invoke: HashMap<i64, usize> = HashMap::new();
+    for p in &pairs {
+        let inv = &events[p.invoke];
+        if inv.f == "add" {
+            if let Some(v) = inv.value.as_i64() {
+                let acked = matches!(adds.get(&v), Some(AddEnd::Ok(ok)) if Some(*ok) == p.complete);
+                if acked || !add_invoke.contains_key(&v) {
+                    add_invoke.insert(v, p.invoke);
+                }
+            }
+        }
+    }
     // Per element: the last read (invocation) that held it, the first and last that missed it.
     #[derive(Default, Clone, Copy)]
     struct Seen {
         last_present: Option<usize>,
         first_absent: Option<usize>,
         last_absent: Option<usize>,
+        /// The last read that missed it and began after its add was invoked.
+        last_absent_since_add: Option<usize>,
     }
     let mut seen: HashMap<i64, Seen> = known.keys().map(|x| (*x, Seen::default())).collect();
     for (inv, _, set, _) in &reads {
@@ -302,7 +327,10 @@ pub fn check_set(events: &[Event]) -> Result<SetReport, HistoryError> {
             let e = seen.get_mut(x).expect("every known element has an entry");
             if set.contains(x) {
                 e.last_present = Some(e.last_present.map_or(*inv, |p| p.max(*inv)));
-            } else if k < inv {
+            } else if add_invoke.get(x).unwrap_or(k) < inv {
+                e.last_absent_since_add = Some((*inv).max(e.last_absent_since_add.unwrap_or(0)));
+            }
+            if !set.contains(x) && k < inv {
                 e.first_absent = Some(e.first_absent.map_or(*inv, |a| a.min(*inv)));
                 e.last_absent = Some(e.last_absent.map_or(*inv, |a| a.max(*inv)));
             }
@@ -322,6 +350,11 @@ pub fn check_set(events: &[Event]) -> Result<SetReport, HistoryError> {
                 let t = a.map_or(0, |a| events[a].time + 1);
                 let latency = t.saturating_sub(known_time);
                 latencies.stable_ns.push(latency);
+                let added = add_invoke.get(x).map_or(known_time, |a| events[*a].time);
+                let t = e
+                    .last_absent_since_add
+                    .map_or(added, |a| events[a].time + 1);
+                latencies.stable_since_add_ns.push(t.saturating_sub(added));
                 if let Some(a) = a {
                     stale.push(StaleElement {
                         element: *x,
@@ -387,19 +420,6 @@ pub fn check_set(events: &[Event]) -> Result<SetReport, HistoryError> {
             bad_reads.push(events[*inv].index);
         }
     }
-    // The invocation of each element's add (the acknowledged one when there is one).
-    let mut add_invoke: HashMap<i64, usize> = HashMap::new();
-    for p in &pairs {
-        let inv = &events[p.invoke];
-        if inv.f == "add" {
-            if let Some(v) = inv.value.as_i64() {
-                let acked = matches!(adds.get(&v), Some(AddEnd::Ok(ok)) if Some(*ok) == p.complete);
-                if acked || !add_invoke.contains_key(&v) {
-                    add_invoke.insert(v, p.invoke);
-                }
-            }
-        }
-    }
     let lost_details = lost
         .iter()
         .take(MAX_LOST_DETAILS)
@@ -456,6 +476,7 @@ pub fn check_set(events: &[Event]) -> Result<SetReport, HistoryError> {
         stale_linearizable_reads,
         worst_stale: stale,
         stable_latency: LatencyQuantiles::of(&latencies.stable_ns),
+        stable_latency_since_add: LatencyQuantiles::of(&latencies.stable_since_add_ns),
         lost_latency: LatencyQuantiles::of(&latencies.lost_ns),
         latencies,
         elapsed_ms: started.elapsed().as_secs_f64() * 1e3,
@@ -611,6 +632,9 @@ mod tests {
         assert_eq!((q.count, q.min), (3, 0.0));
         // 2 was known at 5, last held by the read invoked at 8: lost from 9.
         assert_eq!(r.latencies.lost_ns, vec![4]);
+        // From the invocations: 1 was added at 2 (stable from 7), 3 at 11 (the read invoked
+        // at 14 held it), 4 at 0 (no read missed it).
+        assert_eq!(r.latencies.stable_since_add_ns, vec![5, 0, 0]);
         let d = &r.lost_details[0];
         assert_eq!((d.element, d.acknowledged, d.lost_latency_ns), (2, true, 4));
         assert_eq!((d.last_seen_index, d.first_missing_index), (Some(9), 10));
