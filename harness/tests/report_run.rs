@@ -849,6 +849,15 @@ fn synth_set(seed: u64, ops_per_client: u64) -> Vec<Event> {
             visible.push((x, end + rng.gen_range(0..200_000_000)));
         }
     }
+    // The final read, after every add: the lost elements are missing from it.
+    let end = clocks.iter().max().copied().unwrap_or(0) + 1_000_000_000;
+    let held: Vec<i64> = visible
+        .iter()
+        .filter(|(x, _)| x % 10 != 7)
+        .map(|(x, _)| *x)
+        .collect();
+    raw.push(ev(end, 3, EventType::Invoke, "read", Value::Null));
+    raw.push(ev(end + 1_000_000, 3, EventType::Ok, "read", json!(held)));
     raw.sort_by_key(|e| (e.time, e.kind != EventType::Invoke));
     for (i, e) in raw.iter_mut().enumerate() {
         e.index = i as u64;
@@ -879,6 +888,9 @@ fn set_run_report_has_the_set_latency_chart_and_counts() {
     assert!(html.contains("src=\"set-latency.png\""), "chart not shown");
     assert!(html.contains("id=\"set\""), "no set section");
     assert!(html.contains("stable latency"));
+    assert_eq!(s.final_reads.len(), 1, "seed {seed}");
+    assert_eq!(s.final_reads[0].missing_count, s.lost.count, "seed {seed}");
+    assert!(html.contains("Final reads"), "no final reads summary");
     check_links(&dir.join("index.html"));
     // Reproducible, byte for byte.
     let first = std::fs::read(&png).unwrap();

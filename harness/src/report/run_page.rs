@@ -221,6 +221,23 @@ fn set_section(run: &Run) -> Markup {
                 tr { th { "lost latency" } td.mono colspan="2" { (q) } }
             }
         }
+        @if let Some(f) = j.get("final_reads").and_then(|f| f.as_array()).filter(|f| !f.is_empty()) {
+            h3 { "Final reads (no add began after them)" }
+            table {
+                tr { th { "read" } th { "node" } th { "size" } th { "missing (acknowledged before it began)" } }
+                @for r in f {
+                    @let ix = r.get("index").and_then(|x| x.as_u64()).unwrap_or_default();
+                    @let missing = r.get("missing").and_then(|x| x.as_array()).map(|m| m.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", ")).unwrap_or_default();
+                    @let n_missing = r.get("missing_count").and_then(|x| x.as_u64()).unwrap_or_default();
+                    tr {
+                        td.n { a href={"timeline.html#op-" (ix)} { "#" (ix) } }
+                        td { (r.get("node").and_then(|x| x.as_str()).unwrap_or("?")) }
+                        td.n { (r.get("size").and_then(|x| x.as_u64()).unwrap_or_default()) }
+                        td.mono { (n_missing) @if n_missing > 0 { ": " (missing) @if n_missing > 20 { ", …" } } }
+                    }
+                }
+            }
+        }
         @if let Some(w) = j.get("worst_stale").and_then(|w| w.as_array()).filter(|w| !w.is_empty()) {
             p { "Worst stale elements (element: stable latency): "
                 (w.iter().map(|e| format!("{}: {:.1} ms",

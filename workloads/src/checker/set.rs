@@ -103,6 +103,26 @@ pub struct StaleElement {
     pub stable_latency_ns: u64,
 }
 
+/// One of the last reads (no add was invoked after it began, e.g. the final reads),
+/// summarised: its size and which acknowledged elements it misses, never the whole set.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct ReadSummary {
+    /// History index of its invocation.
+    pub index: u64,
+    /// The node it went to, when recorded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// How many elements it held.
+    pub size: usize,
+    /// How many adds acknowledged before it began it misses.
+    pub missing_count: usize,
+    /// The first [`MAX_SUMMARY_MISSING`] of them, ascending.
+    pub missing: Vec<i64>,
+}
+
+/// At most this many missing elements are listed per summarised read.
+pub const MAX_SUMMARY_MISSING: usize = 20;
+
 /// Quantiles of a latency distribution, in milliseconds (nearest rank).
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct LatencyQuantiles {
@@ -203,6 +223,8 @@ pub struct SetReport {
     /// so it is 0 for every element of a correct run; this one also shows reads that ran
     /// while the add was in flight.
     pub stable_latency_since_add: Option<LatencyQuantiles>,
+    /// The reads after which no add began (the final reads), summarised.
+    pub final_reads: Vec<ReadSummary>,
     /// Every stable and lost latency (for charts; not in JSON).
     #[serde(skip)]
     pub latencies: SetLatencies,
@@ -450,6 +472,37 @@ pub fn check_set(events: &[Event]) -> Result<SetReport, HistoryError> {
             })
         })
         .collect();
+    let last_add = pairs
+        .iter()
+        .filter(|p| events[p.invoke].f == "add")
+        .map(|p| p.invoke)
+        .max();
+    let final_reads = reads
+        .iter()
+        .filter(|(inv, _, _, _)| last_add.is_none_or(|a| a < *inv))
+        .map(|(inv, c, set, _)| {
+            let mut missing: Vec<i64> = adds
+                .iter()
+                .filter_map(|(x, end)| match end {
+                    AddEnd::Ok(ack) if ack < inv && !set.contains(x) => Some(*x),
+                    _ => None,
+                })
+                .collect();
+            missing.sort_unstable();
+            let missing_count = missing.len();
+            missing.truncate(MAX_SUMMARY_MISSING);
+            ReadSummary {
+                index: events[*inv].index,
+                node: events[*c]
+                    .node
+                    .clone()
+                    .or_else(|| events[*inv].node.clone()),
+                size: set.len(),
+                missing_count,
+                missing,
+            }
+        })
+        .collect();
     let valid = if reads.is_empty() {
         Verdict::Unknown
     } else if lost.is_empty() && unexpected.is_empty() && stale_linearizable_reads == 0 {
@@ -478,6 +531,7 @@ pub fn check_set(events: &[Event]) -> Result<SetReport, HistoryError> {
         stable_latency: LatencyQuantiles::of(&latencies.stable_ns),
         stable_latency_since_add: LatencyQuantiles::of(&latencies.stable_since_add_ns),
         lost_latency: LatencyQuantiles::of(&latencies.lost_ns),
+        final_reads,
         latencies,
         elapsed_ms: started.elapsed().as_secs_f64() * 1e3,
     })
@@ -635,6 +689,13 @@ mod tests {
         // From the invocations: 1 was added at 2 (stable from 7), 3 at 11 (the read invoked
         // at 14 held it), 4 at 0 (no read missed it).
         assert_eq!(r.latencies.stable_since_add_ns, vec![5, 0, 0]);
+        // The last reads (no add began after them), summarised: size and what is missing.
+        let f: Vec<(u64, usize, usize, Vec<i64>)> = r
+            .final_reads
+            .iter()
+            .map(|f| (f.index, f.size, f.missing_count, f.missing.clone()))
+            .collect();
+        assert_eq!(f, vec![(16, 3, 1, vec![2])]);
         let d = &r.lost_details[0];
         assert_eq!((d.element, d.acknowledged, d.lost_latency_ns), (2, true, 4));
         assert_eq!((d.last_seen_index, d.first_missing_index), (Some(9), 10));
