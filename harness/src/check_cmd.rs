@@ -91,7 +91,8 @@ pub fn run(args: &CheckArgs) -> i32 {
 
 enum Outcome {
     Register(RegisterReport),
-    Set(SetReport),
+    // Boxed: the set report is several times the register report's size.
+    Set(Box<SetReport>),
 }
 
 /// Checks one file; returns what to print and its exit code.
@@ -122,7 +123,7 @@ fn check_file(file: &Path, args: &CheckArgs, opts: &CheckOptions) -> (String, i3
         };
         match model {
             Model::Register => check_register(&events, opts).map(Outcome::Register),
-            Model::Set => check_set(&events).map(Outcome::Set),
+            Model::Set => check_set(&events).map(|s| Outcome::Set(Box::new(s))),
         }
     });
     let outcome = match result {
@@ -227,7 +228,7 @@ fn set_text(name: &str, s: &SetReport) -> String {
         parts.join(", ")
     };
     let mut out = format!(
-        "{name}: {} (set; {} adds: {} ok, {} fail, {} indeterminate; {} reads; lost {}, unexpected {}, recovered {}; {:.1} ms)",
+        "{name}: {} (set; {} adds: {} ok, {} fail, {} indeterminate; {} reads; lost {}, unexpected {}, recovered {}; stable {}, stale {} ({} stale reads), never read {}; {:.1} ms)",
         s.valid.label(),
         s.attempted,
         s.acknowledged,
@@ -237,11 +238,21 @@ fn set_text(name: &str, s: &SetReport) -> String {
         s.lost.count,
         s.unexpected.count,
         s.recovered.count,
+        s.stable_count,
+        s.stale_count,
+        s.stale_reads,
+        s.never_read.count,
         s.elapsed_ms
     );
+    if let Some(q) = &s.stable_latency {
+        out.push_str(&format!(
+            "\n  stable latency: p50 {:.1}, p95 {:.1}, p99 {:.1}, max {:.1} ms",
+            q.p50, q.p95, q.p99, q.max
+        ));
+    }
     if s.lost.count > 0 {
         out.push_str(&format!(
-            "\n  lost (acknowledged, missing from a later read): {}",
+            "\n  lost (acknowledged or read, then absent from every later read): {}",
             show(&s.lost.elements)
         ));
     }

@@ -840,6 +840,11 @@ fn check_and_report(
                 }
                 anomalies.push(a);
             }
+            if s.stale_linearizable_reads > 0 {
+                anomalies.push(json!({"key": "set", "read_mode": mode, "explanation":
+                    stale_explanation(&s),
+                    "ops": s.bad_reads}));
+            }
             if s.unexpected.count > 0 {
                 anomalies.push(json!({"key": "set", "read_mode": mode, "explanation":
                     format!("{} elements read were never added: {}", s.unexpected.count, elements_preview(&s.unexpected.elements)),
@@ -1034,7 +1039,7 @@ fn lost_explanation(s: &checker::SetReport) -> String {
     const SHOWN: usize = 10;
     let secs = |ns: u64| format!("{:.3}", ns as f64 / 1e9);
     let mut out = format!(
-        "{} acknowledged adds are missing from a later read: {}",
+        "{} elements acknowledged (or read) are absent from every read after some point (lost): {}",
         s.lost.count,
         elements_preview(&s.lost.elements)
     );
@@ -1044,11 +1049,12 @@ fn lost_explanation(s: &checker::SetReport) -> String {
             _ => "never read".into(),
         };
         out.push_str(&format!(
-            "\n  {}: added at {} s (#{}){}, acknowledged at {} s (#{}), {seen}, missing from read #{} at {} s",
+            "\n  {}: added at {} s (#{}){}, {} at {} s (#{}), {seen}, missing from read #{} at {} s",
             d.element,
             secs(d.add_time),
             d.add_index,
             d.node.as_deref().map(|n| format!(" via {n}")).unwrap_or_default(),
+            if d.acknowledged { "acknowledged" } else { "first read" },
             secs(d.ack_time),
             d.ack_index,
             d.first_missing_index,
@@ -1062,6 +1068,28 @@ fn lost_explanation(s: &checker::SetReport) -> String {
         ));
     }
     out
+}
+
+/// The set checker's stale reads through linearizable paths in words, worst elements first.
+fn stale_explanation(s: &checker::SetReport) -> String {
+    let worst: Vec<String> = s
+        .worst_stale
+        .iter()
+        .map(|w| {
+            format!(
+                "{} (missing until {:.1} ms after it was known, last by read #{})",
+                w.element,
+                w.stable_latency_ns as f64 / 1e6,
+                w.last_missing_index
+            )
+        })
+        .collect();
+    format!(
+        "{} linearizable reads were stale: they began after an element was acknowledged (or read) and missed it, and a later read held it ({} stale elements; worst: {})",
+        s.stale_linearizable_reads,
+        s.stale_count,
+        worst.join(", ")
+    )
 }
 
 fn elements_preview(elements: &[i64]) -> String {

@@ -144,6 +144,12 @@ fn set_under_kill_loses_nothing() {
         r["checkers"]["set"]["acknowledged"].as_u64().unwrap() > 50,
         "{r}"
     );
+    // Reads during the run (not only the 3 final ones) classify the elements set-full style.
+    let set = &r["checkers"]["set"];
+    assert!(set["reads"].as_u64().unwrap() > 3, "{set}");
+    assert!(set["stable_count"].as_u64().unwrap() > 50, "{set}");
+    assert!(set["stable_latency"]["p50"].is_number(), "{set}");
+    assert!(latest(&results).join("set-latency.png").is_file());
 }
 
 #[test]

@@ -806,3 +806,108 @@ fn pages_render_in_chromium_without_errors_and_anomaly_links_land_in_view() {
     );
     assert!(field(&r, "height") > 500, "compare page rendered: {r}");
 }
+
+/// A synthetic set run: 3 clients add unique elements (1–30 ms each) and every 10th
+/// operation reads the whole set; a read sees an element only once 0–200 ms passed after its
+/// ack, and the elements whose number ends in 7 vanish after 40 s (lost).
+fn synth_set(seed: u64, ops_per_client: u64) -> Vec<Event> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let ev = |time: u64, process: u64, kind: EventType, f: &str, value: Value| Event {
+        index: 0,
+        time,
+        process: Process::Client(process),
+        kind,
+        f: f.into(),
+        key: Some("set".into()),
+        value,
+        node: Some(format!("n{}", process + 1)),
+        read_mode: (f == "read").then(|| "lease".to_string()),
+        error: None,
+    };
+    // Elements with their ack and visibility times, to answer reads.
+    let mut visible: Vec<(i64, u64)> = Vec::new();
+    let mut raw: Vec<Event> = Vec::new();
+    let mut next = 0i64;
+    let mut clocks = [0u64; 3];
+    for k in 0..ops_per_client * 3 {
+        let p = (k % 3) as usize;
+        let start = clocks[p] + rng.gen_range(1_000_000..20_000_000);
+        let end = start + rng.gen_range(1_000_000..30_000_000);
+        clocks[p] = end;
+        if k % 10 == 9 {
+            let lost_from = 40_000_000_000;
+            let mut held: Vec<i64> = visible
+                .iter()
+                .filter(|(x, vis)| *vis <= start && !(x % 10 == 7 && start >= lost_from))
+                .map(|(x, _)| *x)
+                .collect();
+            held.sort_unstable();
+            raw.push(ev(start, p as u64, EventType::Invoke, "read", Value::Null));
+            raw.push(ev(end, p as u64, EventType::Ok, "read", json!(held)));
+        } else {
+            let x = next;
+            next += 1;
+            raw.push(ev(start, p as u64, EventType::Invoke, "add", json!(x)));
+            raw.push(ev(end, p as u64, EventType::Ok, "add", json!(x)));
+            visible.push((x, end + rng.gen_range(0..200_000_000)));
+        }
+    }
+    // The final read, after every add: the lost elements are missing from it.
+    let end = clocks.iter().max().copied().unwrap_or(0) + 1_000_000_000;
+    let held: Vec<i64> = visible
+        .iter()
+        .filter(|(x, _)| x % 10 != 7)
+        .map(|(x, _)| *x)
+        .collect();
+    raw.push(ev(end, 3, EventType::Invoke, "read", Value::Null));
+    raw.push(ev(end + 1_000_000, 3, EventType::Ok, "read", json!(held)));
+    raw.sort_by_key(|e| (e.time, e.kind != EventType::Invoke));
+    for (i, e) in raw.iter_mut().enumerate() {
+        e.index = i as u64;
+    }
+    raw
+}
+
+#[test]
+fn set_run_report_has_the_set_latency_chart_and_counts() {
+    let seed = seed() + 7;
+    eprintln!("seed {seed} (replay with REPORT_SEED={})", seed - 7);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("set-kill-lease").join("t1");
+    std::fs::create_dir_all(&dir).unwrap();
+    let events = synth_set(seed, 1000);
+    let f = std::fs::File::create(dir.join("history.jsonl")).unwrap();
+    write_events(std::io::BufWriter::new(f), &events).unwrap();
+    let s = workloads::checker::check_set(&events).unwrap();
+    assert!(s.stable_count > 1000, "seed {seed}: {}", s.stable_count);
+    assert!(s.stale_count > 0 && s.lost.count > 0, "seed {seed}");
+    let results = json!({"valid": s.valid, "checkers": {"set": s}, "anomalies": [], "seed": seed});
+    std::fs::write(dir.join("results.json"), results.to_string()).unwrap();
+    report::build_run_report(&dir).unwrap();
+    let png = dir.join("set-latency.png");
+    let (w, h) = png_dims(&png);
+    assert!(w > 500 && h > 300, "{w}x{h}");
+    let html = std::fs::read_to_string(dir.join("index.html")).unwrap();
+    assert!(html.contains("src=\"set-latency.png\""), "chart not shown");
+    assert!(html.contains("id=\"set\""), "no set section");
+    assert!(html.contains("stable latency"));
+    assert_eq!(s.final_reads.len(), 1, "seed {seed}");
+    assert_eq!(s.final_reads[0].missing_count, s.lost.count, "seed {seed}");
+    assert!(html.contains("Final reads"), "no final reads summary");
+    check_links(&dir.join("index.html"));
+    // Reproducible, byte for byte.
+    let first = std::fs::read(&png).unwrap();
+    report::build_run_report(&dir).unwrap();
+    assert_eq!(first, std::fs::read(&png).unwrap(), "seed {seed}");
+    // A register run draws no set chart.
+    let reg = write_run(
+        tmp.path(),
+        "register-none",
+        "t2",
+        seed,
+        (300, 5, 10.0),
+        true,
+    );
+    report::build_run_report(&reg).unwrap();
+    assert!(!reg.join("set-latency.png").exists());
+}

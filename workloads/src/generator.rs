@@ -85,7 +85,8 @@ pub trait Generator: Send {
 pub enum WorkloadKind {
     /// Reads, writes and cas over independent keys (checked for linearizability).
     Register,
-    /// Unique adds to one set, then final reads (checked for lost elements).
+    /// Unique adds to one set with reads of the whole set now and then, then final reads
+    /// (checked for lost, stale and never-read elements).
     Set,
 }
 
@@ -121,8 +122,8 @@ pub enum GeneratorError {
     NoReadModes,
 }
 
-/// Builds the generator of `kind` from `seed`. `keys` and `read_modes` matter to the register
-/// workload only.
+/// Builds the generator of `kind` from `seed`. `keys` matters to the register workload only;
+/// `read_modes` are the paths of both workloads' reads (the set workload cycles through them).
 pub fn build(
     kind: WorkloadKind,
     seed: u64,
@@ -131,7 +132,7 @@ pub fn build(
 ) -> Result<Box<dyn Generator>, GeneratorError> {
     Ok(match kind {
         WorkloadKind::Register => Box::new(RegisterGenerator::new(seed, keys, read_modes)?),
-        WorkloadKind::Set => Box::new(SetGenerator::new()),
+        WorkloadKind::Set => Box::new(SetGenerator::with_reads(read_modes)?),
     })
 }
 

@@ -662,6 +662,11 @@ pub struct CdfSeries {
 /// A latency CDF chart: x = latency (ms, log scale), y = fraction of operations at or below.
 /// Curves are downsampled to at most 2,000 points each (exact at every sampled rank).
 pub fn latency_cdf(title: &str, series: &[CdfSeries], path: &Path) -> Result<()> {
+    latency_cdf_of(title, "fraction of ok operations ≤ latency", series, path)
+}
+
+/// [`latency_cdf`] with another y axis description (what the curves count).
+fn latency_cdf_of(title: &str, y_desc: &str, series: &[CdfSeries], path: &Path) -> Result<()> {
     let root = BitMapBackend::new(path, (WIDTH, RAW_HEIGHT)).into_drawing_area();
     // Curve labels name runs and read modes: a wider legend keeps them whole.
     let (plot, legend) = frame(&root, title, 460)?;
@@ -675,7 +680,7 @@ pub fn latency_cdf(title: &str, series: &[CdfSeries], path: &Path) -> Result<()>
     chart
         .configure_mesh()
         .x_desc("latency (ms, log scale)")
-        .y_desc("fraction of ok operations ≤ latency")
+        .y_desc(y_desc)
         .label_style((FONT, 16))
         .x_label_formatter(&tick)
         .y_label_formatter(&tick)
@@ -706,6 +711,46 @@ pub fn latency_cdf(title: &str, series: &[CdfSeries], path: &Path) -> Result<()>
     draw_legend(&legend, &[("series", entries)])?;
     root.present().map_err(pe)?;
     Ok(())
+}
+
+/// The set workload's `set-latency.png`: the CDF of each element's stable latency (how long
+/// after its add was acknowledged it was in every later read; and from the add's invocation,
+/// see `SetReport::stable_latency_since_add`) and, if any, of the lost
+/// elements' lost latency (how long it was readable before it vanished for good); the title
+/// gives the counts and the stable latency's quantiles. A latency of 0 (never missed) is drawn
+/// at the left edge of the log scale.
+pub fn set_latency(r: &workloads::checker::SetReport, path: &Path) -> Result<()> {
+    let ms = |v: &[u64]| v.iter().map(|&ns| ns as f64 / 1e6).collect::<Vec<f64>>();
+    let q = |q: &Option<workloads::checker::LatencyQuantiles>| match q {
+        Some(q) => format!(
+            "p50 {} p99 {} max {} ms",
+            tick(&q.p50),
+            tick(&q.p99),
+            tick(&q.max)
+        ),
+        None => "none".into(),
+    };
+    let mut series = vec![
+        CdfSeries {
+            label: format!("stable from ack: {}", q(&r.stable_latency)),
+            latencies_ms: ms(&r.latencies.stable_ns),
+        },
+        CdfSeries {
+            label: format!("stable from invoke: {}", q(&r.stable_latency_since_add)),
+            latencies_ms: ms(&r.latencies.stable_since_add_ns),
+        },
+    ];
+    if !r.latencies.lost_ns.is_empty() {
+        series.push(CdfSeries {
+            label: format!("lost: {}", q(&r.lost_latency)),
+            latencies_ms: ms(&r.latencies.lost_ns),
+        });
+    }
+    let title = format!(
+        "Set: {} stable ({} stale), {} lost, {} never read; 0 ms drawn at the left edge",
+        r.stable_count, r.stale_count, r.lost.count, r.never_read.count,
+    );
+    latency_cdf_of(&title, "fraction of elements ≤ latency", &series, path)
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Reports of a run, drawn from the files of its directory alone (`history.jsonl`, and when
 //! present `test.json` and `results.json`):
 //! - [`build_run_report`]: `latency-raw.png`, `latency-quantiles.png`, `rate.png`,
-//!   `index.html` (verdict, coverage, configuration, charts, statistics, anomalies, files)
+//!   `set-latency.png` (set runs only), `index.html` (verdict, coverage, configuration, charts, statistics, anomalies, files)
 //!   and `timeline.html`;
 //! - [`rebuild_results_index`] and [`update_latest`]: `results/index.html` and `results/latest`;
 //! - [`compare`]: one page comparing runs, or the read modes of one run;
@@ -67,6 +67,17 @@ pub fn build_run_report(run_dir: &Path) -> Result<Vec<String>> {
         draw(&digest, &tmp).with_context(|| format!("drawing {name}"))?;
         std::fs::rename(&tmp, run_dir.join(name))
             .with_context(|| format!("writing {}", run_dir.join(name).display()))?;
+    }
+
+    // Set runs: how long each add took to become stable (or how long before it was lost).
+    if events.iter().any(|e| e.f == "add") {
+        if let Ok(set) = workloads::checker::check_set(&events) {
+            let name = "set-latency.png";
+            let tmp = run_dir.join(format!(".{name}.tmp.{}.png", std::process::id()));
+            charts::set_latency(&set, &tmp).with_context(|| format!("drawing {name}"))?;
+            std::fs::rename(&tmp, run_dir.join(name))
+                .with_context(|| format!("writing {}", run_dir.join(name).display()))?;
+        }
     }
 
     // Highlight in the timeline every operation an anomaly names (by either of its lines).

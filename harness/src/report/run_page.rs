@@ -129,6 +129,126 @@ fn coverage_section(shown: &ShownCoverage) -> Markup {
     }
 }
 
+/// The set checker's per-element classification (Jepsen set-full style), if the run has it:
+/// counts of stable, stale, lost, never-read, unexpected and recovered elements and the
+/// stable and lost latency quantiles. Element lists stay in the checker output below.
+fn set_section(run: &Run) -> Markup {
+    let Some((v, j)) = run.results.checkers.get("set") else {
+        return html! {};
+    };
+    let n = |k: &str| j.get(k).and_then(|x| x.as_u64());
+    let count = |k: &str| {
+        j.get(k)
+            .and_then(|x| x.get("count"))
+            .and_then(|x| x.as_u64())
+    };
+    let show = |x: Option<u64>| x.map_or_else(|| "?".to_string(), |x| x.to_string());
+    let rows: [(&str, Option<u64>, &str); 10] = [
+        ("adds attempted", n("attempted"), ""),
+        ("acknowledged", n("acknowledged"), ""),
+        (
+            "reads (ok)",
+            n("reads"),
+            "during the run and the final reads",
+        ),
+        (
+            "stable",
+            n("stable_count"),
+            "in every read begun after some time",
+        ),
+        (
+            "stale",
+            n("stale_count"),
+            "stable, but missed first by a read begun after it was known",
+        ),
+        (
+            "stale reads",
+            n("stale_reads"),
+            "reads that missed an element a later read held",
+        ),
+        (
+            "lost",
+            count("lost"),
+            "absent from every read begun after some time",
+        ),
+        (
+            "never read",
+            count("never_read"),
+            "no read began after it was known",
+        ),
+        (
+            "unexpected",
+            count("unexpected"),
+            "read, never successfully added",
+        ),
+        (
+            "recovered",
+            count("recovered"),
+            "add of unknown outcome, read",
+        ),
+    ];
+    let quantiles = |k: &str| {
+        j.get(k).filter(|q| q.is_object()).map(|q| {
+            let f = |p: &str| {
+                q.get(p)
+                    .and_then(|x| x.as_f64())
+                    .map_or("?".into(), |x| format!("{x:.1}"))
+            };
+            format!(
+                "n={} · min {} · p50 {} · p95 {} · p99 {} · max {} ms",
+                show(q.get("count").and_then(|x| x.as_u64())),
+                f("min"),
+                f("p50"),
+                f("p95"),
+                f("p99"),
+                f("max")
+            )
+        })
+    };
+    html! {
+        h2 id="set" { "Set elements " (verdict_pill(*v)) }
+        table {
+            @for (label, x, note) in rows {
+                tr { th { (label) } td.n { (show(x)) } td { small { (note) } } }
+            }
+            @if let Some(q) = quantiles("stable_latency") {
+                tr { th { "stable latency" } td.mono colspan="2" { (q) " (from the ack)" } }
+            }
+            @if let Some(q) = quantiles("stable_latency_since_add") {
+                tr { th { "stable latency from add" } td.mono colspan="2" { (q) " (from the add's invocation)" } }
+            }
+            @if let Some(q) = quantiles("lost_latency") {
+                tr { th { "lost latency" } td.mono colspan="2" { (q) } }
+            }
+        }
+        @if let Some(f) = j.get("final_reads").and_then(|f| f.as_array()).filter(|f| !f.is_empty()) {
+            h3 { "Final reads (no add began after them)" }
+            table {
+                tr { th { "read" } th { "node" } th { "size" } th { "missing (acknowledged before it began)" } }
+                @for r in f {
+                    @let ix = r.get("index").and_then(|x| x.as_u64()).unwrap_or_default();
+                    @let missing = r.get("missing").and_then(|x| x.as_array()).map(|m| m.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", ")).unwrap_or_default();
+                    @let n_missing = r.get("missing_count").and_then(|x| x.as_u64()).unwrap_or_default();
+                    tr {
+                        td.n { a href={"timeline.html#op-" (ix)} { "#" (ix) } }
+                        td { (r.get("node").and_then(|x| x.as_str()).unwrap_or("?")) }
+                        td.n { (r.get("size").and_then(|x| x.as_u64()).unwrap_or_default()) }
+                        td.mono { (n_missing) @if n_missing > 0 { ": " (missing) @if n_missing > 20 { ", …" } } }
+                    }
+                }
+            }
+        }
+        @if let Some(w) = j.get("worst_stale").and_then(|w| w.as_array()).filter(|w| !w.is_empty()) {
+            p { "Worst stale elements (element: stable latency): "
+                (w.iter().map(|e| format!("{}: {:.1} ms",
+                    e.get("element").and_then(|x| x.as_i64()).unwrap_or_default(),
+                    e.get("stable_latency_ns").and_then(|x| x.as_u64()).unwrap_or_default() as f64 / 1e6))
+                    .collect::<Vec<_>>().join(", "))
+            }
+        }
+    }
+}
+
 /// The availability and convergence checkers, if the run has them: verdict, explanations,
 /// and their other scalar figures.
 fn liveness_section(run: &Run) -> Markup {
@@ -449,6 +569,7 @@ pub fn render(
         ("latency-raw.png", "Latency of every operation; shape = outcome, colour = operation, shaded = fault windows"),
         ("latency-quantiles.png", "Latency quantiles over time, one line per read mode and write operation"),
         ("rate.png", "Completed operations per second by operation and outcome"),
+        ("set-latency.png", "Set: distribution of each element's stable latency (and lost latency), with counts and quantiles"),
     ];
     let body = html! {
         main {
@@ -484,6 +605,7 @@ pub fn render(
             h2 id="statistics" { "Statistics" }
             (stats_table(stats))
             (coverage_section(cov))
+            (set_section(run))
             (liveness_section(run))
             h2 id="faults" { "Fault events (" (d.faults.len()) ")" }
             @if d.faults.is_empty() { p { "No faults were injected." } }

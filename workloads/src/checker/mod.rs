@@ -19,7 +19,9 @@ mod validate;
 mod verdict;
 
 pub use register::{check_register, Anomaly, KeyReport, ModeReport, OpSummary, RegisterReport};
-pub use set::{check_set, SetReport};
+pub use set::{
+    check_set, LatencyQuantiles, LostElement, ReadSummary, SetLatencies, SetReport, StaleElement,
+};
 pub use validate::validate;
 pub use verdict::Verdict;
 
