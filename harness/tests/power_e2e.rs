@@ -62,7 +62,7 @@ fn skip_fsync_is_caught_by_a_power_loss_and_every_mount_is_gone_after() {
         "seed {seed}: {stdout}\n{stderr}"
     );
     assert!(
-        stdout.contains("acknowledged adds are missing"),
+        stdout.contains("(lost)"),
         "seed {seed}: {stdout}"
     );
     assert!(

@@ -287,9 +287,15 @@ pub fn check_set(events: &[Event]) -> Result<SetReport, HistoryError> {
                 let Some((c, d)) = done.filter(|(_, d)| d.kind == EventType::Ok) else {
                     continue;
                 };
-                let arr = d.value.as_array().ok_or_else(|| {
-                    HistoryError::at(c, "set read value must be an array of integers")
-                })?;
+                // A read of a set that does not exist (yet, or any more: after a power
+                // loss that dropped every add) answers null: the empty set.
+                let empty = Vec::new();
+                let arr = match &d.value {
+                    serde_json::Value::Null => &empty,
+                    v => v.as_array().ok_or_else(|| {
+                        HistoryError::at(c, "set read value must be an array of integers")
+                    })?,
+                };
                 let mut set = BTreeSet::new();
                 for x in arr {
                     set.insert(x.as_i64().ok_or_else(|| {
@@ -576,6 +582,21 @@ mod tests {
         assert_eq!(r.valid, Verdict::Valid);
         assert_eq!(r.recovered.elements, vec![2]);
         assert_eq!(r.lost.count, 0);
+    }
+
+    #[test]
+    fn a_null_read_is_the_empty_set() {
+        let ev = h(&[
+            (0, Invoke, "add", json!(1)),
+            (0, Ok, "add", json!(1)),
+            (1, Invoke, "read", json!(null)),
+            (1, Ok, "read", json!(null)),
+        ]);
+        let r = check_set(&ev).unwrap();
+        assert_eq!(r.valid, Verdict::Invalid);
+        assert_eq!(r.lost.elements, vec![1]);
+        let ok = h(&[(1, Invoke, "read", json!(null)), (1, Ok, "read", json!(null))]);
+        assert_eq!(check_set(&ok).unwrap().valid, Verdict::Valid);
     }
 
     #[test]
