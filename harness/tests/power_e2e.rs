@@ -61,10 +61,7 @@ fn skip_fsync_is_caught_by_a_power_loss_and_every_mount_is_gone_after() {
         Some(1),
         "seed {seed}: {stdout}\n{stderr}"
     );
-    assert!(
-        stdout.contains("(lost)"),
-        "seed {seed}: {stdout}"
-    );
+    assert!(stdout.contains("(lost)"), "seed {seed}: {stdout}");
     assert!(
         lazyfs::mounts::find(t.path()).is_empty(),
         "seed {seed}: a mount is left"

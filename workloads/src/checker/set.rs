@@ -595,7 +595,10 @@ mod tests {
         let r = check_set(&ev).unwrap();
         assert_eq!(r.valid, Verdict::Invalid);
         assert_eq!(r.lost.elements, vec![1]);
-        let ok = h(&[(1, Invoke, "read", json!(null)), (1, Ok, "read", json!(null))]);
+        let ok = h(&[
+            (1, Invoke, "read", json!(null)),
+            (1, Ok, "read", json!(null)),
+        ]);
         assert_eq!(check_set(&ok).unwrap().valid, Verdict::Valid);
     }
 
