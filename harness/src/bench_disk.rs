@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Args;
 use serde_json::json;
-use workloads::client::{Client, ClientConfig, NodeAddr, Outcome, ProcessIds};
+use workloads::client::{Client, ClientConfig, Outcome, ProcessIds};
 use workloads::generator::IntendedOp;
 use workloads::recorder::Recorder;
 
@@ -157,14 +157,7 @@ async fn measure(
             .wait_for_leader(Duration::from_secs(30))
             .await
             .context("waiting for a leader")?;
-        let nodes: Vec<NodeAddr> = cluster
-            .nodes
-            .iter()
-            .map(|n| NodeAddr {
-                name: n.name.clone(),
-                client_addr: n.client_addr,
-            })
-            .collect();
+        let nodes = cluster.workload_targets();
         let recorder = Recorder::in_memory();
         let warm = Instant::now() + Duration::from_secs(1);
         let end = warm + Duration::from_secs_f64(args.seconds);

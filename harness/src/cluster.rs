@@ -123,6 +123,18 @@ fn free_port() -> anyhow::Result<u16> {
 }
 
 impl Cluster {
+    /// Every member's name and client address, in id order, as the workload's clients take
+    /// them.
+    pub fn workload_targets(&self) -> Vec<workloads::client::NodeAddr> {
+        self.nodes
+            .iter()
+            .map(|n| workloads::client::NodeAddr {
+                name: n.name.clone(),
+                client_addr: n.client_addr,
+            })
+            .collect()
+    }
+
     /// Starts the proxy mesh and then the nodes, each with its data directory and log in
     /// `run_dir/nodes/<id>/`.
     pub async fn start(run_dir: &Path, opts: &ClusterOptions) -> anyhow::Result<Cluster> {

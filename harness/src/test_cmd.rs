@@ -13,7 +13,7 @@ use rand::Rng;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use workloads::checker::{self, CheckOptions, Verdict};
-use workloads::client::{ClientConfig, NodeAddr};
+use workloads::client::ClientConfig;
 use workloads::driver::{self, LargePut, WorkloadConfig};
 use workloads::generator::{self, WorkloadKind as GenWorkload};
 use workloads::recorder::{NemesisPhase, Recorder};
@@ -560,14 +560,7 @@ async fn drive(
 
     let time_limit = Duration::from_secs_f64(args.time_limit);
     let deadline = Instant::now() + time_limit;
-    let nodes: Vec<NodeAddr> = cluster
-        .nodes
-        .iter()
-        .map(|n| NodeAddr {
-            name: n.name.clone(),
-            client_addr: n.client_addr,
-        })
-        .collect();
+    let nodes = cluster.workload_targets();
     let client = ClientConfig {
         op_timeout: Duration::from_secs_f64(args.op_timeout),
         key_bytes: args.key_bytes,

@@ -690,12 +690,8 @@ impl Raft {
     /// as fast as this node's. Always false without check-quorum, which stickiness depends
     /// on.
     pub fn lease_read_ok(&self) -> bool {
-        self.role == Role::Leader
-            && self.cfg.check_quorum
-            && self.committed_in_term()
-            && self
-                .lease_start
-                .is_some_and(|start| self.now < start + self.cfg.lease_ticks())
+        self.lease()
+            .is_some_and(|(start, ticks)| self.now < start + ticks)
     }
 
     /// The lease [`Raft::lease_read_ok`] judges, as (the tick at which the majority-acked

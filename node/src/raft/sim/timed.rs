@@ -529,34 +529,33 @@ impl TimedSim {
     /// Runs events until real time `until` (or the queue is empty). Bounded: the queue only
     /// holds events up to a finite time and every event schedules finitely many.
     pub fn run_until(&mut self, until: Micros) {
-        while let Some((&(at, seq), _)) = self.queue.first_key_value() {
-            if at > until {
-                break;
-            }
-            let ev = self.queue.remove(&(at, seq)).expect("just seen");
-            self.now = at;
-            self.handle(ev);
-            self.sync_commit();
-            self.check_watch();
-        }
+        while self.step_before(until) {}
         self.now = self.now.max(until);
+    }
+
+    /// Handles the next event if it falls at or before `until`; false if there is none.
+    fn step_before(&mut self, until: Micros) -> bool {
+        let Some((&(at, seq), _)) = self.queue.first_key_value() else {
+            return false;
+        };
+        if at > until {
+            return false;
+        }
+        let ev = self.queue.remove(&(at, seq)).expect("just seen");
+        self.now = at;
+        self.handle(ev);
+        self.sync_commit();
+        self.check_watch();
+        true
     }
 
     /// Runs until `pred` holds (checked after every event) or real time `until`; returns
     /// whether it held.
     pub fn run_until_pred(&mut self, until: Micros, pred: impl Fn(&TimedSim) -> bool) -> bool {
-        while let Some((&(at, seq), _)) = self.queue.first_key_value() {
-            if pred(self) {
-                return true;
-            }
-            if at > until {
+        while !pred(self) {
+            if !self.step_before(until) {
                 break;
             }
-            let ev = self.queue.remove(&(at, seq)).expect("just seen");
-            self.now = at;
-            self.handle(ev);
-            self.sync_commit();
-            self.check_watch();
         }
         pred(self)
     }
