@@ -144,6 +144,9 @@ enum BugArg {
     /// correct. Only a power loss (the harness's lazy filesystem) shows it: after kill -9
     /// the page cache still holds the writes.
     SkipFsync,
+    /// Read-index, lease and follower reads answered once the commit index reaches the read
+    /// index, without waiting for the store to apply it.
+    ReadBeforeApply,
 }
 
 fn parse_id(s: &str) -> Result<NodeId, String> {
@@ -238,6 +241,7 @@ where
         ack_before_persist: has(BugArg::AckBeforePersist),
         follower_read_local: has(BugArg::FollowerReadLocal),
         lease_wall_clock: has(BugArg::LeaseWallClock),
+        read_before_apply: has(BugArg::ReadBeforeApply),
         test_diverge_puts: std::env::var_os(crate::runtime::config::TEST_DIVERGE_PUTS_ENV)
             .is_some_and(|v| v == "1"),
         request_timeout_ms: args.request_timeout_ms,

@@ -6,10 +6,12 @@
 //! - [`protocol`]: client/admin requests and responses, and the frame codec used on every
 //!   TCP connection (client and peer).
 //! - [`clock`]: the skewable clock through which the runtime reads all time.
+//! - [`failpoints`]: named places in the runtime where the harness delays or crashes the node.
 //! - [`runtime`]: drives the core with sockets, files and the clock (the `node` binary).
 
 pub mod cli;
 pub mod clock;
+pub mod failpoints;
 pub mod kv;
 pub mod protocol;
 pub mod raft;

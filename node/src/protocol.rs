@@ -145,6 +145,12 @@ pub enum Operation {
     },
     /// Admin: the configuration this node has in effect.
     Members,
+    /// Admin: set the failpoint `name` to `action` (`off`, or `[P%][N*]sleep(MS)` /
+    /// `[P%][N*]panic`; see [`crate::failpoints`]). Answered with [`Reply::Failpoints`];
+    /// refused `invalid` for an unknown name or a malformed action, changing nothing.
+    Failpoint { name: String, action: String },
+    /// Admin: every failpoint of this node, with what its window is for and its action.
+    Failpoints,
 }
 
 /// How the nodes of the cluster reach one member. (Lists rather than maps keyed by node
@@ -214,6 +220,10 @@ pub enum Reply {
     Status(Status),
     Clock(ClockState),
     Members(Members),
+    /// Every failpoint of the node with its action now (after the request's change).
+    Failpoints {
+        points: Vec<crate::failpoints::FailpointState>,
+    },
 }
 
 /// A node's view of itself, for the harness and for people.

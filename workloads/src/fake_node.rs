@@ -173,7 +173,9 @@ fn needs_leader(op: &Operation) -> bool {
         Operation::Status
         | Operation::Clock { .. }
         | Operation::Members
-        | Operation::ChangeMembership { .. } => false,
+        | Operation::ChangeMembership { .. }
+        | Operation::Failpoint { .. }
+        | Operation::Failpoints => false,
     }
 }
 
@@ -226,6 +228,8 @@ fn apply(store: &SharedStore, op: &Operation) -> Result<Reply, ErrorReply> {
         Operation::Status
         | Operation::Clock { .. }
         | Operation::Members
-        | Operation::ChangeMembership { .. } => Err(invalid("not supported by the fake")),
+        | Operation::ChangeMembership { .. }
+        | Operation::Failpoint { .. }
+        | Operation::Failpoints => Err(invalid("not supported by the fake")),
     }
 }

@@ -18,6 +18,7 @@ use tokio_util::codec::FramedWrite;
 use tracing::Instrument;
 
 use crate::clock::Clock;
+use crate::failpoints::{crash, Effect, Failpoint, Failpoints};
 use crate::protocol::{frame_codec, ErrorKind, ErrorReply, Operation, Reply, Request, Response};
 
 use super::conn_limit::{ConnGuard, PortLimits};
@@ -36,6 +37,7 @@ pub async fn serve(
     listener: TcpListener,
     handle: Handle,
     clock: Arc<Clock>,
+    failpoints: Arc<Failpoints>,
     request_timeout: Duration,
     limits: PortLimits,
 ) {
@@ -56,6 +58,7 @@ pub async fn serve(
                 limits.clone(),
                 handle.clone(),
                 clock.clone(),
+                failpoints.clone(),
                 request_timeout,
             )
             .instrument(tracing::Span::current()),
@@ -69,6 +72,7 @@ async fn serve_connection(
     limits: PortLimits,
     handle: Handle,
     clock: Arc<Clock>,
+    failpoints: Arc<Failpoints>,
     timeout: Duration,
 ) {
     let _ = stream.set_nodelay(true);
@@ -149,10 +153,23 @@ async fn serve_connection(
                 }
             };
             // Submitted here, in arrival order; awaited concurrently.
-            let submitted = submit(request.op, &handle, &clock);
+            let is_write = matches!(
+                request.op,
+                Operation::Put { .. } | Operation::Cas { .. } | Operation::Add { .. }
+            );
+            let submitted = submit(request.op, &handle, &clock, &failpoints);
             let tx = tx.clone();
+            let failpoints = failpoints.clone();
             tokio::spawn(async move {
                 let result = submitted.answer(timeout).await;
+                if is_write && result.is_ok() {
+                    // Applied, not yet answered. A delay holds this reply only.
+                    match failpoints.eval(Failpoint::AfterApplyBeforeReply) {
+                        Some(Effect::Sleep(d)) => tokio::time::sleep(d).await,
+                        Some(Effect::Panic) => crash(Failpoint::AfterApplyBeforeReply),
+                        None => {}
+                    }
+                }
                 let _ = tx
                     .send(Response {
                         id: request.id,
@@ -199,8 +216,26 @@ enum Submitted {
 
 /// Hands `op` to the Raft loop at once (without waiting), so that successive calls queue
 /// their requests in call order.
-fn submit(op: Operation, handle: &Handle, clock: &Clock) -> Submitted {
+fn submit(op: Operation, handle: &Handle, clock: &Clock, failpoints: &Failpoints) -> Submitted {
     match op {
+        Operation::Failpoint { name, action } => {
+            Submitted::Done(match failpoints.configure(&name, &action) {
+                Ok(()) => {
+                    tracing::info!(failpoint = %name, %action, "failpoint set");
+                    Ok(Reply::Failpoints {
+                        points: failpoints.states(),
+                    })
+                }
+                Err(e) => Err(ErrorReply {
+                    kind: ErrorKind::Invalid,
+                    definite: true,
+                    message: e.to_string(),
+                }),
+            })
+        }
+        Operation::Failpoints => Submitted::Done(Ok(Reply::Failpoints {
+            points: failpoints.states(),
+        })),
         Operation::Clock { offset_ms, rate } => Submitted::Done(match clock.set(offset_ms, rate) {
             Ok(state) => {
                 tracing::info!(

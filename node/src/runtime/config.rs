@@ -49,6 +49,10 @@ pub struct NodeConfig {
     /// reading (which the clock offset jumps) instead of the monotonic one, so a backward
     /// jump keeps a lease "valid" after the followers' stickiness has run out.
     pub lease_wall_clock: bool,
+    /// Deliberate bug `read-before-apply`: read-index, lease and follower reads are answered
+    /// once the commit index reaches the read index, without waiting for the store to apply
+    /// it, so a read can miss a write that is committed (and acknowledged by another leader).
+    pub read_before_apply: bool,
     /// Test-only fault, never a protocol bug: this replica's state machine applies every put
     /// as `value + 1`, so its data silently diverges from the other members' while the
     /// protocol itself runs correctly. Set only through the environment variable

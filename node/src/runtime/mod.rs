@@ -49,8 +49,14 @@ pub fn run(config: NodeConfig) -> anyhow::Result<()> {
         anyhow::Ok((p, c))
     })?;
 
-    let (handle, raft_thread) =
-        raft_loop::start(config.clone(), clock.clone(), rt.handle().clone())?;
+    // Every failpoint off until the harness configures one (admin request `failpoint`).
+    let failpoints = Arc::new(crate::failpoints::Failpoints::new());
+    let (handle, raft_thread) = raft_loop::start(
+        config.clone(),
+        clock.clone(),
+        failpoints.clone(),
+        rt.handle().clone(),
+    )?;
 
     // One budget for the partial frames of both ports: it bounds the node's memory.
     let budget = frames::FrameBudget::new(config.limits.frame_buffer_bytes);
@@ -73,6 +79,7 @@ pub fn run(config: NodeConfig) -> anyhow::Result<()> {
             client_listener,
             handle.clone(),
             clock.clone(),
+            failpoints,
             std::time::Duration::from_millis(config.request_timeout_ms),
             conn_limit::PortLimits {
                 conns: conn_limit::ConnLimiter::new("client", limits.max_client_connections),

@@ -2,7 +2,7 @@
 //! key-value store, and does, in order, what the core's `Ready` asks: persist (one fsync for
 //! the whole batch: group commit), send, apply, answer clients.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,12 +11,13 @@ use anyhow::Context;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::{Clock, Ticker};
+use crate::failpoints::{crash, Effect, Failpoint, Failpoints};
 use crate::kv::{Command, KvStore, Outcome};
 use crate::protocol::{
     ErrorKind, ErrorReply, MemberAddrs, Members, Operation, ReadMode, Reply, Status,
 };
 use crate::raft::{
-    Config as RaftConfig, EntryPayload, LogIndex, Message, NodeId, ProposeError, Raft, Role,
+    Config as RaftConfig, Entry, EntryPayload, LogIndex, Message, NodeId, ProposeError, Raft, Role,
     Snapshot, Term,
 };
 use crate::runtime::wall_lease::WallLease;
@@ -59,6 +60,7 @@ impl Handle {
 pub fn start(
     config: Arc<NodeConfig>,
     clock: Arc<Clock>,
+    failpoints: Arc<Failpoints>,
     rt: tokio::runtime::Handle,
 ) -> anyhow::Result<(Handle, std::thread::JoinHandle<anyhow::Result<()>>)> {
     let (storage, recovered) = Storage::open(
@@ -111,6 +113,7 @@ pub fn start(
     let (tx, rx) = std_mpsc::channel();
     let span = tracing::Span::current();
     let mut state = RaftLoop::new(config, clock, rt, storage, raft, kv);
+    state.failpoints = failpoints;
     let initial: Vec<(NodeId, String)> = state
         .config
         .peers
@@ -140,8 +143,14 @@ struct PendingWrite {
 /// A read waiting for its read index, then for the state machine to reach it.
 struct PendingRead {
     key: String,
+    /// The path it came by (its failpoint; a lease read re-checks the lease when answered).
+    mode: ReadMode,
     reply: oneshot::Sender<ClientResult>,
 }
+
+/// Most messages a new leader's held-back output keeps (the rest are dropped, as a lossy
+/// network would; Raft resends).
+const MAX_HELD_MESSAGES: usize = 100_000;
 
 struct RaftLoop {
     raft: Raft,
@@ -172,6 +181,17 @@ struct RaftLoop {
     ticker: Ticker,
     /// With the `lease-wall-clock` bug: the wall reading of recent ticks.
     wall_lease: WallLease,
+    /// The node's failpoints (all off unless the harness set some).
+    failpoints: Arc<Failpoints>,
+    /// Committed entries not yet applied, each with the time it may be applied: empty
+    /// unless `after-commit-before-apply` deferred some (entries are applied in order).
+    apply_queue: VecDeque<(Instant, Entry)>,
+    /// The term in which this node last became leader (to see the first Ready of a win).
+    led_term: Term,
+    /// Until when a new leader's outgoing messages are held back
+    /// (`after-election-before-first-append`), and the messages held.
+    hold_until: Option<Instant>,
+    held: Vec<Message>,
 }
 
 /// The most bytes of an encoded command the loop proposes. A log entry travels to followers
@@ -218,6 +238,11 @@ impl RaftLoop {
             last_sweep: Instant::now(),
             ticker,
             wall_lease: WallLease::default(),
+            failpoints: Arc::new(Failpoints::new()),
+            apply_queue: VecDeque::new(),
+            led_term: 0,
+            hold_until: None,
+            held: Vec::new(),
         }
     }
 
@@ -241,6 +266,10 @@ impl RaftLoop {
                 Err(std_mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
             }
             self.process_ready()?;
+            // Deferred applies and held messages fall due with time, not with inputs.
+            self.apply_due();
+            self.release_reads();
+            self.flush_held();
             self.learn_config_addrs();
             self.check_membership_change();
             self.note_role_change();
@@ -264,10 +293,18 @@ impl RaftLoop {
         }
     }
 
-    /// Real time until the next tick is due.
+    /// Real time until the next tick, deferred apply or held-message release is due.
     fn until_next_tick(&self) -> Duration {
-        self.clock
-            .real_duration_for(self.ticker.next_tick_at() - self.clock.mono_ms())
+        let tick = self
+            .clock
+            .real_duration_for(self.ticker.next_tick_at() - self.clock.mono_ms());
+        let now = Instant::now();
+        let apply = self.apply_queue.front().map(|(at, _)| *at);
+        [apply, self.hold_until]
+            .into_iter()
+            .flatten()
+            .map(|at| at.saturating_duration_since(now))
+            .fold(tick, Duration::min)
     }
 
     /// Whether a lease read may be answered locally: the core's lease on the monotonic
@@ -354,7 +391,10 @@ impl RaftLoop {
             Operation::ChangeMembership { voters, addrs } => {
                 return self.change_membership(voters, addrs, reply);
             }
-            Operation::Status | Operation::Clock { .. } => {
+            Operation::Status
+            | Operation::Clock { .. }
+            | Operation::Failpoint { .. }
+            | Operation::Failpoints => {
                 let _ = reply.send(Err(ErrorReply {
                     kind: ErrorKind::Invalid,
                     definite: true,
@@ -535,11 +575,12 @@ impl RaftLoop {
 
     fn handle_read(&mut self, key: String, mode: ReadMode, reply: oneshot::Sender<ClientResult>) {
         let is_leader = self.raft.role() == Role::Leader;
+        let read = PendingRead { key, mode, reply };
         match mode {
-            ReadMode::Stale => self.answer_read(&key, reply),
-            ReadMode::Log => self.propose(Command::Read { key }, reply),
+            ReadMode::Stale => self.answer_read(read),
+            ReadMode::Log => self.propose(Command::Read { key: read.key }, read.reply),
             ReadMode::Follower if !is_leader && self.config.follower_read_local => {
-                self.answer_read(&key, reply)
+                self.answer_read(read)
             }
             ReadMode::Lease if is_leader && self.lease_holds() => {
                 // The commit index may have moved past the applied index earlier in this
@@ -547,21 +588,31 @@ impl RaftLoop {
                 // be committed but not yet in the store. Read no earlier than the commit
                 // index at the time the read is accepted.
                 let index = self.raft.log().committed();
-                self.read_when_applied(index, PendingRead { key, reply });
+                if self.config.read_before_apply {
+                    // Deliberate bug: answered from the store as it is.
+                    self.answer_read(read);
+                } else {
+                    self.read_when_applied(index, read);
+                }
             }
             ReadMode::ReadIndex | ReadMode::Lease if !is_leader => {
-                let _ = reply.send(Err(self.not_leader()));
+                let _ = read.reply.send(Err(self.not_leader()));
             }
             ReadMode::ReadIndex | ReadMode::Lease | ReadMode::Follower => {
+                // A lease read without a lease is served by the read-index path, and is
+                // answered (and delayed by failpoints) as one.
+                let mut read = read;
+                if read.mode == ReadMode::Lease {
+                    read.mode = ReadMode::ReadIndex;
+                }
                 let ctx = self.next_read_ctx;
                 self.next_read_ctx += 1;
                 match self.raft.read_index(ctx) {
                     Ok(()) => {
-                        self.pending_read_index
-                            .insert(ctx, PendingRead { key, reply });
+                        self.pending_read_index.insert(ctx, read);
                     }
                     Err(e) => {
-                        let _ = reply.send(Err(ErrorReply {
+                        let _ = read.reply.send(Err(ErrorReply {
                             kind: ErrorKind::Unavailable,
                             definite: true,
                             message: format!("read index refused: {e}"),
@@ -576,16 +627,32 @@ impl RaftLoop {
     /// [`RaftLoop::release_reads`] sees it applied.
     fn read_when_applied(&mut self, index: LogIndex, read: PendingRead) {
         if self.kv.applied_index() >= index {
-            self.answer_read(&read.key, read.reply);
+            self.answer_read(read);
         } else {
             self.waiting_apply.entry(index).or_default().push(read);
         }
     }
 
-    fn answer_read(&self, key: &str, reply: oneshot::Sender<ClientResult>) {
-        let _ = reply.send(Ok(Reply::Value {
-            value: self.kv.get(key),
-        }));
+    /// Takes the read's value from the store and answers. A lease read is answered only if
+    /// the lease still holds once the value is taken: time passed since the lease was checked
+    /// (a wait for apply, a pause, the read's failpoint), and a new leader may have committed
+    /// writes once the lease ran out; checking after taking the value makes the moment the
+    /// value was taken one at which no other leader could have committed anything.
+    fn answer_read(&mut self, read: PendingRead) {
+        self.failpoints.block(Failpoint::before_read(read.mode));
+        let value = self.kv.get(&read.key);
+        if read.mode == ReadMode::Lease {
+            self.deliver_due_ticks();
+            if !self.lease_holds() {
+                let _ = read.reply.send(Err(ErrorReply {
+                    kind: ErrorKind::LeadershipLost,
+                    definite: true,
+                    message: "the lease ran out before the read was answered".into(),
+                }));
+                return;
+            }
+        }
+        let _ = read.reply.send(Ok(Reply::Value { value }));
     }
 
     fn process_ready(&mut self) -> anyhow::Result<()> {
@@ -595,8 +662,13 @@ impl RaftLoop {
                 break;
             }
             let rd = self.raft.ready();
+            self.note_new_leadership();
             if let Some(snap) = &rd.snapshot {
                 self.install_snapshot(snap)?;
+            }
+            let writing = rd.hard_state.is_some() || !rd.entries.is_empty();
+            if writing {
+                self.failpoints.block(Failpoint::BeforePersist);
             }
             let buggy = self.config.ack_before_persist;
             if buggy {
@@ -616,11 +688,17 @@ impl RaftLoop {
                 self.unsynced = true;
             }
             if self.unsynced && (!buggy || self.last_sync.elapsed() >= BUGGY_SYNC_INTERVAL) {
+                if wrote {
+                    self.failpoints.block(Failpoint::AfterWriteBeforeFsync);
+                }
                 self.storage.sync()?;
                 self.unsynced = false;
                 self.last_sync = Instant::now();
             }
             if !buggy {
+                if wrote && !rd.messages.is_empty() {
+                    self.failpoints.block(Failpoint::AfterPersistBeforeSend);
+                }
                 self.send_all(&rd.messages);
             }
             for ctx in &rd.failed_reads {
@@ -634,10 +712,16 @@ impl RaftLoop {
             }
             for rs in &rd.read_states {
                 if let Some(pr) = self.pending_read_index.remove(&rs.ctx) {
-                    self.waiting_apply.entry(rs.index).or_default().push(pr);
+                    if self.config.read_before_apply {
+                        // Deliberate bug: the commit index reached the read index, so the
+                        // read is answered without waiting for the store to apply it.
+                        self.answer_read(pr);
+                    } else {
+                        self.waiting_apply.entry(rs.index).or_default().push(pr);
+                    }
                 }
             }
-            self.apply(&rd.committed);
+            self.commit(&rd.committed);
             self.raft.advance(&rd);
             self.release_reads();
             self.maybe_snapshot()?;
@@ -649,6 +733,7 @@ impl RaftLoop {
     /// decoded first (a bad snapshot is a fatal error before anything changes on disk), then
     /// the snapshot is made durable, then the store swapped in.
     fn install_snapshot(&mut self, snap: &Snapshot) -> anyhow::Result<()> {
+        self.failpoints.block(Failpoint::BeforeInstallSnapshot);
         let index = snap.meta.index;
         let kv = KvStore::from_snapshot(&snap.data, index)
             .with_context(|| format!("decoding the leader's snapshot at index {index}"))?;
@@ -656,6 +741,8 @@ impl RaftLoop {
             .save_snapshot(snap)
             .with_context(|| format!("saving the leader's snapshot at index {index}"))?;
         self.kv = kv;
+        // Deferred entries the snapshot covers are in the store now.
+        self.apply_queue.retain(|(_, e)| e.index > index);
         tracing::info!(
             index,
             bytes = snap.data.len(),
@@ -669,6 +756,7 @@ impl RaftLoop {
             let p = self.pending_writes.pop_first().expect("non-empty").1;
             let _ = p.reply.send(Err(lost_leadership()));
         }
+        self.failpoints.block(Failpoint::AfterInstallSnapshot);
         Ok(())
     }
 
@@ -705,7 +793,12 @@ impl RaftLoop {
         Ok(())
     }
 
-    fn send_all(&self, messages: &[Message]) {
+    fn send_all(&mut self, messages: &[Message]) {
+        if self.hold_until.is_some() {
+            let room = MAX_HELD_MESSAGES.saturating_sub(self.held.len());
+            self.held.extend(messages.iter().take(room).cloned());
+            return;
+        }
         for m in messages {
             if let Some(tx) = self.peers.get(&m.to) {
                 // A full queue means the peer is unreachable or slow: Raft tolerates the loss.
@@ -731,15 +824,86 @@ impl RaftLoop {
         }
     }
 
-    fn apply(&mut self, committed: &[crate::raft::Entry]) {
+    /// The first Ready after this node won an election: `after-election-before-first-append`
+    /// may crash it, or hold its messages back for a while (it keeps serving meanwhile).
+    fn note_new_leadership(&mut self) {
+        let term = self.raft.term();
+        if self.raft.role() != Role::Leader || self.led_term == term {
+            return;
+        }
+        self.led_term = term;
+        match self
+            .failpoints
+            .eval(Failpoint::AfterElectionBeforeFirstAppend)
+        {
+            Some(Effect::Sleep(d)) => self.hold_until = Some(Instant::now() + d),
+            Some(Effect::Panic) => crash(Failpoint::AfterElectionBeforeFirstAppend),
+            None => {}
+        }
+    }
+
+    /// Sends the messages a new leader held back, once their time is up.
+    fn flush_held(&mut self) {
+        if self.hold_until.is_some_and(|t| Instant::now() >= t) {
+            self.hold_until = None;
+            let held = std::mem::take(&mut self.held);
+            self.send_all(&held);
+        }
+    }
+
+    /// Hands newly committed entries to the store: applied now, or (when
+    /// `after-commit-before-apply` delays them, or earlier ones still wait) queued until due.
+    fn commit(&mut self, committed: &[Entry]) {
+        if committed.is_empty() {
+            return;
+        }
+        let delay = match self.failpoints.eval(Failpoint::AfterCommitBeforeApply) {
+            Some(Effect::Sleep(d)) => d,
+            Some(Effect::Panic) => crash(Failpoint::AfterCommitBeforeApply),
+            None => Duration::ZERO,
+        };
+        if delay.is_zero() && self.apply_queue.is_empty() {
+            self.apply(committed);
+            return;
+        }
+        let at = Instant::now() + delay;
+        self.apply_queue
+            .extend(committed.iter().map(|e| (at, e.clone())));
+        self.apply_due();
+    }
+
+    /// Applies the queued entries whose time has come, in log order (an entry due later
+    /// holds back the ones after it).
+    fn apply_due(&mut self) {
+        let now = Instant::now();
+        let mut due = Vec::new();
+        while self.apply_queue.front().is_some_and(|(at, _)| *at <= now) {
+            due.push(self.apply_queue.pop_front().expect("non-empty").1);
+        }
+        if !due.is_empty() {
+            self.apply(&due);
+        }
+    }
+
+    fn apply(&mut self, committed: &[Entry]) {
         for e in committed {
             let outcome = match &e.payload {
-                EntryPayload::Noop | EntryPayload::Config(_) => {
+                EntryPayload::Noop => {
+                    self.kv.note_applied(e.index);
+                    None
+                }
+                EntryPayload::Config(_) => {
+                    self.failpoints.block(Failpoint::BeforeApplyConfigChange);
                     self.kv.note_applied(e.index);
                     None
                 }
                 EntryPayload::Command(bytes) => Some(match Command::decode(bytes) {
-                    Ok(cmd) => self.kv.apply(e.index, &self.diverge(cmd)),
+                    Ok(cmd) => {
+                        if matches!(cmd, Command::Read { .. }) {
+                            self.failpoints.block(Failpoint::BeforeReadLog);
+                        }
+                        self.kv.apply(e.index, &self.diverge(cmd))
+                    }
                     Err(err) => {
                         self.kv.note_applied(e.index);
                         Outcome::Error(format!("undecodable command: {err}"))
@@ -772,7 +936,7 @@ impl RaftLoop {
                 break;
             }
             for pr in self.waiting_apply.pop_first().expect("non-empty").1 {
-                self.answer_read(&pr.key, pr.reply);
+                self.answer_read(pr);
             }
         }
     }
@@ -916,6 +1080,7 @@ mod tests {
             ack_before_persist: false,
             follower_read_local: false,
             lease_wall_clock: false,
+            read_before_apply: false,
             test_diverge_puts: false,
             request_timeout_ms: 1000,
             seed: 7,
@@ -944,8 +1109,19 @@ mod tests {
     }
 
     fn test_loop(hs: HardState, entries: Vec<Entry>) -> TestLoop {
+        test_loop_with(hs, entries, |_| {})
+    }
+
+    /// [`test_loop`] with the node's configuration changed by `adjust` (a deliberate bug).
+    fn test_loop_with(
+        hs: HardState,
+        entries: Vec<Entry>,
+        adjust: impl FnOnce(&mut NodeConfig),
+    ) -> TestLoop {
         let dir = tempfile::tempdir().unwrap();
-        let config = Arc::new(node_config(2, dir.path()));
+        let mut config = node_config(2, dir.path());
+        adjust(&mut config);
+        let config = Arc::new(config);
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
@@ -1092,11 +1268,10 @@ mod tests {
     }
 
     /// n2 holds W (x = 42) at index 2 of term 1, committed and acknowledged by the old leader
-    /// n1, but n2 only knows commit = 1. It wins term 2 and gets its lease; then one batch
-    /// carries n3's acknowledgement of the no-op (commit jumps to 3, over W) and a lease read.
-    /// The read must see W: the store has applied only index 1 when the read is accepted.
-    #[test]
-    fn lease_read_waits_for_apply_of_the_commit_index() {
+    /// n1, but n2 only knows commit = 1. It wins term 2 and gets its lease; then n3's
+    /// acknowledgement of the no-op is handed to the loop (commit jumps to 3, over W) without
+    /// processing the Ready: the store has applied only index 1, and the lease holds.
+    fn leader_with_lease_over_an_unapplied_write(adjust: impl FnOnce(&mut NodeConfig)) -> TestLoop {
         let write = Command::Put {
             key: "x".into(),
             value: 42,
@@ -1119,17 +1294,13 @@ mod tests {
             voted_for: Some(1),
             commit: 1,
         };
-        let TestLoop {
-            mut rl,
-            peers: mut rxs,
-            _rt,
-            _dir,
-        } = test_loop(hs, entries);
+        let mut t = test_loop_with(hs, entries, adjust);
+        let (rl, rxs) = (&mut t.rl, &mut t.peers);
         rl.process_ready().unwrap();
         assert_eq!(rl.kv.applied_index(), 1);
 
         // Election: n3 grants the pre-vote and the vote.
-        for _ in 0..200 {
+        for _ in 0..1000 {
             if rl.raft.role() != Role::Follower {
                 break;
             }
@@ -1166,7 +1337,7 @@ mod tests {
         for _ in 0..50 {
             rl.raft.tick();
             rl.process_ready().unwrap();
-            round = sent(&mut rxs).into_iter().find_map(|m| match m.body {
+            round = sent(rxs).into_iter().find_map(|m| match m.body {
                 MessageBody::Heartbeat { round, .. } if m.to == 3 => Some(round),
                 _ => None,
             });
@@ -1201,18 +1372,97 @@ mod tests {
             },
         }));
         assert!(rl.raft.lease_read_ok());
-        let mut rx = get(&mut rl, "x", ReadMode::Lease);
-        rl.process_ready().unwrap();
-        assert_eq!(rl.kv.applied_index(), 3);
+        t
+    }
+
+    fn value_of(rx: &mut oneshot::Receiver<ClientResult>) -> Option<crate::protocol::Value> {
         match rx.try_recv() {
-            Ok(Ok(Reply::Value { value })) => {
-                assert_eq!(
-                    value,
-                    Some(crate::protocol::Value::Int(42)),
-                    "the lease read missed the committed write"
-                )
-            }
+            Ok(Ok(Reply::Value { value })) => value,
             other => panic!("unexpected answer: {other:?}"),
         }
+    }
+
+    /// One batch carries the no-op's acknowledgement and a lease read: the read must see W,
+    /// although the store had applied only index 1 when the read was accepted.
+    #[test]
+    fn lease_read_waits_for_apply_of_the_commit_index() {
+        let mut t = leader_with_lease_over_an_unapplied_write(|_| {});
+        let rl = &mut t.rl;
+        let mut rx = get(rl, "x", ReadMode::Lease);
+        rl.process_ready().unwrap();
+        assert_eq!(rl.kv.applied_index(), 3);
+        assert_eq!(
+            value_of(&mut rx),
+            Some(crate::protocol::Value::Int(42)),
+            "the lease read missed the committed write"
+        );
+    }
+
+    /// `after-commit-before-apply` defers the apply of W while the loop goes on: a lease read
+    /// (and a read-index read) waits for it. With the `read-before-apply` bug the same reads
+    /// are answered at once, without W: the window the failpoint exists to widen.
+    #[test]
+    fn a_deferred_apply_holds_reads_back_unless_the_read_before_apply_bug_is_on() {
+        for bug in [false, true] {
+            // A lease of 179 ticks of 10 ms: it outlasts the deferral by far.
+            let mut t = leader_with_lease_over_an_unapplied_write(|c| {
+                c.read_before_apply = bug;
+                c.election_ticks_min = 200;
+                c.election_ticks_max = 400;
+            });
+            let rl = &mut t.rl;
+            rl.failpoints
+                .configure("after-commit-before-apply", "1*sleep(300)")
+                .unwrap();
+            let started = Instant::now();
+            let mut lease = get(rl, "x", ReadMode::Lease);
+            rl.process_ready().unwrap();
+            assert_eq!(rl.raft.log().committed(), 3);
+            assert_eq!(rl.kv.applied_index(), 1, "the apply was deferred");
+            if bug {
+                assert_eq!(value_of(&mut lease), None, "bug: answered before apply");
+                continue;
+            }
+            assert!(lease.try_recv().is_err(), "answered before W was applied");
+            while rl.kv.applied_index() < 3 && started.elapsed() < Duration::from_secs(5) {
+                std::thread::sleep(rl.until_next_tick());
+                rl.apply_due();
+                rl.release_reads();
+            }
+            assert!(started.elapsed() >= Duration::from_millis(300));
+            assert_eq!(rl.kv.applied_index(), 3);
+            assert_eq!(value_of(&mut lease), Some(crate::protocol::Value::Int(42)));
+        }
+    }
+
+    /// `before-read-lease` stalls the loop after the lease was checked, longer than the lease
+    /// lasts (17 ticks of 10 ms): the value taken afterwards may be older than writes a new
+    /// leader committed meanwhile, so the read is refused rather than answered.
+    #[test]
+    fn a_lease_read_whose_lease_ran_out_before_its_value_was_taken_is_refused() {
+        let mut t = leader_with_lease_over_an_unapplied_write(|_| {});
+        let rl = &mut t.rl;
+        rl.process_ready().unwrap();
+        assert_eq!(rl.kv.applied_index(), 3);
+        rl.deliver_due_ticks();
+        assert!(rl.lease_holds());
+        rl.failpoints
+            .configure("before-read-lease", "1*sleep(400)")
+            .unwrap();
+        let mut rx = get(rl, "x", ReadMode::Lease);
+        match rx.try_recv() {
+            Ok(Err(e)) => {
+                assert_eq!(e.kind, ErrorKind::LeadershipLost);
+                assert!(e.definite, "a refused read changed nothing");
+            }
+            other => panic!("a lease read answered after its lease ran out: {other:?}"),
+        }
+        // The point fired once; the lease is gone, so the next lease read gets no value from
+        // this node without a new quorum round.
+        let mut rx = get(rl, "x", ReadMode::Lease);
+        assert!(
+            !matches!(rx.try_recv(), Ok(Ok(_))),
+            "answered without a lease"
+        );
     }
 }
