@@ -37,6 +37,10 @@ impl<'a> ActiveFaults<'a> {
     /// (`"discarded": {"n1": {"files", "bytes", "entries"}}`), known only then; its stop
     /// repeats it.
     pub async fn apply(&mut self, part: &Fault) -> anyhow::Result<()> {
+        if let Fault::Failpoint { after_ms, .. } = part {
+            // Set (and recorded) that long after the parts before it.
+            tokio::time::sleep(std::time::Duration::from_millis(*after_ms)).await;
+        }
         let mut desc = part.describe();
         let record_after = matches!(part, Fault::Power { .. });
         if !record_after {
@@ -71,8 +75,21 @@ impl<'a> ActiveFaults<'a> {
     /// tried; the first error is returned.
     pub async fn heal(&mut self) -> anyhow::Result<()> {
         let mut first_err = None;
-        while let Some((part, desc)) = self.active.pop() {
-            let r = self.cluster.heal(&part).await;
+        while let Some((part, mut desc)) = self.active.pop() {
+            // A failpoint's stop says what the window did (fires, crashes); coverage pairs
+            // start and stop without the `outcome`.
+            let r = match &part {
+                Fault::Failpoint { point, nodes, .. } => {
+                    match self.cluster.heal_failpoint(*point, nodes).await {
+                        Ok(outcome) => {
+                            desc["outcome"] = outcome;
+                            Ok(())
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+                _ => self.cluster.heal(&part).await,
+            };
             self.recorder.nemesis(NemesisPhase::Stop, desc.clone());
             if let Err(e) = r.with_context(|| format!("healing {desc}")) {
                 first_err.get_or_insert(e);

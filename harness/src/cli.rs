@@ -98,7 +98,8 @@ pub struct TestArgs {
     /// linearizable paths).
     #[arg(long, default_value = "read-index")]
     pub read_mode: String,
-    /// Comma-separated faults: none, partition, delay, loss, kill, pause, clock, membership, all.
+    /// Comma-separated faults: none, partition, delay, loss, kill, pause, clock, membership,
+    /// all (those seven), and power, slow-disk (need FUSE), failpoint (node failpoints).
     #[arg(long, default_value = "none")]
     pub nemesis: String,
     /// Mean seconds between fault changes.
@@ -186,4 +187,10 @@ pub struct TestArgs {
     /// unsynced write (a torn write) instead of dropping it whole.
     #[arg(long)]
     pub power_tear: bool,
+    /// With `--nemesis failpoint`: set only these node failpoints, comma-separated
+    /// `NAME[=ACTION][@TARGET]` (e.g. `after-persist-before-send=1*panic@leader`); the action
+    /// and target are drawn when not given. Default: every failpoint (the read points of the
+    /// read modes in use), with election windows. The README lists the failpoints.
+    #[arg(long)]
+    pub failpoints: Option<String>,
 }

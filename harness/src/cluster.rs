@@ -2,7 +2,7 @@
 //! apply and heal faults, stop. Every process is started through a [`Supervisor`], so none
 //! outlives the harness (panic, error or Ctrl-C).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -73,6 +73,8 @@ pub struct Cluster {
     pub nodes: Vec<NodeInfo>,
     mesh: ProxyMesh,
     supervisor: Arc<Supervisor>,
+    /// Nodes set to crash at a failpoint: their exit is the fault, not a failure of the run.
+    crash_expected: Mutex<BTreeSet<NodeId>>,
     /// Each node's lazy filesystem (with `lazy_fs`), by id. Declared after the supervisor
     /// so that, dropped on an error path, the nodes die before their mounts go.
     lazy: LazyMounts,
@@ -242,6 +244,7 @@ impl Cluster {
             nodes,
             mesh,
             supervisor,
+            crash_expected: Mutex::new(BTreeSet::new()),
             lazy,
         })
     }
@@ -325,7 +328,12 @@ impl Cluster {
 
     /// An error if a node that should be running has exited (e.g. bad flags, port taken).
     fn check_alive(&self) -> anyhow::Result<()> {
-        for n in &self.nodes {
+        let expected = self
+            .crash_expected
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for n in self.nodes.iter().filter(|n| !expected.contains(&n.id)) {
             if let Ok(ProcState::Exited { status }) = self.supervisor.state(&n.name) {
                 let tail = std::fs::read_to_string(&n.log_path).unwrap_or_default();
                 let last = tail
@@ -468,6 +476,26 @@ impl Cluster {
                 let voters: Vec<NodeId> = self.ids().into_iter().filter(|n| n != removed).collect();
                 self.change_membership(&voters).await?;
             }
+            Fault::Failpoint {
+                point,
+                action,
+                nodes,
+                ..
+            } => {
+                if nemesis::failpoint_faults::is_crash(action) {
+                    self.crash_expected
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .extend(nodes);
+                }
+                for &id in nodes {
+                    self.set_failpoint(id, point.name(), action)
+                        .await
+                        .with_context(|| {
+                            format!("setting failpoint {point} on {}", self.name(id))
+                        })?;
+                }
+            }
             Fault::Clock { skews } => {
                 for (id, s) in skews {
                     let addr = self.node(*id)?.client_addr;
@@ -516,8 +544,70 @@ impl Cluster {
                 }
             }
             Fault::Membership { .. } => self.change_membership(&self.ids()).await?,
+            Fault::Failpoint { point, nodes, .. } => {
+                self.heal_failpoint(*point, nodes).await?;
+            }
         }
         Ok(())
+    }
+
+    /// Sets failpoint `name` of node `id` to `action`; the node's answer lists every point.
+    async fn set_failpoint(
+        &self,
+        id: NodeId,
+        name: &str,
+        action: &str,
+    ) -> anyhow::Result<Vec<node::failpoints::FailpointState>> {
+        let addr = self.node(id)?.client_addr;
+        let op = Operation::Failpoint {
+            name: name.to_string(),
+            action: action.to_string(),
+        };
+        match nemesis::admin::request(addr, op, nemesis::admin::DEFAULT_ADMIN_TIMEOUT).await? {
+            Reply::Failpoints { points } => Ok(points),
+            other => bail!("unexpected answer to a failpoint request: {other:?}"),
+        }
+    }
+
+    /// Turns failpoint `point` off on `nodes` and restarts those that crashed there (on
+    /// their data directories). Returns what the window did, for the fault's stop event:
+    /// `{"fired": {"n1": 3}, "crashed": ["n2"]}` (`fired` counts since each node started, so
+    /// a node that crashed and restarted reports the fires of its new process).
+    pub async fn heal_failpoint(
+        &self,
+        point: node::failpoints::Failpoint,
+        nodes: &[NodeId],
+    ) -> anyhow::Result<serde_json::Value> {
+        let mut fired = serde_json::Map::new();
+        let mut crashed = Vec::new();
+        for &id in nodes {
+            if let Ok(points) = self.set_failpoint(id, point.name(), "off").await {
+                if let Some(p) = points.iter().find(|p| p.name == point.name()) {
+                    fired.insert(self.name(id), serde_json::json!(p.fired));
+                }
+            }
+        }
+        // A crash that fired just before `off` arrived lands within moments.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        for &id in nodes {
+            if matches!(
+                self.supervisor.state(&self.name(id)),
+                Ok(ProcState::Exited { .. })
+            ) {
+                crashed.push(self.name(id));
+                self.restart(id).await?;
+            }
+        }
+        {
+            let mut expected = self
+                .crash_expected
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            for id in nodes {
+                expected.remove(id);
+            }
+        }
+        Ok(serde_json::json!({ "fired": fired, "crashed": crashed }))
     }
 
     /// How every node reaches each of `voters`: its peer port through the proxy of that

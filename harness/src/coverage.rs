@@ -86,6 +86,10 @@ pub struct Window {
     /// Why applying it failed (then it did nothing and counts as not applied).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What the heal reported the fault did (a failpoint's fires per node and the nodes that
+    /// crashed there); null when the stop says nothing.
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub outcome: Value,
     /// New leaders first seen inside the window; `None` without observations.
     pub leader_changes: Option<u64>,
     /// Seconds of the window without a leader followed by a majority.
@@ -177,9 +181,63 @@ pub struct Coverage {
     /// The leaderless spans (for charts).
     #[serde(default)]
     pub leaderless: Vec<Span>,
+    /// Per failpoint set by the failpoint nemesis: how often, and what it did.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failpoints: Vec<FailpointUse>,
     /// Why the run may prove less than its verdict says, for people.
     #[serde(default)]
     pub warnings: Vec<String>,
+}
+
+/// One failpoint over a run: the windows that set it, and what it did in them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FailpointUse {
+    /// The failpoint's name.
+    pub point: String,
+    /// Windows that set it (applied without error).
+    pub windows: u64,
+    /// Fires counted by the nodes over those windows; `None` when no heal reported them.
+    pub fired: Option<u64>,
+    /// Crashes there (a node found exited at the heal).
+    pub crashed: u64,
+}
+
+/// The failpoints of the failpoint windows, in first-use order.
+fn failpoint_uses(windows: &[Window]) -> Vec<FailpointUse> {
+    let mut out: Vec<FailpointUse> = Vec::new();
+    for w in windows
+        .iter()
+        .filter(|w| w.fault == "failpoint" && w.error.is_none())
+    {
+        let Some(point) = w.detail.get("point").and_then(Value::as_str) else {
+            continue;
+        };
+        let i = match out.iter().position(|u| u.point == point) {
+            Some(i) => i,
+            None => {
+                out.push(FailpointUse {
+                    point: point.to_string(),
+                    windows: 0,
+                    fired: None,
+                    crashed: 0,
+                });
+                out.len() - 1
+            }
+        };
+        let u = &mut out[i];
+        u.windows += 1;
+        if !w.outcome.is_null() {
+            let live: u64 = match w.outcome.get("fired") {
+                Some(Value::Object(per_node)) => per_node.values().filter_map(Value::as_u64).sum(),
+                _ => 0,
+            };
+            // A crashed process took its count with it; the crash was its fire.
+            let crashed = names(w.outcome.get("crashed")).len() as u64;
+            u.fired = Some(u.fired.unwrap_or(0) + live + crashed);
+            u.crashed += crashed;
+        }
+    }
+    out
 }
 
 impl Coverage {
@@ -253,6 +311,7 @@ struct RawWindow {
     end: Option<u64>,
     healed_by_final: bool,
     error: Option<String>,
+    outcome: Value,
 }
 
 fn fault_kind(v: &Value) -> String {
@@ -268,6 +327,7 @@ fn match_key(v: &Value) -> Value {
     let mut k = v.clone();
     if let Value::Object(m) = &mut k {
         m.remove("error");
+        m.remove("outcome");
     }
     k
 }
@@ -298,6 +358,7 @@ fn raw_windows(events: &[Event], final_heal: Option<u64>) -> (Vec<RawWindow>, Op
                 end: None,
                 healed_by_final: false,
                 error: None,
+                outcome: Value::Null,
             }),
             "stop" if kind == "heal-all" => {
                 heal_all = Some(e.time);
@@ -322,6 +383,7 @@ fn raw_windows(events: &[Event], final_heal: Option<u64>) -> (Vec<RawWindow>, Op
                         Value::String(s) => s.clone(),
                         other => other.to_string(),
                     });
+                    w.outcome = e.value.get("outcome").cloned().unwrap_or(Value::Null);
                 }
             }
             _ => {}
@@ -613,17 +675,14 @@ pub fn compute(events: &[Event], observations: &[Observation], input: &CoverageI
         };
         let fault = fault_kind(&w.desc);
         let win = Window {
-            shape: w
-                .desc
-                .get("shape")
-                .and_then(Value::as_str)
-                .map(str::to_string),
+            shape: window_shape(&w.desc),
             nodes: names(w.desc.get("nodes")),
             detail: w.desc.clone(),
             start_s: secs(w.start),
             end_s: w.end.map(secs),
             healed_by_final: w.healed_by_final,
             error: w.error.clone(),
+            outcome: w.outcome.clone(),
             leader_changes: observed.then_some(changes),
             leaderless_s: observed.then_some(secs(overlap_ns(w.start, w_end, &leaderless))),
             ok: counts.ok,
@@ -726,6 +785,13 @@ pub fn compute(events: &[Event], observations: &[Observation], input: &CoverageI
         );
     }
 
+    let failpoints = failpoint_uses(&windows);
+    for u in failpoints.iter().filter(|u| u.fired == Some(0)) {
+        warnings.push(format!(
+            "failpoint {} was set in {} window(s) but never fired: the run never took its code path there",
+            u.point, u.windows
+        ));
+    }
     Coverage {
         observed,
         leader_changes: observed.then_some(elections.len().saturating_sub(1) as u64),
@@ -752,8 +818,19 @@ pub fn compute(events: &[Event], observations: &[Observation], input: &CoverageI
                 end_s: secs(e),
             })
             .collect(),
+        failpoints,
         warnings,
     }
+}
+
+/// A window's shape: a partition's shape, or a failpoint's point and action.
+fn window_shape(desc: &Value) -> Option<String> {
+    if let Some(s) = desc.get("shape").and_then(Value::as_str) {
+        return Some(s.to_string());
+    }
+    let point = desc.get("point").and_then(Value::as_str)?;
+    let action = desc.get("action").and_then(Value::as_str).unwrap_or("");
+    Some(format!("{point} {action}").trim().to_string())
 }
 
 #[cfg(test)]

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use nemesis::failpoint_faults::{self, FailpointSet};
 use nemesis::schedule::{self, FaultFamily, Planner, PlannerConfig};
+use node::failpoints::Failpoint;
 use node::protocol::ReadMode;
 use rand::Rng;
 use serde_json::json;
@@ -24,7 +26,7 @@ use crate::convergence::ConvergenceReport;
 use crate::exit;
 
 /// The deliberate bugs `node --bug` knows (README: "Deliberate bugs").
-pub const BUGS: [&str; 9] = [
+pub const BUGS: [&str; 10] = [
     "ack-before-persist",
     "vote-ignores-log",
     "commit-by-count",
@@ -34,6 +36,7 @@ pub const BUGS: [&str; 9] = [
     "no-conflict-truncate",
     "lease-wall-clock",
     "skip-fsync",
+    "read-before-apply",
 ];
 
 /// Mixed into the test's seed for the nemesis planner, so its draws are independent of the
@@ -46,9 +49,40 @@ pub struct Plan {
     pub args: TestArgs,
     pub read_modes: Vec<ReadMode>,
     pub families: Vec<FaultFamily>,
+    /// The failpoints the failpoint family may set.
+    pub failpoints: FailpointSet,
     pub command: NodeCommand,
     /// `<workload>-<nemeses>-<read-mode>`.
     pub test_name: String,
+}
+
+/// The failpoints of `--failpoints` as given, or by default every one drawn, less the read
+/// points of read paths the run does not use (they would never fire).
+fn failpoint_set(given: Option<&str>, read_modes: &[ReadMode]) -> Result<FailpointSet, String> {
+    if let Some(list) = given {
+        let choices = failpoint_faults::parse_choices(list)?;
+        if choices.is_empty() {
+            return Err("no failpoint named".into());
+        }
+        return Ok(FailpointSet::Given(choices));
+    }
+    let unused_read = |p: &Failpoint| {
+        [
+            ReadMode::Log,
+            ReadMode::ReadIndex,
+            ReadMode::Lease,
+            ReadMode::Follower,
+            ReadMode::Stale,
+        ]
+        .into_iter()
+        .any(|m| Failpoint::before_read(m) == *p && !read_modes.contains(&m))
+    };
+    Ok(FailpointSet::Drawn(
+        Failpoint::ALL
+            .into_iter()
+            .filter(|p| !unused_read(p))
+            .collect(),
+    ))
 }
 
 /// A usage problem (exit 254) or a harness failure (exit 255), with a one-line message.
@@ -116,6 +150,11 @@ pub fn plan(args: &TestArgs) -> Result<Plan, Failure> {
     if args.power_tear && !families.contains(&FaultFamily::Power) {
         return Err(usage("--power-tear needs --nemesis power"));
     }
+    let failpoints = failpoint_set(args.failpoints.as_deref(), &read_modes)
+        .map_err(|e| usage(format!("--failpoints: {e}")))?;
+    if args.failpoints.is_some() && !families.contains(&FaultFamily::Failpoint) {
+        return Err(usage("--failpoints needs --nemesis failpoint"));
+    }
     // Power and slow-disk need the lazy filesystem: never run without it, say what is missing.
     if let Some(f) = families.iter().find(|f| f.needs_lazy_fs()) {
         lazyfs::mounts::check_available()
@@ -148,6 +187,7 @@ pub fn plan(args: &TestArgs) -> Result<Plan, Failure> {
             clock_rate_min: args.clock_rate_min,
             clock_rate_max: args.clock_rate_max,
             clock_bump_ms: 0.0,
+            failpoints: failpoints.clone(),
         },
     )
     .map_err(|e| usage(format!("--nemesis: {e}")))?
@@ -196,6 +236,7 @@ pub fn plan(args: &TestArgs) -> Result<Plan, Failure> {
         args: args.clone(),
         read_modes,
         families,
+        failpoints,
         command,
         test_name,
     })
@@ -592,6 +633,7 @@ async fn drive(
             clock_rate_min: args.clock_rate_min,
             clock_rate_max: args.clock_rate_max,
             clock_bump_ms: args.clock_bump_ms,
+            failpoints: plan.failpoints.clone(),
         },
     )
     .and_then(|p| p.with_partition_shapes(&partition_shapes(args)))
@@ -1001,6 +1043,23 @@ fn coverage_line(c: &crate::coverage::Coverage) -> String {
         s.push_str(&format!(
             " ({:.0}% of the time under partition)",
             share * 100.0
+        ));
+    }
+    if !c.failpoints.is_empty() {
+        let fired = c
+            .failpoints
+            .iter()
+            .filter(|u| u.fired.is_some_and(|f| f > 0))
+            .count();
+        let crashes: u64 = c.failpoints.iter().map(|u| u.crashed).sum();
+        s.push_str(&format!(
+            "; {} failpoints set, {fired} fired, {crashes} crashes ({})",
+            c.failpoints.len(),
+            c.failpoints
+                .iter()
+                .map(|u| u.point.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     }
     s

@@ -7,11 +7,13 @@
 //! - [`partition`]: seeded partition shapes, each a [`partition::Grudge`].
 //! - [`process`]: node process supervision (kill -9, restart, pause, resume) that leaves no
 //!   child behind.
-//! - [`targets`]: which nodes a fault hits (one, minority, majority, leader, all).
+//! - [`targets`]: which nodes a fault hits (one, minority, majority, leader, followers, all).
+//! - [`failpoint_faults`]: which node failpoint to set, to what, on which nodes.
 //! - [`schedule`]: the seeded planner of which fault comes next, and when.
 //! - [`admin`]: a small client for a node's admin requests (status, clock, find the leader).
 
 pub mod admin;
+pub mod failpoint_faults;
 pub mod link;
 pub mod mesh;
 pub mod partition;

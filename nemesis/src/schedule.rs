@@ -11,8 +11,10 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 
+use crate::failpoint_faults::{FailpointPlanner, FailpointSet};
 use crate::partition::{self, Grudge};
 use crate::targets::{self, Target};
+use node::failpoints::Failpoint;
 use node::raft::{node_name, NodeId};
 
 /// A family of faults, as named by `--nemesis`.
@@ -38,6 +40,9 @@ pub enum FaultFamily {
     /// Writes and fsyncs on the node's lazy filesystem delayed (with jitter). Needs FUSE;
     /// not part of `all`.
     SlowDisk,
+    /// A named failpoint in the node's code set to a delay or a crash (off at heal; a node
+    /// that crashed there is restarted). Needs a system with failpoints; not part of `all`.
+    Failpoint,
 }
 
 impl FaultFamily {
@@ -61,6 +66,7 @@ impl FaultFamily {
         FaultFamily::ALL
             .into_iter()
             .chain(FaultFamily::LAZY_FS)
+            .chain([FaultFamily::Failpoint])
             .find(|f| f.as_str() == name)
     }
 
@@ -81,6 +87,7 @@ impl FaultFamily {
             FaultFamily::Membership => "membership",
             FaultFamily::Power => "power",
             FaultFamily::SlowDisk => "slow-disk",
+            FaultFamily::Failpoint => "failpoint",
         }
     }
 }
@@ -103,7 +110,7 @@ pub fn parse_families(s: &str) -> Result<Vec<FaultFamily>, String> {
                 let f = FaultFamily::from_name(name).ok_or_else(|| {
                     format!(
                         "unknown nemesis {name:?} (expected none, partition, delay, loss, kill, \
-                         pause, clock, membership, power, slow-disk or all)"
+                         pause, clock, membership, power, slow-disk, failpoint or all)"
                     )
                 })?;
                 if !out.contains(&f) {
@@ -178,6 +185,17 @@ pub enum Fault {
         min_ms: u64,
         max_ms: u64,
     },
+    /// Set the node failpoint `point` to `action` (the node's syntax, e.g. `50%sleep(200)`,
+    /// `1*panic`) on these nodes; off at heal, and a node that crashed there restarted.
+    Failpoint {
+        point: Failpoint,
+        action: String,
+        target: Target,
+        nodes: Vec<NodeId>,
+        /// Set this long after the fault's earlier parts (0: with them): an election
+        /// window deposes the leader once the followers' backlog has built up.
+        after_ms: u64,
+    },
     /// Several faults at once, applied in order and healed in reverse: for instance the
     /// leader's clock slowed while it is isolated, so that it believes it still leads for
     /// longer than the others wait before electing a new leader.
@@ -211,6 +229,7 @@ impl Fault {
             Fault::Membership { .. } => FaultFamily::Membership,
             Fault::Power { .. } => FaultFamily::Power,
             Fault::SlowDisk { .. } => FaultFamily::SlowDisk,
+            Fault::Failpoint { .. } => FaultFamily::Failpoint,
             Fault::Combined { parts: faults } | Fault::Sequence { steps: faults } => {
                 let families: Vec<FaultFamily> = faults.iter().map(Fault::family).collect();
                 if families.contains(&FaultFamily::Partition) {
@@ -289,6 +308,25 @@ impl Fault {
                 "min_ms": min_ms,
                 "max_ms": max_ms
             }),
+            Fault::Failpoint {
+                point,
+                action,
+                target,
+                nodes,
+                after_ms,
+            } => {
+                let mut v = json!({
+                    "fault": "failpoint",
+                    "point": point.name(),
+                    "action": action,
+                    "target": target.as_str(),
+                    "nodes": names(nodes)
+                });
+                if *after_ms > 0 {
+                    v["after_ms"] = json!(after_ms);
+                }
+                v
+            }
             Fault::Clock { skews } => {
                 let mut m = serde_json::Map::new();
                 for (n, s) in skews {
@@ -331,6 +369,8 @@ pub struct PlannerConfig {
     pub clock_rate_max: f64,
     /// Largest clock offset bump, in ms either way.
     pub clock_bump_ms: f64,
+    /// The failpoints the failpoint family may set (see [`crate::failpoint_faults`]).
+    pub failpoints: FailpointSet,
 }
 
 /// Draws faults and intervals from one seeded generator: the same seed, the same answers to
@@ -393,6 +433,8 @@ pub struct Planner {
     /// is one: it is the case that loses acknowledged writes of a node that acknowledges
     /// before its fsync, and a short run drawing targets at random might never cut them all).
     power_all_done: bool,
+    /// The failpoint family's own draws.
+    failpoints: FailpointPlanner,
 }
 
 /// The partition shapes that cut the leader off from every majority (`lagging-rejoin` does
@@ -475,6 +517,15 @@ impl Footprint {
             Fault::Clock { skews } => {
                 self.families.insert(FaultFamily::Clock);
                 self.nodes.extend(skews.keys());
+            }
+            Fault::Failpoint { action, nodes, .. } => {
+                // A failpoint needs its nodes up to take the admin request; a crash at one
+                // takes them down until the heal restarts them.
+                self.families.insert(FaultFamily::Failpoint);
+                self.nodes.extend(nodes);
+                if crate::failpoint_faults::is_crash(action) {
+                    self.down.extend(nodes);
+                }
             }
             Fault::Membership { removed, .. } => {
                 self.families.insert(FaultFamily::Membership);
@@ -795,7 +846,6 @@ impl Planner {
         }
         Ok(Planner {
             rng: ChaCha8Rng::seed_from_u64(seed),
-            config,
             only_shapes: Vec::new(),
             overlap: true,
             round: Vec::new(),
@@ -803,6 +853,8 @@ impl Planner {
             waiting_for_quiet: None,
             leader_waits: 0,
             power_all_done: false,
+            failpoints: FailpointPlanner::new(config.failpoints.clone()),
+            config,
         })
     }
 
@@ -896,6 +948,9 @@ impl Planner {
                         }
                     ) {
                         self.power_all_done = true;
+                    }
+                    if family == FaultFamily::Failpoint {
+                        self.failpoints.accepted();
                     }
                     self.accepted(family, shape.unwrap_or(""), leader);
                     return Some(fault);
@@ -1058,6 +1113,25 @@ impl Planner {
                     max_ms: rng.gen_range(50..=200),
                 }
             }
+            FaultFamily::Failpoint => {
+                let mut parts: Vec<Fault> = self
+                    .failpoints
+                    .draw(&nodes, leader, rng)
+                    .into_iter()
+                    .map(|d| Fault::Failpoint {
+                        point: d.point,
+                        action: d.action,
+                        target: d.target,
+                        nodes: d.nodes,
+                        after_ms: d.after_ms,
+                    })
+                    .collect();
+                if parts.len() == 1 {
+                    parts.pop().expect("one part")
+                } else {
+                    Fault::Combined { parts }
+                }
+            }
             FaultFamily::Membership => {
                 let was_leader = leader.is_some() && rng.gen_bool(0.5);
                 let removed = match leader {
@@ -1085,6 +1159,7 @@ mod tests {
             clock_rate_min: 0.5,
             clock_rate_max: 2.0,
             clock_bump_ms: 200.0,
+            failpoints: FailpointSet::default(),
         }
     }
 

@@ -14,7 +14,7 @@ use node::raft::NodeId;
 use crate::partition::majority;
 
 /// A targeting spec, as named on the command line (`one`, `minority`, `majority`, `leader`,
-/// `all`) and in history events.
+/// `followers`, `all`) and in history events.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Target {
@@ -28,16 +28,19 @@ pub enum Target {
     Leader,
     /// Every node.
     All,
+    /// Every node but the current leader.
+    Followers,
 }
 
 impl Target {
     /// Every spec, in the order documentation lists them.
-    pub const ALL: [Target; 5] = [
+    pub const ALL: [Target; 6] = [
         Target::One,
         Target::Minority,
         Target::Majority,
         Target::Leader,
         Target::All,
+        Target::Followers,
     ];
 
     /// The command-line name.
@@ -48,6 +51,7 @@ impl Target {
             Target::Majority => "majority",
             Target::Leader => "leader",
             Target::All => "all",
+            Target::Followers => "followers",
         }
     }
 }
@@ -65,7 +69,10 @@ impl std::str::FromStr for Target {
             .into_iter()
             .find(|t| t.as_str() == s)
             .ok_or_else(|| {
-                format!("unknown target {s:?} (expected one, minority, majority, leader or all)")
+                format!(
+                    "unknown target {s:?} (expected one, minority, majority, leader, followers \
+                     or all)"
+                )
             })
     }
 }
@@ -104,6 +111,11 @@ pub fn select<R: Rng + ?Sized>(
             return Ok(vec![l]);
         }
         Target::All => return Ok(v),
+        Target::Followers => {
+            let l = leader.ok_or(TargetError::NoLeader)?;
+            v.retain(|&n| n != l);
+            return Ok(v);
+        }
         Target::One => 1,
         Target::Minority => (n - majority(n)).max(1),
         Target::Majority => majority(n),
@@ -133,6 +145,8 @@ mod tests {
                 assert_eq!(pick(Target::Majority).len(), n / 2 + 1, "{ctx}");
                 assert_eq!(pick(Target::Leader), vec![2], "{ctx}");
                 assert_eq!(pick(Target::All), nodes, "{ctx}");
+                let followers: Vec<NodeId> = nodes.iter().copied().filter(|&x| x != 2).collect();
+                assert_eq!(pick(Target::Followers), followers, "{ctx}");
                 let m = pick(Target::Majority);
                 assert!(m.windows(2).all(|w| w[0] < w[1]), "{ctx}: {m:?}");
             }

@@ -312,6 +312,9 @@ pub struct FailpointState {
     pub window: String,
     /// `off`, or the action as configured (counts as they are now).
     pub action: String,
+    /// How often it fired since the node started.
+    #[serde(default)]
+    pub fired: u64,
 }
 
 /// The node's failpoints: every one off until configured. Shared by the Raft loop and the
@@ -324,6 +327,7 @@ pub struct Failpoints {
 
 struct State {
     actions: [Action; Failpoint::ALL.len()],
+    fired: [u64; Failpoint::ALL.len()],
     rng: StdRng,
 }
 
@@ -347,6 +351,7 @@ impl Failpoints {
             any_on: AtomicBool::new(false),
             state: Mutex::new(State {
                 actions: [Action::OFF; Failpoint::ALL.len()],
+                fired: [0; Failpoint::ALL.len()],
                 rng: StdRng::from_entropy(),
             }),
         }
@@ -373,6 +378,7 @@ impl Failpoints {
                 name: p.name().to_string(),
                 window: p.window().to_string(),
                 action: st.actions[p.slot()].to_string(),
+                fired: st.fired[p.slot()],
             })
             .collect()
     }
@@ -384,7 +390,11 @@ impl Failpoints {
             return None;
         }
         let mut st = self.lock();
-        let State { actions, rng } = &mut *st;
+        let State {
+            actions,
+            fired,
+            rng,
+        } = &mut *st;
         let action = &mut actions[point.slot()];
         let effect = action.effect?;
         if action.percent < 100.0 && rng.gen_range(0.0..100.0) >= action.percent {
@@ -396,6 +406,7 @@ impl Failpoints {
                 *action = Action::OFF;
             }
         }
+        fired[point.slot()] += 1;
         tracing::warn!(failpoint = point.name(), ?effect, "failpoint fired");
         Some(effect)
     }
@@ -525,6 +536,11 @@ mod tests {
         );
         assert_eq!(fps.eval(Failpoint::AfterPersistBeforeSend), None);
         assert_eq!(state(&fps), "off");
+        let fired = fps
+            .states()
+            .into_iter()
+            .find(|s| s.name == "after-persist-before-send");
+        assert_eq!(fired.unwrap().fired, 2);
     }
 
     #[test]

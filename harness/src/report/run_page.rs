@@ -113,6 +113,19 @@ fn coverage_section(shown: &ShownCoverage) -> Markup {
             }
             p.note { "ok/fail/info: client operations completed inside the window. Recovery: from the heal to the first ok write (write, cas or add) after it." }
         }
+        @if !c.failpoints.is_empty() {
+            h3 { "Failpoints (" (c.failpoints.len()) ")" }
+            table {
+                tr { th { "failpoint" } th { "windows" } th { "fired" } th { "crashes" } }
+                @for u in &c.failpoints {
+                    tr {
+                        td { (u.point) } td.n { (u.windows) }
+                        td.n { (opt_n(u.fired)) } td.n { (u.crashed) }
+                    }
+                }
+            }
+            p.note { "Fired: passes through the point that carried out its action, as the nodes counted them at each heal (a crash counts once). The README says what each point's window is for." }
+        }
         @if !c.overlaps.is_empty() {
             h3 { "Overlapping faults (" (c.overlaps.len()) ")" }
             table {
