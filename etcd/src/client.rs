@@ -598,6 +598,25 @@ impl EtcdClient {
             .unwrap_or_else(|| Ok(Vec::new()))
     }
 
+    /// etcd member id → index into this client's members, for the members in member `m`'s
+    /// member list whose name is one of ours (a learner that has not started yet has no name
+    /// and is left out). Ids change when a member is removed and added back, so callers
+    /// refresh this after membership changes.
+    pub async fn member_ids(
+        &mut self,
+        m: usize,
+        deadline: Instant,
+    ) -> Result<HashMap<u64, usize>, EtcdError> {
+        let list = self.member_list(m, deadline).await?;
+        Ok(list
+            .iter()
+            .filter_map(|info| {
+                let i = self.members.iter().position(|x| x.name == info.name)?;
+                Some((info.id, i))
+            })
+            .collect())
+    }
+
     /// Removes member `id` from the cluster (asking member `m`).
     pub async fn member_remove(
         &mut self,

@@ -157,12 +157,8 @@ impl EtcdKvClient {
             return;
         }
         if !self.ids.contains_key(&s.leader_id) {
-            if let Ok(list) = self.client.member_list(self.bound, dl).await {
-                for m in list {
-                    if let Some(i) = self.client.members().iter().position(|x| x.name == m.name) {
-                        self.ids.insert(m.id, i);
-                    }
-                }
+            if let Ok(ids) = self.client.member_ids(self.bound, dl).await {
+                self.ids = ids;
             }
         }
         self.leader = self.ids.get(&s.leader_id).copied();

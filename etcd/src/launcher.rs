@@ -3,7 +3,8 @@
 //! with a fresh data directory (after the member was removed and added back as a learner).
 //!
 //! Every process started here is killed (SIGKILL, by PID) and reaped when the
-//! [`EtcdCluster`] is dropped.
+//! [`EtcdCluster`] is dropped, and is started with `PR_SET_PDEATHSIG = SIGKILL` (through
+//! `nemesis`'s spawner thread), so it also dies when this process dies.
 
 use std::fs::OpenOptions;
 use std::path::PathBuf;
@@ -218,8 +219,8 @@ impl EtcdCluster {
             path: log_path.display().to_string(),
             error,
         })?;
-        let child = Command::new(&c.binary)
-            .arg("--name")
+        let mut cmd = Command::new(&c.binary);
+        cmd.arg("--name")
             .arg(EtcdConfig::name(i))
             .arg("--data-dir")
             .arg(c.data_dir(i))
@@ -245,12 +246,13 @@ impl EtcdCluster {
             .arg("zap")
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
-            .stderr(Stdio::from(log2))
-            .spawn()
-            .map_err(|error| LaunchError::Spawn {
-                binary: c.binary.display().to_string(),
-                error,
-            })?;
+            .stderr(Stdio::from(log2));
+        // Forked from the process-wide spawner thread with PR_SET_PDEATHSIG: the member dies
+        // with this process however it ends (even SIGKILL), not only when dropped.
+        let child = nemesis::process::spawner::spawn(cmd).map_err(|error| LaunchError::Spawn {
+            binary: c.binary.display().to_string(),
+            error,
+        })?;
         self.procs[i] = Some(child);
         Ok(())
     }

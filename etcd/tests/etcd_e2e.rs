@@ -288,6 +288,11 @@ async fn three_members_serve_every_operation_and_survive_faults() {
     );
     let st = ec.status(follower, dl()).await.unwrap();
     assert_eq!(st.member_id, added.id);
+    // Member ids map to our indexes by name, the re-added member's new id included.
+    let ids = ec.member_ids(leader, dl()).await.unwrap();
+    assert_eq!(ids.len(), 3);
+    assert_eq!(ids.get(&added.id), Some(&follower));
+    assert_eq!(ids.get(&st.leader_id), Some(&leader));
     drop(cluster);
     eprintln!("total {:?}", t0.elapsed());
 }
