@@ -12,9 +12,9 @@
 //!   through the log), `stale` = serializable range at the bound member; `lease` is refused
 //!   (`fail`): etcd has no lease-based read path.
 //!
-//! Writes are never retried. A write's error is `fail` only when etcd certainly did not
-//! apply it ([`EtcdError::definite`]), else `info`. A read has no effect, so any error on a
-//! read is `fail`.
+//! Nothing is retried. An error is `fail` only when etcd certainly did not perform the
+//! operation ([`EtcdError::definite`]), else `info`: reads too, as our node's client does, so
+//! the two systems' histories and reports count alike (and a `log` read does write).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -188,7 +188,7 @@ impl EtcdKvClient {
                 if route == Route::Leader || route == Route::Follower {
                     self.leader = None;
                 }
-                classify_error(op, &e)
+                classify_error(&e)
             }
         };
         Executed { outcome, member }
@@ -277,10 +277,10 @@ pub fn set_value<'a>(values: impl Iterator<Item = &'a str>) -> Outcome {
     Outcome::Ok(out.into())
 }
 
-/// How an error ends `op`: a read had no effect, so `fail`; a write is `fail` only if etcd
-/// certainly did not apply it, else `info`. The message is etcd's (or the transport's).
-pub fn classify_error(op: &IntendedOp, e: &EtcdError) -> Outcome {
-    if !op.is_write() || e.definite() {
+/// How an error ends an operation: `fail` only if etcd certainly did not perform it, else
+/// `info`. The message is etcd's (or the transport's).
+pub fn classify_error(e: &EtcdError) -> Outcome {
+    if e.definite() {
         Outcome::Fail(e.to_string())
     } else {
         Outcome::Info(e.to_string())
@@ -311,51 +311,37 @@ impl KvClient for EtcdKvClient {
 mod tests {
     use super::*;
 
-    fn put() -> IntendedOp {
-        IntendedOp::Write {
-            key: "k1".into(),
-            value: 3,
-        }
-    }
-
-    fn read() -> IntendedOp {
-        IntendedOp::Read {
-            key: "k1".into(),
-            mode: ReadMode::ReadIndex,
-        }
-    }
-
     #[test]
-    fn writes_in_doubt_are_info_reads_fail() {
+    fn doubt_is_info_certainty_is_fail() {
         let timeout = EtcdError::Server {
             code: 14,
             message: "etcdserver: request timed out".into(),
         };
         assert_eq!(
-            classify_error(&put(), &timeout),
+            classify_error(&timeout),
             Outcome::Info("etcdserver: request timed out".into())
         );
+        let leader_changed = EtcdError::Server {
+            code: 14,
+            message: "etcdserver: leader changed".into(),
+        };
+        assert!(matches!(classify_error(&leader_changed), Outcome::Info(_)));
         assert!(matches!(
-            classify_error(&put(), &EtcdError::Timeout),
+            classify_error(&EtcdError::Timeout),
             Outcome::Info(_)
         ));
         let refused = EtcdError::Connect {
             member: "n1".into(),
             reason: "Connection refused".into(),
         };
-        assert!(matches!(classify_error(&put(), &refused), Outcome::Fail(_)));
-        assert!(matches!(
-            classify_error(&read(), &timeout),
-            Outcome::Fail(_)
-        ));
+        assert!(matches!(classify_error(&refused), Outcome::Fail(_)));
         let too_many = EtcdError::Server {
             code: 8,
             message: "etcdserver: too many requests".into(),
         };
-        assert!(matches!(
-            classify_error(&put(), &too_many),
-            Outcome::Fail(_)
-        ));
+        assert!(matches!(classify_error(&too_many), Outcome::Fail(_)));
+        let lease = EtcdError::BadRequest(Unsupported::LeaseRead.to_string());
+        assert!(matches!(classify_error(&lease), Outcome::Fail(_)));
     }
 
     #[test]
