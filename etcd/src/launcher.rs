@@ -32,6 +32,9 @@ pub struct EtcdConfig {
     pub heartbeat_ms: u64,
     /// `--election-timeout` in milliseconds (etcd wants at least 5 heartbeats).
     pub election_ms: u64,
+    /// More flags for every member, after ours (e.g. `--snapshot-count=1000`); etcd takes
+    /// the last occurrence of a repeated flag.
+    pub extra_args: Vec<String>,
 }
 
 impl EtcdConfig {
@@ -45,6 +48,7 @@ impl EtcdConfig {
             peer_ports,
             heartbeat_ms: 25,
             election_ms: 250,
+            extra_args: Vec::new(),
         }
     }
 
@@ -244,6 +248,7 @@ impl EtcdCluster {
             .arg(c.election_ms.to_string())
             .arg("--logger")
             .arg("zap")
+            .args(&c.extra_args)
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log2));
