@@ -15,12 +15,18 @@
 //! sends them to the last leader it learned of (else to its bound node) and follows
 //! `NotLeader { leader_addr }` hints a bounded number of times, keeping the same history
 //! operation and the same `WriteId`. `follower` and `stale` reads go to the bound node only.
+//!
+//! The recording and the process-id rules are the system's business no more: [`Client`]
+//! records, and talks to the cluster through a [`KvClient`], which performs one operation
+//! against a member and classifies its outcome. [`NodeClient`] is our node's; other systems
+//! under test bring their own (the driver takes any [`KvClients`]).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use futures::{FutureExt, SinkExt, StreamExt};
 use node::protocol::{
     frame_codec, ErrorKind, ErrorReply, Operation, ReadMode, Reply, Request, Response, Value,
@@ -121,9 +127,6 @@ struct Target {
 pub struct Pending {
     op: IntendedOp,
     record: OpRecord,
-    write_id: Option<WriteId>,
-    target: Target,
-    to_leader: bool,
     /// The key's length on the wire (see [`ClientConfig::key_bytes`]).
     key_bytes: usize,
 }
@@ -135,6 +138,76 @@ impl Pending {
     }
 }
 
+/// What a [`KvClient`] needs to know about the operation it performs beyond the operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OpContext {
+    /// The recording client's current process id (our node's write ids carry it).
+    pub process: u64,
+    /// The operation must complete by then (as `info` `"timeout"` if in doubt).
+    pub deadline: Instant,
+    /// Pad the key to this many bytes on the wire (see [`wire_key`]); systems that cannot
+    /// pad may ignore it only if they also never get a non-zero value (the harness decides).
+    pub key_bytes: usize,
+}
+
+/// What a [`KvClient`] did with one operation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Executed {
+    /// How it ended: `ok` only if it took effect, `fail` only if it certainly did not.
+    pub outcome: Outcome,
+    /// The member that gave the answer (or was last tried): recorded as the completion's
+    /// `node`.
+    pub member: String,
+}
+
+/// A client of one system under test, bound to one member, used by one client process at a
+/// time. Implementations perform an operation and classify its outcome; they never record
+/// (the [`Client`] wrapping them does) and never retry a write that may have been sent.
+///
+/// Contract of [`KvClient::execute`]:
+/// - `ok`: the operation took effect (a read's value: `null` if absent, an integer for a
+///   register, the sorted array of elements for a set);
+/// - `fail`: it certainly did not (nothing was sent, the system said so, a cas found another
+///   value: `"cas mismatch"`);
+/// - `info`: anything else; it completes by `ctx.deadline` (plus scheduling noise).
+///
+/// Set reads are `Read`s of the key that `Add`s go to ([`crate::set::SET_KEY`]).
+pub trait KvClient: Send {
+    /// The member `op` will be sent to first (its name is recorded in the invocation);
+    /// called right before [`KvClient::execute`] of the same `op`.
+    fn route(&mut self, op: &IntendedOp) -> String;
+    /// Performs `op` and classifies the outcome (see the trait's contract).
+    fn execute<'a>(&'a mut self, op: &'a IntendedOp, ctx: OpContext) -> BoxFuture<'a, Executed>;
+    /// How long to pause before the next operation because the bound member refused
+    /// connections (zero when it did not).
+    fn backoff(&self) -> Duration;
+    /// After an `info`: forget connections, leader guesses and per-process sequence numbers,
+    /// as a fresh process must.
+    fn reset(&mut self);
+}
+
+/// Makes the [`KvClient`]s of one cluster: what the driver needs of a system under test.
+pub trait KvClients: Send + Sync {
+    /// How many members clients can be bound to (at least 1 to run a workload).
+    fn members(&self) -> usize;
+    /// Member `i`'s name in the history (`n1`, ...). `i < members()`.
+    fn member_name(&self, i: usize) -> String;
+    /// A client bound to member `bound` (`bound < members()`).
+    fn client(&self, bound: usize, config: &ClientConfig) -> Box<dyn KvClient>;
+}
+
+impl KvClients for Vec<NodeAddr> {
+    fn members(&self) -> usize {
+        self.len()
+    }
+    fn member_name(&self, i: usize) -> String {
+        self[i].name.clone()
+    }
+    fn client(&self, bound: usize, config: &ClientConfig) -> Box<dyn KvClient> {
+        Box::new(NodeClient::new(self.clone(), bound, config.clone()))
+    }
+}
+
 /// One attempt's result: done, or go to another node.
 enum Step {
     Done(Outcome),
@@ -143,18 +216,13 @@ enum Step {
 
 type Conn = Framed<TcpStream, LengthDelimitedCodec>;
 
-/// A client process bound to one node. Holds at most one connection per node it talks to
-/// (its bound node and leaders it was sent to), so its state is bounded by the cluster size.
+/// A client process: records every operation it performs (one `invoke`, then exactly one
+/// completion) and performs it through its [`KvClient`]. After an `info` it continues under
+/// a fresh process id, with the [`KvClient`] reset.
 pub struct Client {
     process: u64,
     ids: ProcessIds,
-    bound: Target,
-    nodes: Vec<NodeAddr>,
-    leader_hint: Option<Target>,
-    conns: HashMap<SocketAddr, Conn>,
-    next_request: u64,
-    write_seq: u64,
-    backoff: Duration,
+    kv: Box<dyn KvClient>,
     config: ClientConfig,
     recorder: Recorder,
 }
@@ -163,15 +231,13 @@ impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
             .field("process", &self.process)
-            .field("bound", &self.bound)
-            .field("leader_hint", &self.leader_hint)
             .finish_non_exhaustive()
     }
 }
 
 impl Client {
-    /// A client with process id `process`, bound to `nodes[bound]`. `nodes` names every node
-    /// so that leader hints can be recorded by name.
+    /// A client of our node with process id `process`, bound to `nodes[bound]`. `nodes`
+    /// names every node so that leader hints can be recorded by name.
     ///
     /// Panics if `bound` is out of range (a programming error, not input).
     pub fn new(
@@ -182,20 +248,23 @@ impl Client {
         config: ClientConfig,
         recorder: Recorder,
     ) -> Client {
-        let b = &nodes[bound];
+        let kv = Box::new(NodeClient::new(nodes, bound, config.clone()));
+        Client::with_kv(process, ids, kv, config, recorder)
+    }
+
+    /// A client with process id `process` performing its operations through `kv` (any
+    /// system under test). `config` gives the operation timeout and key padding.
+    pub fn with_kv(
+        process: u64,
+        ids: ProcessIds,
+        kv: Box<dyn KvClient>,
+        config: ClientConfig,
+        recorder: Recorder,
+    ) -> Client {
         Client {
             process,
             ids,
-            bound: Target {
-                name: b.name.clone(),
-                addr: b.client_addr,
-            },
-            nodes,
-            leader_hint: None,
-            conns: HashMap::new(),
-            next_request: 0,
-            write_seq: 0,
-            backoff: Duration::ZERO,
+            kv,
             config,
             recorder,
         }
@@ -209,7 +278,7 @@ impl Client {
     /// How long to pause before the next operation because the bound node refused
     /// connections (zero when it did not).
     pub fn backoff(&self) -> Duration {
-        self.backoff
+        self.kv.backoff()
     }
 
     /// Records the invocation of `op` and returns it for [`Client::finish`]. Synchronous, so a
@@ -223,37 +292,19 @@ impl Client {
     /// [`Client::begin`] with the key padded to `key_bytes` on the wire instead of the
     /// configured length: one oversized request among normal traffic.
     pub fn begin_with_key_bytes(&mut self, op: IntendedOp, key_bytes: usize) -> Pending {
-        let write_id = op.is_write().then(|| {
-            self.write_seq += 1;
-            WriteId {
-                client: self.process,
-                seq: self.write_seq,
-            }
-        });
-        let to_leader = match op.read_mode() {
-            None => true,
-            Some(ReadMode::Log | ReadMode::ReadIndex | ReadMode::Lease) => true,
-            Some(ReadMode::Follower | ReadMode::Stale) => false,
-        };
-        let target = match (&self.leader_hint, to_leader) {
-            (Some(l), true) => l.clone(),
-            _ => self.bound.clone(),
-        };
+        let node = self.kv.route(&op);
         let record = OpRecord {
             process: self.process,
             f: op.f(),
             key: op.key().to_string(),
             value: op.invoke_value(),
-            node: target.name.clone(),
+            node,
             read_mode: op.read_mode(),
         };
         self.recorder.invoke(&record);
         Pending {
             op,
             record,
-            write_id,
-            target,
-            to_leader,
             key_bytes,
         }
     }
@@ -261,22 +312,12 @@ impl Client {
     /// Performs a begun operation and records its one completion. Takes at most the
     /// configured `op_timeout` (plus scheduling noise).
     pub async fn finish(&mut self, mut p: Pending) -> Outcome {
-        let deadline = Instant::now() + self.config.op_timeout;
-        let mut redirects = 0;
-        let outcome = loop {
-            match self.attempt(&p, deadline).await {
-                Step::Done(o) => break o,
-                Step::Redirect(t) => {
-                    if redirects >= self.config.max_redirects {
-                        break Outcome::Fail(format!(
-                            "not leader; gave up after {redirects} redirects"
-                        ));
-                    }
-                    redirects += 1;
-                    p.target = t;
-                }
-            }
+        let ctx = OpContext {
+            process: self.process,
+            deadline: Instant::now() + self.config.op_timeout,
+            key_bytes: p.key_bytes,
         };
+        let Executed { outcome, member } = self.kv.execute(&p.op, ctx).await;
         let value = match &outcome {
             Outcome::Ok(v) => v.clone(),
             _ if p.op.is_write() => p.record.value.clone(),
@@ -286,7 +327,7 @@ impl Client {
             Outcome::Ok(_) => None,
             Outcome::Fail(e) | Outcome::Info(e) => Some(e.clone()),
         };
-        p.record.node = p.target.name.clone();
+        p.record.node = member;
         self.recorder
             .complete(&p.record, outcome.event_type(), value, error);
         if let Outcome::Info(_) = outcome {
@@ -301,19 +342,142 @@ impl Client {
         self.finish(p).await
     }
 
-    /// After an `info`: a new process id, new write ids, no connections, no leader guess.
+    /// After an `info`: a new process id, and a client that forgets what the old one knew.
     fn become_fresh_process(&mut self) {
         self.process = match self.ids {
             ProcessIds::Stride(s) => self.process + s,
             ProcessIds::Reserve => self.recorder.reserve_process(),
         };
+        self.kv.reset();
+    }
+}
+
+/// Our node's [`KvClient`], bound to one node. Holds at most one connection per node it talks
+/// to (its bound node and leaders it was sent to), so its state is bounded by the cluster
+/// size.
+pub struct NodeClient {
+    bound: Target,
+    nodes: Vec<NodeAddr>,
+    leader_hint: Option<Target>,
+    conns: HashMap<SocketAddr, Conn>,
+    next_request: u64,
+    write_seq: u64,
+    backoff: Duration,
+    config: ClientConfig,
+}
+
+impl std::fmt::Debug for NodeClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeClient")
+            .field("bound", &self.bound)
+            .field("leader_hint", &self.leader_hint)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One operation as [`NodeClient`] sends it.
+struct NodeOp<'a> {
+    op: &'a IntendedOp,
+    write_id: Option<WriteId>,
+    target: Target,
+    to_leader: bool,
+    key_bytes: usize,
+}
+
+impl KvClient for NodeClient {
+    fn route(&mut self, op: &IntendedOp) -> String {
+        self.first_target(op).0.name
+    }
+
+    fn execute<'a>(&'a mut self, op: &'a IntendedOp, ctx: OpContext) -> BoxFuture<'a, Executed> {
+        self.run(op, ctx).boxed()
+    }
+
+    fn backoff(&self) -> Duration {
+        self.backoff
+    }
+
+    /// A fresh process: new write ids, no connections, no leader guess.
+    fn reset(&mut self) {
         self.write_seq = 0;
         self.conns.clear();
         self.leader_hint = None;
     }
+}
 
+impl NodeClient {
+    /// A client of `nodes[bound]`. Panics if `bound` is out of range.
+    pub fn new(nodes: Vec<NodeAddr>, bound: usize, config: ClientConfig) -> NodeClient {
+        let b = &nodes[bound];
+        NodeClient {
+            bound: Target {
+                name: b.name.clone(),
+                addr: b.client_addr,
+            },
+            nodes,
+            leader_hint: None,
+            conns: HashMap::new(),
+            next_request: 0,
+            write_seq: 0,
+            backoff: Duration::ZERO,
+            config,
+        }
+    }
+
+    /// Where `op` goes first, and whether it must reach the leader. Writes, and reads in the
+    /// `log`, `read-index` and `lease` modes, go to the last leader learned of.
+    fn first_target(&self, op: &IntendedOp) -> (Target, bool) {
+        let to_leader = match op.read_mode() {
+            None => true,
+            Some(ReadMode::Log | ReadMode::ReadIndex | ReadMode::Lease) => true,
+            Some(ReadMode::Follower | ReadMode::Stale) => false,
+        };
+        let target = match (&self.leader_hint, to_leader) {
+            (Some(l), true) => l.clone(),
+            _ => self.bound.clone(),
+        };
+        (target, to_leader)
+    }
+
+    /// Sends `op`, following leader hints up to `max_redirects` times with the same write id.
+    async fn run(&mut self, op: &IntendedOp, ctx: OpContext) -> Executed {
+        let write_id = op.is_write().then(|| {
+            self.write_seq += 1;
+            WriteId {
+                client: ctx.process,
+                seq: self.write_seq,
+            }
+        });
+        let (target, to_leader) = self.first_target(op);
+        let mut p = NodeOp {
+            op,
+            write_id,
+            target,
+            to_leader,
+            key_bytes: ctx.key_bytes,
+        };
+        let mut redirects = 0;
+        let outcome = loop {
+            match self.attempt(&p, ctx.deadline).await {
+                Step::Done(o) => break o,
+                Step::Redirect(t) => {
+                    if redirects >= self.config.max_redirects {
+                        break Outcome::Fail(format!(
+                            "not leader; gave up after {redirects} redirects"
+                        ));
+                    }
+                    redirects += 1;
+                    p.target = t;
+                }
+            }
+        };
+        Executed {
+            outcome,
+            member: p.target.name,
+        }
+    }
     /// One request to `p.target`.
-    async fn attempt(&mut self, p: &Pending, deadline: Instant) -> Step {
+    async fn attempt(&mut self, p: &NodeOp<'_>, deadline: Instant) -> Step {
         let target = p.target.clone();
         if let Err(e) = self.ensure_connection(&target, deadline).await {
             // Nothing was sent: the operation certainly did not happen here.
@@ -340,7 +504,7 @@ impl Client {
         };
         let request = Request {
             id,
-            op: wire_operation(&p.op, p.write_id, p.key_bytes),
+            op: wire_operation(p.op, p.write_id, p.key_bytes),
         };
         let bytes = match serde_json::to_vec(&request) {
             Ok(b) => Bytes::from(b),
@@ -383,12 +547,12 @@ impl Client {
             Ok(Ok(r)) => r,
         };
         match resp.result {
-            Ok(reply) => Step::Done(classify_reply(&p.op, reply)),
+            Ok(reply) => Step::Done(classify_reply(p.op, reply)),
             Err(err) => self.classify_error(p, &target, err),
         }
     }
 
-    fn classify_error(&mut self, p: &Pending, target: &Target, err: ErrorReply) -> Step {
+    fn classify_error(&mut self, p: &NodeOp<'_>, target: &Target, err: ErrorReply) -> Step {
         if let ErrorKind::NotLeader {
             leader,
             leader_addr,

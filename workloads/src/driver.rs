@@ -13,7 +13,7 @@ use node::protocol::ReadMode;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::client::{Client, ClientConfig, NodeAddr, Outcome, ProcessIds};
+use crate::client::{Client, ClientConfig, KvClients, NodeAddr, Outcome, ProcessIds};
 use crate::generator::{self, Generator, GeneratorError, IntendedOp, WorkloadKind};
 use crate::recorder::Recorder;
 use crate::set::SET_KEY;
@@ -127,7 +127,19 @@ pub async fn run_workload(
     deadline: Instant,
     stop: CancellationToken,
 ) -> Result<WorkloadSummary, WorkloadError> {
-    if nodes.is_empty() {
+    run_workload_on(config, &nodes.to_vec(), recorder, deadline, stop).await
+}
+
+/// [`run_workload`] against any system under test: client `i` is `system.client(i mod n)`.
+pub async fn run_workload_on(
+    config: &WorkloadConfig,
+    system: &dyn KvClients,
+    recorder: &Recorder,
+    deadline: Instant,
+    stop: CancellationToken,
+) -> Result<WorkloadSummary, WorkloadError> {
+    let members = system.members();
+    if members == 0 {
         return Err(WorkloadError::NoNodes);
     }
     if config.concurrency == 0 {
@@ -148,11 +160,10 @@ pub async fn run_workload(
     let interval = Duration::from_secs_f64(c as f64 / config.rate).max(Duration::from_micros(1));
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..c {
-        let client = Client::new(
+        let client = Client::with_kv(
             i as u64,
             ProcessIds::Stride(c as u64),
-            nodes.to_vec(),
-            i % nodes.len(),
+            system.client(i % members, &config.client),
             config.client.clone(),
             recorder.clone(),
         );
@@ -268,17 +279,27 @@ pub async fn final_set_reads(
     client: &ClientConfig,
     budget: Duration,
 ) -> Vec<FinalRead> {
+    final_set_reads_on(&nodes.to_vec(), recorder, mode, client, budget).await
+}
+
+/// [`final_set_reads`] against any system under test: one read per member of `system`.
+pub async fn final_set_reads_on(
+    system: &dyn KvClients,
+    recorder: &Recorder,
+    mode: ReadMode,
+    client: &ClientConfig,
+    budget: Duration,
+) -> Vec<FinalRead> {
     let deadline = Instant::now() + budget;
-    let reads = (0..nodes.len()).map(|i| {
-        let mut c = Client::new(
+    let reads = (0..system.members()).map(|i| {
+        let mut c = Client::with_kv(
             recorder.reserve_process(),
             ProcessIds::Reserve,
-            nodes.to_vec(),
-            i,
+            system.client(i, client),
             client.clone(),
             recorder.clone(),
         );
-        let name = nodes[i].name.clone();
+        let name = system.member_name(i);
         async move {
             let max_attempts = (budget.as_millis() / FINAL_READ_RETRY.as_millis()).max(1) + 1;
             for attempt in 0..max_attempts {
