@@ -64,6 +64,12 @@ impl<'a> ActiveFaults<'a> {
                     self.recorder.nemesis(NemesisPhase::Start, desc.clone());
                 }
                 let mut d = desc.clone();
+                if let Fault::Failpoint { point, nodes, .. } = part {
+                    // Some nodes may have taken it (and crashed there): undo that now.
+                    if let Ok(outcome) = self.cluster.heal_failpoint(*point, nodes).await {
+                        d["outcome"] = outcome;
+                    }
+                }
                 d["error"] = serde_json::json!(format!("{e:#}"));
                 self.recorder.nemesis(NemesisPhase::Stop, d);
                 Err(e.context(format!("applying {desc}")))

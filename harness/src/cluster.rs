@@ -482,18 +482,28 @@ impl Cluster {
                 nodes,
                 ..
             } => {
-                if nemesis::failpoint_faults::is_crash(action) {
+                let crash = nemesis::failpoint_faults::is_crash(action);
+                if crash {
                     self.crash_expected
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .extend(nodes);
                 }
                 for &id in nodes {
-                    self.set_failpoint(id, point.name(), action)
-                        .await
-                        .with_context(|| {
-                            format!("setting failpoint {point} on {}", self.name(id))
-                        })?;
+                    if let Err(e) = self.set_failpoint(id, point.name(), action).await {
+                        // A crash point that fires at once can take the node down before
+                        // its answer is written: then the fault took hold.
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        let exited = matches!(
+                            self.supervisor.state(&self.name(id)),
+                            Ok(ProcState::Exited { .. })
+                        );
+                        if !(crash && exited) {
+                            return Err(e).with_context(|| {
+                                format!("setting failpoint {point} on {}", self.name(id))
+                            });
+                        }
+                    }
                 }
             }
             Fault::Clock { skews } => {

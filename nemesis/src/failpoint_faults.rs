@@ -65,7 +65,9 @@ pub enum FailpointSet {
     /// These points, actions and targets drawn by the planner, with election windows. The
     /// harness leaves out the read points of paths the run does not use (they never fire).
     Drawn(Vec<Failpoint>),
-    /// Exactly these choices (`--failpoints`): nothing else is set, no election windows.
+    /// Only these choices (`--failpoints`). An election-window point given without a target
+    /// is still set as a window (on the followers, the leader deposed); with a target, or any
+    /// other point, exactly as given.
     Given(Vec<FailpointChoice>),
 }
 
@@ -103,28 +105,22 @@ pub struct FailpointDraw {
 #[derive(Clone, Debug)]
 pub struct FailpointPlanner {
     choices: Vec<FailpointChoice>,
-    /// Whether the user named the choices (then nothing else is set: no deposing second part).
-    explicit: bool,
     cycle: Vec<FailpointChoice>,
 }
 
 impl FailpointPlanner {
     /// A planner over `set` (an empty set draws from every point).
     pub fn new(set: FailpointSet) -> FailpointPlanner {
-        let (explicit, choices) = match set {
-            FailpointSet::Given(c) if !c.is_empty() => (true, c),
-            FailpointSet::Given(_) => (false, Vec::new()),
-            FailpointSet::Drawn(points) => (
-                false,
-                points
-                    .into_iter()
-                    .map(|point| FailpointChoice {
-                        point,
-                        action: None,
-                        target: None,
-                    })
-                    .collect(),
-            ),
+        let choices = match set {
+            FailpointSet::Given(c) => c,
+            FailpointSet::Drawn(points) => points
+                .into_iter()
+                .map(|point| FailpointChoice {
+                    point,
+                    action: None,
+                    target: None,
+                })
+                .collect(),
         };
         let choices = if choices.is_empty() {
             Failpoint::ALL
@@ -140,7 +136,6 @@ impl FailpointPlanner {
         };
         FailpointPlanner {
             choices,
-            explicit,
             cycle: Vec::new(),
         }
     }
@@ -160,7 +155,7 @@ impl FailpointPlanner {
         // Taken off the cycle only by `accepted`: a draw that cannot start beside the active
         // faults (busy nodes) is drawn again with the same point.
         let choice = self.cycle.last().cloned().expect("choices are never empty");
-        let window = !self.explicit
+        let window = choice.target.is_none()
             && leader.is_some()
             && nodes.len() >= 3
             && ELECTION_WINDOW_POINTS.contains(&choice.point);

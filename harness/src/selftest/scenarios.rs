@@ -231,6 +231,24 @@ pub const SCENARIOS: &[Scenario] = &[
         why: "the first power loss cuts every node: the lazy filesystem drops what was written and never fsynced, so acknowledged adds vanish (kill -9 alone leaves them in the page cache and does not catch it)",
         fast: false,
     },
+    Scenario {
+        bug: "read-before-apply",
+        nemesis: "failpoint",
+        read_mode: "read-index",
+        workload: "register",
+        extra: &[
+            "--nodes",
+            "5",
+            "--nemesis-interval",
+            "2",
+            "--failpoints",
+            "after-commit-before-apply",
+        ],
+        time_limit: 20.0,
+        max_runs: 4,
+        why: "every follower applies committed entries seconds late (failpoint after-commit-before-apply) and the leader is then deposed (a stall before it persists, or a crash after): the next leader confirms a read index that covers writes the old leader acknowledged, and answers before applying them. Partitions and kills almost never open this window",
+        fast: false,
+    },
 ];
 
 /// The scenario of `bug`, if it has one.
