@@ -15,8 +15,13 @@
 //!   theirs: it appends them all while it still believes it leads (a cut-off leader steps down
 //!   after one to two minimum election timeouts), and none can commit.
 //! - (b) Same partition: the majority elects `usurper`, which commits a write of its own term.
-//!   The step happened only if `old`'s log is then longer than every log of the majority side:
-//!   the tail is long, its last term old.
+//!   Then `usurper`'s messages reach `old`'s side, one way: `old` takes `usurper`'s term (as a
+//!   follower that heard a leader) while its tail stays, since `usurper`'s appends do not
+//!   match it and `old`'s refusals never reach `usurper` to walk it back. `old` then stands in
+//!   (c) at a term the others accept, so that only the logs decide; without this, `old`'s
+//!   requests at its old term are refused on the term alone. The step happened only if `old`
+//!   has taken that term and its log is still longer than every log of the majority side: the
+//!   tail is long, its last term old.
 //! - (c) `usurper` is cut off from everyone and `old`'s side rejoins the rest: `old`, with the
 //!   longest log, stands against nodes holding `usurper`'s newer term. Done once a node of a
 //!   newer term than `usurper`'s leads and `old` has committed past that leader's log, i.e.
@@ -25,6 +30,7 @@
 
 use std::time::Duration;
 
+use nemesis::partition::Grudge;
 use node::raft::{node_name, NodeId};
 
 use super::{all_pairs, only_pairs, others, partition, Reached, Stage};
@@ -88,28 +94,47 @@ pub async fn play(stage: &mut Stage<'_>, old: NodeId, peer: NodeId) -> anyhow::R
     if stage.append_and_commit(usurper).await.is_none() {
         return Ok(Reached::GaveUpAt('b'));
     }
-    let shape = stage.poll().await;
+    // Then old's side hears usurper (one way), so that old takes usurper's term as a follower
+    // and stands in (c) at a term the others accept: only the logs then decide. Usurper's
+    // appends do not match old's tail, and old's refusals do not reach it, so the tail stays.
+    stage
+        .step(vec![partition(
+            "deposed-tail (b) old hears usurper",
+            hears(&nodes, &talk, usurper, &minority),
+        )])
+        .await?;
+    let Some(newer_term) = stage.status(usurper).await.map(|u| u.term) else {
+        return Ok(Reached::GaveUpAt('b'));
+    };
+    let Some(shape) = stage
+        .wait_for(Duration::from_secs(1), |s| {
+            s.node(old).is_some_and(|n| n.term >= newer_term)
+        })
+        .await
+    else {
+        return Ok(Reached::GaveUpAt('b'));
+    };
     let (Some(o), Some(u)) = (shape.node(old), shape.node(usurper)) else {
         return Ok(Reached::GaveUpAt('b'));
     };
-    if o.last_log_index <= shape.longest_of(&majority) || u.role != "leader" {
+    let majority_end = shape.longest_of(&majority);
+    if o.last_log_index <= majority_end || u.role != "leader" || u.term != newer_term {
         tracing::info!(
-            "deposed-tail: {}'s tail (to {}) is no longer than the majority's log (to {}): \
-             step (c) skipped",
+            "deposed-tail: {}'s log (to {}) is no longer than the majority's (to {}), or {} \
+             no longer leads term {newer_term}: step (c) skipped",
             node_name(old),
             o.last_log_index,
-            shape.longest_of(&majority)
+            majority_end,
+            node_name(usurper),
         );
         return Ok(Reached::GaveUpAt('b'));
     }
-    let newer_term = u.term;
     tracing::info!(
-        "deposed-tail: {} (term {}) holds entries to {}, the majority's logs end by {}; {} \
-         leads term {newer_term} and has committed to {}",
+        "deposed-tail: {} (last led term {}) holds entries to {}, the majority's logs end by \
+         {majority_end}; {} leads term {newer_term} and has committed to {}",
         node_name(old),
         start.term,
         o.last_log_index,
-        shape.longest_of(&majority),
         node_name(usurper),
         u.commit_index
     );
@@ -155,4 +180,21 @@ pub async fn play(stage: &mut Stage<'_>, old: NodeId, peer: NodeId) -> anyhow::R
         return Ok(Reached::GaveUpAt('c'));
     }
     Ok(Reached::Done)
+}
+
+/// A grudge under which only the `talk` pairs talk (both ways), and `speaker` is heard by the
+/// `listeners` without hearing them.
+fn hears(
+    nodes: &[NodeId],
+    talk: &[(NodeId, NodeId)],
+    speaker: NodeId,
+    listeners: &[NodeId],
+) -> Grudge {
+    let mut g = Grudge::new();
+    for (from, to) in only_pairs(nodes, talk).cut_links().collect::<Vec<_>>() {
+        if !(from == speaker && listeners.contains(&to)) {
+            g.drop_traffic(to, from);
+        }
+    }
+    g
 }
