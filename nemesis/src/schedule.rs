@@ -217,8 +217,9 @@ pub enum Fault {
     /// A script the harness plays on the live cluster (at least [`Script::min_nodes`]
     /// nodes), moving from one partition to the next as the nodes report each step done (see
     /// `harness::scripted`).
-    /// `old` leads at the start and `peer` receives its uncommitted entries; the harness
-    /// casts the other parts from what the nodes report.
+    /// `old` leads at the start and `peer` receives its uncommitted entries (`deposed-tail`
+    /// keeps it on `old`'s side from five nodes only; `new-leader-isolated` casts no peer and
+    /// ignores it); the harness casts the other parts from what the nodes report.
     Scripted {
         script: Script,
         old: NodeId,
