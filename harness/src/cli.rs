@@ -166,7 +166,11 @@ pub struct TestArgs {
     /// figure-8 (the Raft paper's Figure 8 replayed step by step as the nodes report each
     /// step; 5 nodes or more; give --op-timeout a few seconds so that the clients it catches
     /// wait for their answers), stale-tail (a follower left holding a stale suffix behind a
-    /// newer leader's entries, then the old leader back; 5 nodes or more). Default: all.
+    /// newer leader's entries, then the old leader back; 5 nodes or more), deposed-tail (a
+    /// leader cut off while it appends a long tail of uncommitted entries stands for election,
+    /// at the newer term, as the majority's new leader is cut off; 3 nodes or more),
+    /// new-leader-isolated (a new leader cut off from everyone before its no-op commits, while
+    /// clients read from it; 3 nodes or more). Default: all.
     #[arg(long)]
     pub partition_shapes: Option<String>,
     /// After the final heal the workload goes on this many seconds; the availability

@@ -2,14 +2,18 @@
 //! moment the nodes report (through `Status`) that the previous one happened.
 //!
 //! A fixed schedule cannot hit the interleavings some protocol mistakes need (the Raft paper's
-//! Figure 8, a follower left with a stale suffix): each step must start when a leader has been
-//! elected or an entry has arrived, and those moments move with every run. Each step waits a
+//! Figure 8, a follower left with a stale suffix, a deposed leader with a long stale tail
+//! standing for election, a leader cut off before its first entry commits): each step must
+//! start when a leader has been elected or an entry has arrived, and those moments move with
+//! every run. Each step waits a
 //! bounded time; a step that does not happen ends the script early (it is retried at the next
 //! draw), and whatever happens, every fault applied is healed and recorded before returning.
 //! Each part is recorded as its own nemesis start/stop (a partition with its grudge, a delay
 //! with its links), so the history and the charts show exactly what was done.
 
+pub mod deposed_tail;
 pub mod figure8;
+pub mod new_leader_isolated;
 pub mod stale_tail;
 
 use std::time::{Duration, Instant};
@@ -63,6 +67,8 @@ pub async fn run(
     let reached = match script {
         Script::Figure8 => figure8::play(&mut stage, old, peer).await,
         Script::StaleTail => stale_tail::play(&mut stage, old, peer).await,
+        Script::DeposedTail => deposed_tail::play(&mut stage, old, peer).await,
+        Script::NewLeaderIsolated => new_leader_isolated::play(&mut stage, old).await,
     };
     let healed = stage.active.heal().await;
     let reached = reached?;
@@ -103,6 +109,11 @@ impl Stage<'_> {
         self.cluster.status(id, STATUS_TIMEOUT).await
     }
 
+    /// What every node that answers reports now.
+    pub async fn poll(&self) -> Statuses {
+        Statuses(self.cluster.statuses(STATUS_TIMEOUT).await)
+    }
+
     /// Polls every node until `done` holds; `None` after `bound` (or the run's deadline, or
     /// a stop).
     pub async fn wait_for(
@@ -112,7 +123,7 @@ impl Stage<'_> {
     ) -> Option<Statuses> {
         let until = (Instant::now() + bound).min(self.deadline);
         while Instant::now() < until && !self.stop.is_cancelled() {
-            let s = Statuses(self.cluster.statuses(STATUS_TIMEOUT).await);
+            let s = self.poll().await;
             if done(&s) {
                 return Some(s);
             }
@@ -168,10 +179,30 @@ impl Stage<'_> {
         .is_some()
     }
 
+    /// Sends `id` one write and waits (bounded) until `id` has appended it and counts it
+    /// committed: when `id` leads, an entry of its own term committed. The commit index that
+    /// covers the write; `None` if either did not happen.
+    pub async fn append_and_commit(&self, id: NodeId) -> Option<u64> {
+        let before = self.status(id).await?.last_log_index;
+        self.send_write(id);
+        let appended = self
+            .wait_for(Duration::from_secs(1), |s| {
+                s.node(id).is_some_and(|n| n.last_log_index > before)
+            })
+            .await?;
+        let index = appended.node(id)?.last_log_index;
+        let committed = self
+            .wait_for(Duration::from_secs(2), |s| {
+                s.node(id).is_some_and(|n| n.commit_index >= index)
+            })
+            .await?;
+        committed.node(id).map(|n| n.commit_index)
+    }
+
     /// Of `candidates`, the one with the longest log (the first of equals), so that the
     /// others, whose logs are no longer, will vote for it.
     pub async fn longest_log(&self, candidates: &[NodeId]) -> Option<NodeId> {
-        let poll = Statuses(self.cluster.statuses(STATUS_TIMEOUT).await);
+        let poll = self.poll().await;
         let mut best: Option<(u64, NodeId)> = None;
         for &c in candidates {
             let s = poll.node(c)?;
@@ -190,6 +221,26 @@ impl Statuses {
     /// What node `id` reported, if it answered.
     pub fn node(&self, id: NodeId) -> Option<&Status> {
         self.0.iter().find(|s| s.id == id)
+    }
+
+    /// Of `among`, a node that reports itself leader in a term above `term` (the highest
+    /// such term if several do).
+    pub fn leader_above(&self, among: &[NodeId], term: u64) -> Option<&Status> {
+        among
+            .iter()
+            .filter_map(|&id| self.node(id))
+            .filter(|n| n.role == "leader" && n.term > term)
+            .max_by_key(|n| n.term)
+    }
+
+    /// The longest log of `among` (0 when none answered).
+    pub fn longest_of(&self, among: &[NodeId]) -> u64 {
+        among
+            .iter()
+            .filter_map(|&id| self.node(id))
+            .map(|n| n.last_log_index)
+            .max()
+            .unwrap_or(0)
     }
 }
 

@@ -131,14 +131,46 @@ pub enum Script {
     /// A follower holds uncommitted entries of the old leader; a new leader overwrites only
     /// the first of them, then the old leader wins again and appends after the rest.
     StaleTail,
+    /// A deposed leader holding a long tail of uncommitted entries of its old term stands
+    /// for election just as the leader of a newer term is cut off: its log is longer but its
+    /// last term older, so the election restriction must keep it from winning.
+    DeposedTail,
+    /// A leader cut off from everyone right after winning, before the entry of its term
+    /// commits, while clients read from it.
+    NewLeaderIsolated,
 }
 
 impl Script {
+    /// Every script, in the order of [`PARTITION_SHAPES`].
+    pub const ALL: [Script; 4] = [
+        Script::Figure8,
+        Script::StaleTail,
+        Script::DeposedTail,
+        Script::NewLeaderIsolated,
+    ];
+
     /// The partition shape name that draws it.
     pub fn as_str(self) -> &'static str {
         match self {
             Script::Figure8 => "figure-8",
             Script::StaleTail => "stale-tail",
+            Script::DeposedTail => "deposed-tail",
+            Script::NewLeaderIsolated => "new-leader-isolated",
+        }
+    }
+
+    /// The script a partition shape name draws, if it names one.
+    pub fn from_name(name: &str) -> Option<Script> {
+        Script::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
+    /// The smallest cluster the script can be played on: the Figure 8 scripts need a cast of
+    /// four roles with a majority between them; the election-window scripts need a leader,
+    /// the node it is cut off from, and one more to make a majority without it.
+    pub fn min_nodes(self) -> usize {
+        match self {
+            Script::Figure8 | Script::StaleTail => 5,
+            Script::DeposedTail | Script::NewLeaderIsolated => 3,
         }
     }
 }
@@ -200,10 +232,12 @@ pub enum Fault {
     /// leader's clock slowed while it is isolated, so that it believes it still leads for
     /// longer than the others wait before electing a new leader.
     Combined { parts: Vec<Fault> },
-    /// A script the harness plays on the live cluster (at least five nodes), moving from one
-    /// partition to the next as the nodes report each step done (see `harness::scripted`).
-    /// `old` leads at the start and `peer` receives its uncommitted entries; the harness
-    /// casts the other parts from what the nodes report.
+    /// A script the harness plays on the live cluster (at least [`Script::min_nodes`]
+    /// nodes), moving from one partition to the next as the nodes report each step done (see
+    /// `harness::scripted`).
+    /// `old` leads at the start and `peer` receives its uncommitted entries (`deposed-tail`
+    /// keeps it on `old`'s side from five nodes only; `new-leader-isolated` casts no peer and
+    /// ignores it); the harness casts the other parts from what the nodes report.
     Scripted {
         script: Script,
         old: NodeId,
@@ -408,7 +442,8 @@ pub struct PlannerConfig {
 /// - **A membership change keeps a quorum**: while a node is removed (or being removed or
 ///   added back), the killed and paused nodes together leave a majority of the remaining
 ///   voters running, so the change and its undo can commit.
-/// - **Scripts and sequences run alone** (`figure-8`, `stale-tail`, `lagging-rejoin`): they
+/// - **Scripts and sequences run alone** (`figure-8`, `stale-tail`, `deposed-tail`,
+///   `new-leader-isolated`, `lagging-rejoin`): they
 ///   move between precise states of the cluster. When one is drawn while other faults are
 ///   active, nothing new starts until they are healed, and then that shape is drawn (with
 ///   the leader of that moment).
@@ -597,8 +632,9 @@ impl Fault {
 /// wall clock steps back by the largest offset bump) need the clock family enabled; the
 /// leader shapes need a known
 /// leader; `figure-8` and `stale-tail` (scripts the harness plays, see [`Fault::Scripted`])
-/// need five nodes.
-pub const PARTITION_SHAPES: [&str; 13] = [
+/// need five nodes, `deposed-tail` and `new-leader-isolated` (scripts too) three
+/// ([`Script::min_nodes`]).
+pub const PARTITION_SHAPES: [&str; 15] = [
     "isolate-one",
     "halves",
     "majorities-ring",
@@ -612,6 +648,8 @@ pub const PARTITION_SHAPES: [&str; 13] = [
     "isolated-leader-clock-back",
     "figure-8",
     "stale-tail",
+    "deposed-tail",
+    "new-leader-isolated",
 ];
 
 /// One of `choices`; the leader target falls back to one node while no leader is known.
@@ -646,9 +684,12 @@ fn available_shapes(nodes: usize, leader_known: bool, clock_enabled: bool) -> Ve
         if nodes >= 3 {
             names.push("lagging-rejoin");
         }
-        if nodes >= 5 {
-            names.extend(["figure-8", "stale-tail"]);
-        }
+        names.extend(
+            Script::ALL
+                .into_iter()
+                .filter(|s| nodes >= s.min_nodes())
+                .map(Script::as_str),
+        );
         if clock_enabled {
             names.push("slow-isolated-leader");
             names.push("isolated-leader-clock-back");
@@ -683,6 +724,20 @@ fn partition_fault(
             return fallback();
         };
         let l = leader.unwrap_or(nodes[0]);
+        if let Some(script) = Script::from_name(name) {
+            let others: Vec<NodeId> = nodes.iter().copied().filter(|&n| n != l).collect();
+            let Some(&peer) = others.choose(rng) else {
+                continue;
+            };
+            return (
+                Fault::Scripted {
+                    script,
+                    old: l,
+                    peer,
+                },
+                name,
+            );
+        }
         let shape = match name {
             "isolate-one" => partition::Shape::Isolate { target: None },
             "halves" => partition::Shape::Halves,
@@ -714,25 +769,6 @@ fn partition_fault(
                                 grudge: g2,
                             },
                         ],
-                    },
-                    name,
-                );
-            }
-            "figure-8" | "stale-tail" => {
-                let others: Vec<NodeId> = nodes.iter().copied().filter(|&n| n != l).collect();
-                let Some(&peer) = others.choose(rng) else {
-                    continue;
-                };
-                let script = if name == "figure-8" {
-                    Script::Figure8
-                } else {
-                    Script::StaleTail
-                };
-                return (
-                    Fault::Scripted {
-                        script,
-                        old: l,
-                        peer,
                     },
                     name,
                 );
@@ -1434,6 +1470,73 @@ mod tests {
                 ));
             }
         }
+    }
+
+    #[test]
+    fn election_window_scripts_are_drawn_from_three_nodes() {
+        for (name, script) in [
+            ("deposed-tail", Script::DeposedTail),
+            ("new-leader-isolated", Script::NewLeaderIsolated),
+        ] {
+            assert_eq!(Script::from_name(name), Some(script));
+            assert_eq!(script.as_str(), name);
+            assert_eq!(script.min_nodes(), 3);
+            assert!(PARTITION_SHAPES.contains(&name));
+            let mut three = config(vec![FaultFamily::Partition]);
+            three.nodes = vec![1, 2, 3];
+            let mut p = Planner::new(7, three)
+                .unwrap()
+                .with_partition_shapes(&[name.into()])
+                .unwrap();
+            let mut peers = BTreeSet::new();
+            for _ in 0..40 {
+                match p.next_fault(Some(2), &[]).unwrap() {
+                    Fault::Scripted {
+                        script: s,
+                        old,
+                        peer,
+                    } => {
+                        assert_eq!((s, old), (script, 2));
+                        assert_ne!(peer, 2);
+                        peers.insert(peer);
+                    }
+                    f => panic!("{name}: {f:?}"),
+                }
+            }
+            assert_eq!(
+                peers.len(),
+                2,
+                "{name}: every follower is sometimes the peer"
+            );
+            let f = Fault::Scripted {
+                script,
+                old: 2,
+                peer: 3,
+            };
+            assert_eq!(f.describe()["script"], name);
+            assert!(f.needs_quiet(), "{name} runs alone");
+            // Two nodes: never drawn; no leader known: never drawn either.
+            let mut two = config(vec![FaultFamily::Partition]);
+            two.nodes = vec![1, 2];
+            let mut q = Planner::new(7, two)
+                .unwrap()
+                .with_partition_shapes(&[name.into()])
+                .unwrap();
+            for _ in 0..20 {
+                assert!(!matches!(
+                    q.next_fault(Some(1), &[]),
+                    Some(Fault::Scripted { .. })
+                ));
+            }
+            assert!(!matches!(
+                p.next_fault(None, &[]),
+                Some(Fault::Scripted { .. })
+            ));
+        }
+        // The Figure 8 scripts keep their five.
+        assert_eq!(Script::Figure8.min_nodes(), 5);
+        assert_eq!(Script::StaleTail.min_nodes(), 5);
+        assert_eq!(Script::from_name("isolate-one"), None);
     }
 
     #[test]
