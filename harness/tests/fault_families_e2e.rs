@@ -1,8 +1,8 @@
-//! Each fault family has its effect on a real cluster (nemesis issue, acceptance 2):
-//! an isolated leader loses leadership and the majority elects a new one; a killed node's
-//! process is gone and comes back on restart; a paused process stops answering and resumes;
-//! a skewed clock is reported by the node; a removed node leaves the configuration and
-//! rejoins.
+//! Each fault family has its effect on a real cluster (a fault that does nothing would make
+//! a valid verdict meaningless): an isolated leader loses leadership and the majority
+//! elects a new one; a killed node's process is gone and comes back on restart; a paused
+//! process stops answering and resumes; a skewed clock is reported by the node; a removed
+//! node leaves the configuration and rejoins.
 
 mod common;
 

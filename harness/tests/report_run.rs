@@ -456,7 +456,8 @@ fn run_report_is_complete_linked_escaped_and_reproducible() {
         "anomaly op not highlighted"
     );
 
-    // Rebuilding gives identical charts (acceptance 4) and, in the same state, pages.
+    // Reports are reproducible: rebuilding gives identical charts and, in the same state,
+    // pages.
     let snapshot = |names: &[&str]| -> Vec<Vec<u8>> {
         names
             .iter()

@@ -1,4 +1,5 @@
-//! Acceptance 3: what a healthy proxy costs.
+//! What a healthy proxy costs: every node-to-node byte goes through one, so it must add
+//! little to what the faults are measured against.
 //!
 //! `cargo bench -p nemesis --bench proxy` prints, from one run:
 //! - round-trip latency of small frames to an echo server, direct and through a proxy

@@ -1,4 +1,4 @@
-//! Acceptance 4: a harness process that is killed by SIGINT (or SIGTERM) or that panics
+//! No orphans: a harness process that is killed by SIGINT (or SIGTERM) or that panics
 //! leaves no child process behind, checked by PID.
 //!
 //! The "harness" is this test binary re-run as a helper (`orphan_helper`, active only when

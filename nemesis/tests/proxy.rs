@@ -1,5 +1,6 @@
-//! The proxy over real loopback sockets (acceptance 1): healthy links pass bytes unchanged,
-//! cuts are per direction, healing is quick, loss is about p, delays are bounded and ordered.
+//! The proxy over real loopback sockets does exactly the fault it is told: healthy links
+//! pass bytes unchanged, cuts are per direction, healing is quick, loss is about p, delays
+//! are bounded and ordered.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

@@ -1,8 +1,9 @@
-//! Issue 4, acceptance 3, with real processes: grow a cluster from 3 to 5 nodes (the new
-//! ones start with `--join` and catch up as learners, through a snapshot since the leader
-//! compacts every 500 entries), then shrink it back to 3 removing the leader, while a client
-//! writes continuously. Afterwards every acknowledged write is readable, and the removed
-//! nodes take no part in elections. Every process is killed by PID when the cluster drops.
+//! Membership changes keep every acknowledged write, with real processes: grow a cluster
+//! from 3 to 5 nodes (the new ones start with `--join` and catch up as learners, through a
+//! snapshot since the leader compacts every 500 entries), then shrink it back to 3 removing
+//! the leader, while a client writes continuously. Afterwards every acknowledged write is
+//! readable, and the removed nodes take no part in elections. Every process is killed by
+//! PID when the cluster drops.
 
 mod common;
 
@@ -270,7 +271,7 @@ fn grow_to_five_and_shrink_to_three_replacing_the_leader_under_writes() {
     );
 }
 
-/// Issue 4, measurement (ignored by default; run with
+/// Measurement of catch-up (ignored by default; run with
 /// `cargo test -p node --test membership_e2e measure -- --ignored --nocapture`): a follower
 /// paused (SIGSTOP) while 100,000 writes on 1,000 keys were committed is resumed (SIGCONT)
 /// and catches up, with compaction (`--snapshot-entries 10000`: through InstallSnapshot)

@@ -1,6 +1,6 @@
-//! Acceptance: a three-node cluster survives seeded random frames on a node's client and
-//! peer ports, plus the inputs known to have hurt nodes before (an oversized put, bad clock
-//! values, an undecodable snapshot, pipelined puts).
+//! A node survives any input on its ports: a three-node cluster survives seeded random
+//! frames on a node's client and peer ports, plus the inputs known to have hurt nodes
+//! before (an oversized put, bad clock values, an undecodable snapshot, pipelined puts).
 //!
 //! Frames: random lengths (0, small, past the 4 MiB limit, up to `u32::MAX`), random bytes,
 //! truncated frames (a connection closed mid-frame), length prefixes with no body (which
@@ -10,9 +10,10 @@
 //! replaced). Afterwards every node must still run, the cluster must commit a put and answer
 //! a get, and each node's peak resident set (`VmHWM`) must stay under 200 MB.
 //!
-//! `NODE_FUZZ_FRAMES` sets the frames per port (default 50,000, the acceptance figure:
-//! about 10 s in a debug build), `NODE_FUZZ_SEED` the seed (default: the time; printed
-//! either way), and `NODE_BIN` a node binary other than this build's (a release build).
+//! `NODE_FUZZ_FRAMES` sets the frames per port (default 50,000, the amount a node must
+//! survive: about 10 s in a debug build), `NODE_FUZZ_SEED` the seed (default: the time;
+//! printed either way), and `NODE_BIN` a node binary other than this build's (a release
+//! build).
 //!
 //! Peer messages a real member would accept as its leader's (appends, heartbeats and
 //! snapshots of the current term) are not forged here, apart from the one undecodable

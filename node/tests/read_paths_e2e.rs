@@ -1,4 +1,5 @@
-//! End-to-end: every read path against three real `node` processes (issue 3, acceptance 2).
+//! End-to-end: every read path against three real `node` processes: the linearizable ones
+//! never return an overwritten value, the `stale` one may.
 //!
 //! What this test shows:
 //! - under normal operation each read path (`log`, `read-index`, `lease` and `stale` sent to

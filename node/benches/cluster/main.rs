@@ -1,7 +1,7 @@
 //! `cargo bench -p node --bench cluster`: three real `node` processes on loopback with fsync
 //! on, measured from outside through the client protocol.
 //!
-//! Reports (issue 2 acceptance 4, issue 3 acceptance 3):
+//! Reports what group commit and each read path cost, so that their claims are measured:
 //! - put throughput and p50/p99 latency at 1, 16 and 64 closed-loop clients with group commit
 //!   (`--fsync batch`) and with one fsync per entry (`--fsync per-entry`), and their ratio;
 //! - read throughput and p50/p99 latency of the five read paths at 16 clients, no faults, in

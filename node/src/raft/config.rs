@@ -39,7 +39,8 @@ pub struct Config {
     /// ticks. The minimum is also the check-quorum period and the leader-stickiness window.
     pub election_ticks_min: u32,
     /// Exclusive upper bound of the randomized election timeout; must exceed the minimum so
-    /// that nodes whose ticks are not synchronized still break ties (pitfall 11).
+    /// that nodes whose ticks are not synchronized still break ties (`docs/raft-pitfalls.md`
+    /// #11: election timeouts are drawn from a non-empty range).
     pub election_ticks_max: u32,
     /// A leader sends heartbeats every `heartbeat_ticks` ticks; must be well below the
     /// minimum election timeout.

@@ -98,7 +98,8 @@ pub struct Raft {
     heartbeat_elapsed: u32,
     randomized_timeout: u32,
     /// Set at construction: refuse votes until one minimum election timeout has passed, as
-    /// this node may have acknowledged a lease just before it crashed (pitfall 7).
+    /// this node may have acknowledged a lease just before it crashed (`docs/raft-pitfalls.md`
+    /// #7: followers keep their half of the lease across a restart).
     restart_guard: bool,
     rng: ChaCha8Rng,
     msgs: Vec<Message>,
@@ -932,7 +933,8 @@ impl Raft {
 
     /// Messages from nodes outside the configuration are accepted: a joining node hears
     /// from a leader it does not know yet, and a node whose log lags may not know a newer
-    /// voter (pitfall 14). Votes and acknowledgements from non-members are never counted.
+    /// voter. Votes and acknowledgements from non-members are never counted
+    /// (`docs/raft-pitfalls.md` #14: hear non-members, never count them).
     fn step_inner(&mut self, m: Message) {
         if m.to != self.cfg.id || m.from == self.cfg.id || m.from == 0 {
             debug!(
@@ -993,7 +995,7 @@ impl Raft {
             match &m.body {
                 // Answer a stale leader with our term so that it steps down: otherwise a node
                 // stuck at a higher term (e.g. after an election it lost) would never be heard
-                // (pitfall 12).
+                // (`docs/raft-pitfalls.md` #12).
                 MessageBody::AppendEntries { .. } | MessageBody::Heartbeat { .. }
                     if self.cfg.check_quorum || self.cfg.pre_vote =>
                 {

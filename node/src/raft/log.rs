@@ -6,7 +6,8 @@
 //!  |   state machine    |   not applied   |                 |
 //!  |----------- persisted (acknowledged by advance) --------|-- unstable: next Ready --|
 //! ```
-//! Entries are delivered for applying only up to `min(committed, stabled)` (pitfall 17).
+//! Entries are delivered for applying only up to `min(committed, stabled)`: a committed
+//! entry is applied only once it is on this node's disk too (`docs/raft-pitfalls.md` #17).
 
 use super::types::{ClusterConfig, Entry, EntryPayload, LogIndex, SnapshotMeta, Term};
 use std::collections::BTreeMap;
@@ -39,7 +40,8 @@ pub struct RaftLog {
     /// The last index covered by the snapshot (0 without one).
     offset: LogIndex,
     /// The term of the entry at `offset` (kept after compaction so that the consistency
-    /// check of an append right after the snapshot still works: pitfall 20).
+    /// check of an append right after the snapshot still works: `docs/raft-pitfalls.md` #20,
+    /// compaction keeps the term at the snapshot's index).
     offset_term: Term,
     /// The configuration in effect at `offset`.
     base_config: ClusterConfig,

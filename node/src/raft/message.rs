@@ -36,7 +36,8 @@ pub enum MessageBody {
         commit: LogIndex,
     },
     /// Follower to leader: the answer to `AppendEntries`. Also sent, with the responder's
-    /// higher term, to a stale leader so that it steps down (pitfall 12).
+    /// higher term, to a stale leader so that it steps down (`docs/raft-pitfalls.md` #12:
+    /// a lower-term append gets an answer carrying the higher term).
     AppendResponse {
         /// True when the consistency check passed.
         success: bool,

@@ -18,7 +18,7 @@ pub enum ProgressState {
     /// The follower is known to match up to `match_index`: stream entries.
     Replicate,
     /// The follower needs entries the leader compacted: send the snapshot, one chunk at a
-    /// time; no appends until it is installed (pitfall 20).
+    /// time; no appends until it is installed (`docs/raft-pitfalls.md` #20).
     Snapshot,
 }
 

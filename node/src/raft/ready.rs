@@ -124,7 +124,8 @@ pub enum ProposeError {
     #[error("a membership change is already in progress")]
     ChangeInProgress,
     /// The leader has not committed an entry of its term yet, so it may not know the latest
-    /// configuration (pitfall 13). Retry shortly.
+    /// configuration. Retry shortly. Rule: no membership change before the leader's term has
+    /// committed (`docs/raft-pitfalls.md` #13).
     #[error("leader has not committed an entry of its term yet")]
     LeaderNotReady,
     /// The requested configuration has no voters.
@@ -157,7 +158,8 @@ pub enum ReadError {
     #[error("no leader known")]
     NoLeader,
     /// The leader has not yet committed an entry of its own term, so its commit index may
-    /// lag (pitfall 1). Retry shortly.
+    /// lag. Retry shortly. Rule: no read index before an entry of the leader's term commits
+    /// (`docs/raft-pitfalls.md` #1).
     #[error("leader has not committed an entry of its term yet")]
     LeaderNotReady,
 }

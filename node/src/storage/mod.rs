@@ -334,7 +334,7 @@ impl Storage {
             let mut f = fs.open(&path, mode).map_err(io_err(&path, "open"))?;
             if created && sync {
                 // The file's directory entry must be durable too, or a crash can lose the
-                // whole file (etcd issue #6368).
+                // whole file (`docs/raft-pitfalls.md` #18).
                 sync_dir(&*fs, dir)?;
             }
             let mut bytes = Vec::new();

@@ -221,8 +221,8 @@ fn compaction_deletes_covered_segments_and_older_snapshots() {
     assert_eq!(s.last_index(), next - 1);
 }
 
-/// Issue 4, measurement: the data directory after 1,000,000 puts on 1,000 keys, with a
-/// snapshot every 10,000 entries and without compaction. Run with
+/// Measures that compaction bounds the disk: the data directory after 1,000,000 puts on
+/// 1,000 keys, with a snapshot every 10,000 entries and without compaction. Run with
 /// `cargo test --release -p node --lib measure_ -- --ignored --nocapture`.
 #[test]
 #[ignore]

@@ -1,5 +1,5 @@
-//! Acceptance 1(a): from a cold start a 5-node cluster elects exactly one leader within a
-//! bounded number of ticks.
+//! Elections are safe and live: from a cold start a 5-node cluster elects exactly one
+//! leader within a bounded number of ticks.
 
 use crate::raft::sim::Sim;
 use crate::raft::Role;
@@ -66,7 +66,8 @@ fn single_node_cluster_elects_itself_and_commits_only_persisted_entries() {
         .expect("seed 7: single node never became leader");
     let r = sim.raft_mut(l);
     let (index, _) = r.propose(b"x".to_vec()).unwrap();
-    // Pitfall 17: the entry is in the Ready's entries, but not yet committed with it.
+    // An entry commits only once persisted (`docs/raft-pitfalls.md` #17): it is in the
+    // Ready's entries, but not yet committed with it.
     let rd = r.ready();
     assert!(rd.entries.iter().any(|e| e.index == index));
     assert!(rd.committed.iter().all(|e| e.index < index));

@@ -1,5 +1,5 @@
-//! Joint-consensus membership changes (issue 4): learners catch up first, C_old,new then
-//! C_new are appended, one change at a time, a removed leader steps down, and removed or
+//! Joint-consensus membership changes: learners catch up first, C_old,new then C_new are
+//! appended, one change at a time, a removed leader steps down, and removed or
 //! not-yet-added nodes never campaign.
 
 use crate::raft::sim::Sim;
@@ -273,10 +273,11 @@ fn removed_node_that_missed_the_commit_is_told_and_stops_campaigning() {
     assert_eq!(sim.raft(gone).term(), term, "seed {seed}");
 }
 
-/// Issue 14, item 10: a leader elected while C_new (which removes `gone`) is in its log but
-/// not committed must replicate to `gone` as well, as the leader that appended C_new did.
-/// Otherwise `gone`, which never received C_new, keeps the joint configuration in which it
-/// votes, and campaigns forever (the commit index it is told does not reach C_new).
+/// A joint configuration is not left behind (`docs/raft-pitfalls.md` #15): a leader elected
+/// while C_new (which removes `gone`) is in its log but not committed must replicate to
+/// `gone` as well, as the leader that appended C_new did. Otherwise `gone`, which never
+/// received C_new, keeps the joint configuration in which it votes, and campaigns forever
+/// (the commit index it is told does not reach C_new).
 #[test]
 fn removed_node_learns_its_removal_from_a_leader_that_inherited_an_uncommitted_c_new() {
     for seed in 0..10u64 {

@@ -1,6 +1,6 @@
-//! Acceptance 1(d): randomized runs with partitions, message loss, duplication, reordering
-//! and restarts from persisted state, checking every safety invariant after every step, and
-//! liveness once the network heals.
+//! Raft stays safe and live under any mix of faults: randomized runs with partitions,
+//! message loss, duplication, reordering and restarts from persisted state, checking every
+//! safety invariant after every step, and liveness once the network heals.
 
 use crate::raft::sim::Sim;
 use crate::raft::{Bugs, NodeId, Role};
@@ -306,9 +306,10 @@ fn randomized_faults_keep_raft_safe_and_live_over_1000_seeds() {
     }
 }
 
-/// Issue 4: the same faults plus snapshots at random times and random membership changes
-/// (adding, removing, removing the leader); election safety is checked across every
-/// configuration (one leader per term, whoever the voters were).
+/// Snapshots and membership changes keep Raft safe: the same faults plus snapshots at
+/// random times and random membership changes (adding, removing, removing the leader);
+/// election safety is checked across every configuration (one leader per term, whoever the
+/// voters were).
 #[test]
 fn randomized_snapshots_and_membership_changes_keep_raft_safe_over_1000_seeds() {
     for seed in seeds() {

@@ -1,4 +1,4 @@
-//! Issue 3, acceptance 1 (core part): an old leader isolated in a minority while a new
+//! The read paths' safety in the core: an old leader isolated in a minority while a new
 //! leader commits a write never answers a read with the overwritten value on the `log`,
 //! `read-index`, `lease` and `follower` paths; the `stale` path and the bugs
 //! `read_index_no_confirm` and follower-read-local do. Lease reads stay linearizable while

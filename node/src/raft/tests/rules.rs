@@ -137,8 +137,9 @@ fn partitioned_node_with_pre_vote_does_not_disturb_the_cluster() {
 
 #[test]
 fn without_pre_vote_a_rejoining_node_forces_a_new_term() {
-    // The contrast that makes the previous test meaningful, and pitfall 12: the stuck node's
-    // higher term reaches the leader through its answer to a stale heartbeat.
+    // The contrast that makes the previous test meaningful, and `docs/raft-pitfalls.md` #12
+    // (a lower-term heartbeat is answered with the higher term): the stuck node's higher term
+    // reaches the leader through its answer to a stale heartbeat.
     let mut sim = Sim::new(3, 12, |c| c.pre_vote = false);
     let leader = sim.wait_stable_leader(100).expect("seed 12: no leader");
     let term = sim.raft(leader).term();

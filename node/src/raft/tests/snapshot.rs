@@ -1,7 +1,6 @@
-//! Log compaction and InstallSnapshot (issue 4, acceptance 1): a follower that missed more
-//! entries than the leader kept catches up through the snapshot, in chunks, and ends with a
-//! state machine identical to the leader's; a crash in the middle of receiving leaves its
-//! old state usable.
+//! Log compaction and InstallSnapshot: a follower that missed more entries than the leader
+//! kept catches up through the snapshot, in chunks, and ends with a state machine identical
+//! to the leader's; a crash in the middle of receiving leaves its old state usable.
 
 use crate::raft::sim::Sim;
 use crate::raft::{MessageBody, NodeId};

@@ -226,10 +226,11 @@ fn lan(min: u32, max: u32, hb: u32) -> Params {
     p
 }
 
-/// Issue item 2: with followers' clocks inside the drift bound, no new leader commits while
-/// the isolated old leader still holds its lease. Before the fix (lease of
-/// floor(min × (1 − drift)) ticks against a stickiness of just over min − 1 follower ticks)
-/// this failed at 3 % (10-tick minimum) and 8 % (30-tick minimum).
+/// The lease ends before stickiness does (`docs/raft-pitfalls.md` #4 and #7): with
+/// followers' clocks inside the drift bound, no new leader commits while the isolated old
+/// leader still holds its lease. Before the fix (lease of floor(min × (1 − drift)) ticks
+/// against a stickiness of just over min − 1 follower ticks) this failed at 3 % (10-tick
+/// minimum) and 8 % (30-tick minimum).
 #[test]
 fn lease_ends_before_stickiness_within_the_drift_bound() {
     // Timeouts of exactly the minimum (max = min + 1) make the race likely; the default
