@@ -6,18 +6,18 @@ use anyhow::Context;
 use nemesis::schedule::Fault;
 use workloads::recorder::{NemesisPhase, Recorder};
 
-use crate::cluster::Cluster;
+use crate::system::System;
 
 /// Applied faults, healed last-applied first.
 pub struct ActiveFaults<'a> {
-    cluster: &'a Cluster,
+    cluster: &'a dyn System,
     recorder: &'a Recorder,
     active: Vec<(Fault, serde_json::Value)>,
 }
 
 impl<'a> ActiveFaults<'a> {
     /// None applied yet.
-    pub fn new(cluster: &'a Cluster, recorder: &'a Recorder) -> Self {
+    pub fn new(cluster: &'a dyn System, recorder: &'a Recorder) -> Self {
         ActiveFaults {
             cluster,
             recorder,
@@ -64,9 +64,9 @@ impl<'a> ActiveFaults<'a> {
                     self.recorder.nemesis(NemesisPhase::Start, desc.clone());
                 }
                 let mut d = desc.clone();
-                if let Fault::Failpoint { point, nodes, .. } = part {
+                if let Fault::Failpoint { .. } = part {
                     // Some nodes may have taken it (and crashed there): undo that now.
-                    if let Ok(outcome) = self.cluster.heal_failpoint(*point, nodes).await {
+                    if let Ok(Some(outcome)) = self.cluster.heal(part).await {
                         d["outcome"] = outcome;
                     }
                 }
@@ -84,17 +84,13 @@ impl<'a> ActiveFaults<'a> {
         while let Some((part, mut desc)) = self.active.pop() {
             // A failpoint's stop says what the window did (fires, crashes); coverage pairs
             // start and stop without the `outcome`.
-            let r = match &part {
-                Fault::Failpoint { point, nodes, .. } => {
-                    match self.cluster.heal_failpoint(*point, nodes).await {
-                        Ok(outcome) => {
-                            desc["outcome"] = outcome;
-                            Ok(())
-                        }
-                        Err(e) => Err(e),
-                    }
+            let r = match self.cluster.heal(&part).await {
+                Ok(Some(outcome)) => {
+                    desc["outcome"] = outcome;
+                    Ok(())
                 }
-                _ => self.cluster.heal(&part).await,
+                Ok(None) => Ok(()),
+                Err(e) => Err(e),
             };
             self.recorder.nemesis(NemesisPhase::Stop, desc.clone());
             if let Err(e) = r.with_context(|| format!("healing {desc}")) {

@@ -197,4 +197,11 @@ pub struct TestArgs {
     /// read modes in use), with election windows. The README lists the failpoints.
     #[arg(long)]
     pub failpoints: Option<String>,
+    /// The system under test: raft-kv (our node) or etcd (from --etcd-bin). What a system
+    /// cannot do (a read mode, a fault family) exits 254 with the reason.
+    #[arg(long, value_enum, default_value = "raft-kv")]
+    pub system: crate::system::SystemKind,
+    /// With --system etcd: the etcd binary (Debian: apt-get install etcd-server).
+    #[arg(long, default_value = "etcd")]
+    pub etcd_bin: PathBuf,
 }

@@ -108,7 +108,7 @@ pub struct ClusterOptions {
 /// A loopback port that was free a moment ago, drawn from below the kernel's ephemeral range
 /// (32768 and up by default), so that no outgoing connection can take it between now and the
 /// node binding it; random, so that concurrent harness runs rarely pick the same one.
-fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     use rand::Rng;
     let mut rng = rand::thread_rng();
     for _ in 0..200 {

@@ -7,12 +7,12 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use node::protocol::{Operation, ReadMode, Reply, Status};
+use node::protocol::Status;
 use node::raft::{node_name, NodeId};
 use serde::Serialize;
 use workloads::checker::Verdict;
 
-use crate::cluster::Cluster;
+use crate::system::{self, System};
 
 /// One member as last seen by the check.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -78,13 +78,13 @@ const READ_ROUNDS: usize = 3;
 /// Waits (at most `budget`) until every member has applied the leader's commit index, then
 /// reads every key in `keys` from every member and compares. Call after the workload stopped
 /// and the cluster was healed.
-pub async fn check(cluster: &Cluster, keys: &[String], budget: Duration) -> ConvergenceReport {
+pub async fn check(cluster: &dyn System, keys: &[String], budget: Duration) -> ConvergenceReport {
     let started = Instant::now();
     let ids = cluster.ids();
     let mut last: Vec<(NodeId, Option<Status>)>;
     // Bounded by the budget: every round waits at least POLL.
     let (converged, leader_commit) = loop {
-        last = cluster.poll(REQUEST_TIMEOUT).await;
+        last = system::poll(cluster, REQUEST_TIMEOUT).await;
         let leader_commit = leader_commit(&last);
         if let Some(target) = leader_commit {
             let all = last
@@ -119,7 +119,7 @@ pub async fn check(cluster: &Cluster, keys: &[String], budget: Duration) -> Conv
             .map(|(_, s)| s.as_ref().map(|s| s.applied_index))
             .collect();
         let values = read_all(cluster, &ids, keys).await;
-        last = cluster.poll(REQUEST_TIMEOUT).await;
+        last = system::poll(cluster, REQUEST_TIMEOUT).await;
         let after: Vec<Option<u64>> = last
             .iter()
             .map(|(_, s)| s.as_ref().map(|s| s.applied_index))
@@ -219,33 +219,13 @@ fn lagging(
 /// Every key's value on every member: key → member → value (`null` when absent).
 type Values = BTreeMap<String, BTreeMap<String, serde_json::Value>>;
 
-/// Reads every key from every member through the local (`stale`) path.
-async fn read_all(cluster: &Cluster, ids: &[NodeId], keys: &[String]) -> Result<Values, String> {
+/// Reads every key from every member through its local path ([`System::read_local`]).
+async fn read_all(system: &dyn System, ids: &[NodeId], keys: &[String]) -> Result<Values, String> {
     let mut out: Values = BTreeMap::new();
     for key in keys {
-        let reads = ids.iter().map(|&id| {
-            let key = key.clone();
-            async move {
-                let addr = cluster.client_addr(id).map_err(|e| e.to_string())?;
-                let op = Operation::Get {
-                    key: key.clone(),
-                    mode: Some(ReadMode::Stale),
-                };
-                match nemesis::admin::request(addr, op, REQUEST_TIMEOUT).await {
-                    Ok(Reply::Value { value }) => Ok((
-                        node_name(id),
-                        serde_json::to_value(value).unwrap_or_default(),
-                    )),
-                    Ok(other) => Err(format!(
-                        "{} answered a local read of {key} with {other:?}",
-                        node_name(id)
-                    )),
-                    Err(e) => Err(format!(
-                        "{} refused a local read of {key}: {e}",
-                        node_name(id)
-                    )),
-                }
-            }
+        let reads = ids.iter().map(|&id| async move {
+            let v = system.read_local(id, key).await?;
+            Ok::<_, String>((node_name(id), serde_json::to_value(v).unwrap_or_default()))
         });
         for r in futures::future::join_all(reads).await {
             let (node, v) = r?;

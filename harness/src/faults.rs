@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use workloads::recorder::Recorder;
 
 use crate::active_faults::ActiveFaults;
-use crate::cluster::Cluster;
+use crate::system::{self, System};
 
 /// Sleeps until `until` or the deadline or a stop, whichever comes first; false when the run
 /// is over (deadline passed or stopped).
@@ -33,7 +33,7 @@ async fn wait(until: Instant, deadline: Instant, stop: &CancellationToken) -> bo
 /// heals it. Ends early, healed, at the deadline or a stop. Every part applied is healed
 /// before this returns, even when applying a later part failed.
 async fn play(
-    cluster: &Cluster,
+    cluster: &dyn System,
     recorder: &Recorder,
     fault: Fault,
     holds: Vec<Duration>,
@@ -78,7 +78,7 @@ async fn play(
 /// are healed at once and the first error is returned.
 pub async fn run_schedule(
     mut planner: Planner,
-    cluster: &Cluster,
+    cluster: &dyn System,
     recorder: &Recorder,
     deadline: Instant,
     stop: CancellationToken,
@@ -135,7 +135,7 @@ pub async fn run_schedule(
         }
         // Ask for the leader while the active faults go on (their heals are due on time).
         let leader = {
-            let ask = cluster.leader();
+            let ask = system::leader(cluster);
             tokio::pin!(ask);
             loop {
                 tokio::select! {

@@ -32,4 +32,5 @@ pub mod run_dir;
 pub mod scripted;
 pub mod selftest;
 pub mod soak;
+pub mod system;
 pub mod test_cmd;

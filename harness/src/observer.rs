@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use futures::FutureExt;
 use node::raft::{node_name, NodeId};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
@@ -251,6 +252,39 @@ impl Observer {
 
     /// The polling loop of [`Observer::spawn`], on the current task.
     pub async fn run(self, stop: CancellationToken) -> anyhow::Result<Vec<Observation>> {
+        let nodes = self.nodes.clone();
+        let poll = move |id: NodeId, timeout: Duration| {
+            let addr = nodes.iter().find(|(n, _)| *n == id).map(|(_, a)| *a);
+            async move {
+                match addr {
+                    Some(a) => nemesis::admin::status_within(a, timeout).await.ok(),
+                    None => None,
+                }
+            }
+            .boxed()
+        };
+        self.poll_with(stop, poll).await
+    }
+
+    /// The polling loop, asking each member of `system` through [`System::status`]
+    /// (`nodes`' addresses are not used), on the current task.
+    pub async fn run_on(
+        self,
+        system: &dyn crate::system::System,
+        stop: CancellationToken,
+    ) -> anyhow::Result<Vec<Observation>> {
+        self.poll_with(stop, |id, timeout| system.status(id, timeout))
+            .await
+    }
+
+    async fn poll_with<'s>(
+        self,
+        stop: CancellationToken,
+        status: impl Fn(
+            NodeId,
+            Duration,
+        ) -> futures::future::BoxFuture<'s, Option<node::protocol::Status>>,
+    ) -> anyhow::Result<Vec<Observation>> {
         let file = std::fs::File::create(&self.path)
             .with_context(|| format!("creating {}", self.path.display()))?;
         let mut out = std::io::BufWriter::new(file);
@@ -267,12 +301,15 @@ impl Observer {
                 _ = stop.cancelled() => break,
                 _ = ticker.tick() => {}
             }
-            let polls = self.nodes.iter().map(|&(id, addr)| async move {
-                let r = nemesis::admin::status_within(addr, timeout).await;
-                let t = now_ns();
-                match r {
-                    Ok(s) => Observation::of_status(t, &s),
-                    Err(_) => Observation::unreachable(t, &node_name(id)),
+            let polls = self.nodes.iter().map(|&(id, _)| {
+                let ask = status(id, timeout);
+                async move {
+                    let r = ask.await;
+                    let t = now_ns();
+                    match r {
+                        Some(s) => Observation::of_status(t, &s),
+                        None => Observation::unreachable(t, &node_name(id)),
+                    }
                 }
             });
             let mut round = futures::future::join_all(polls).await;

@@ -20,13 +20,13 @@ use std::time::{Duration, Instant};
 
 use nemesis::partition::Grudge;
 use nemesis::schedule::{Fault, Script};
-use node::protocol::{Operation, Status, WriteId};
+use node::protocol::Status;
 use node::raft::NodeId;
 use tokio_util::sync::CancellationToken;
 use workloads::recorder::Recorder;
 
 use crate::active_faults::ActiveFaults;
-use crate::cluster::Cluster;
+use crate::system::{self, System};
 
 /// How often the nodes are asked for their status while a step is awaited.
 const POLL: Duration = Duration::from_millis(10);
@@ -50,7 +50,7 @@ pub enum Reached {
 /// Plays `script` once with `old` (the leader when it was drawn) and `peer`; every fault it
 /// applied is healed (and recorded) before it returns.
 pub async fn run(
-    cluster: &Cluster,
+    cluster: &dyn System,
     recorder: &Recorder,
     script: Script,
     old: NodeId,
@@ -78,7 +78,7 @@ pub async fn run(
 
 /// What a script acts through: the cluster, the history, and the faults it has applied.
 pub struct Stage<'a> {
-    cluster: &'a Cluster,
+    cluster: &'a dyn System,
     deadline: Instant,
     stop: &'a CancellationToken,
     active: ActiveFaults<'a>,
@@ -111,7 +111,7 @@ impl Stage<'_> {
 
     /// What every node that answers reports now.
     pub async fn poll(&self) -> Statuses {
-        Statuses(self.cluster.statuses(STATUS_TIMEOUT).await)
+        Statuses(system::statuses(self.cluster, STATUS_TIMEOUT).await)
     }
 
     /// Polls every node until `done` holds; `None` after `bound` (or the run's deadline, or
@@ -143,20 +143,7 @@ impl Stage<'_> {
     /// Sends one write to `id` without waiting for its answer: a script only needs it in
     /// that leader's log.
     pub fn send_write(&self, id: NodeId) {
-        let Ok(addr) = self.cluster.client_addr(id) else {
-            return;
-        };
-        let op = Operation::Put {
-            key: NEMESIS_KEY.into(),
-            value: 0,
-            write_id: WriteId {
-                client: u64::MAX,
-                seq: rand::random(),
-            },
-        };
-        tokio::spawn(async move {
-            let _ = nemesis::admin::request(addr, op, Duration::from_millis(500)).await;
-        });
+        self.cluster.send_write(id, NEMESIS_KEY);
     }
 
     /// Waits (bounded) until `id` leads, sends it one write, and waits until that write is in

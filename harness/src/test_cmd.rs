@@ -24,6 +24,8 @@ use crate::cli::{TestArgs, WorkloadKind};
 use crate::cluster::{Cluster, ClusterOptions, NodeCommand};
 use crate::convergence::ConvergenceReport;
 use crate::exit;
+use crate::system::etcd::EtcdSut;
+use crate::system::{System, SystemKind};
 
 /// The deliberate bugs `node --bug` knows (README: "Deliberate bugs").
 pub const BUGS: [&str; 10] = [
@@ -152,6 +154,21 @@ pub fn plan(args: &TestArgs) -> Result<Plan, Failure> {
     }
     let failpoints = failpoint_set(args.failpoints.as_deref(), &read_modes)
         .map_err(|e| usage(format!("--failpoints: {e}")))?;
+    crate::system::supports(args.system, &families, &read_modes).map_err(usage)?;
+    if args.system == SystemKind::Etcd {
+        if args.bug.is_some() {
+            return Err(usage(
+                "--bug switches our node's deliberate bugs; etcd has none",
+            ));
+        }
+        if !etcd_system::launcher::available(&args.etcd_bin) {
+            return Err(usage(format!(
+                "--system etcd: cannot run {} (install it: apt-get install etcd-server, or give \
+                 --etcd-bin)",
+                args.etcd_bin.display()
+            )));
+        }
+    }
     if args.failpoints.is_some() && !families.contains(&FaultFamily::Failpoint) {
         return Err(usage("--failpoints needs --nemesis failpoint"));
     }
@@ -229,6 +246,9 @@ pub fn plan(args: &TestArgs) -> Result<Plan, Failure> {
             .join("+")
     };
     let mut test_name = format!("{}-{}-{}", args.workload.as_str(), nemeses, modes);
+    if args.system != SystemKind::RaftKv {
+        test_name = format!("{}-{test_name}", args.system.as_str());
+    }
     if let Some(b) = &args.bug {
         test_name.push_str(&format!("-bug-{b}"));
     }
@@ -322,6 +342,15 @@ pub fn command_line(args: &TestArgs, seed: u64) -> String {
     );
     if let Some(b) = &args.bug {
         s.push_str(&format!(" --bug {b}"));
+    }
+    if args.system != SystemKind::RaftKv {
+        s.push_str(&format!(" --system {}", args.system.as_str()));
+        if args.etcd_bin != Path::new("etcd") {
+            s.push_str(&format!(" --etcd-bin {}", args.etcd_bin.display()));
+        }
+    }
+    if let Some(f) = &args.failpoints {
+        s.push_str(&format!(" --failpoints '{f}'"));
     }
     if args.op_timeout != 1.0 {
         s.push_str(&format!(" --op-timeout {}", args.op_timeout));
@@ -443,6 +472,7 @@ pub async fn run_test(plan: &Plan, seed: u64) -> anyhow::Result<RunOutcome> {
         "nemesis": args.nemesis,
         "nemesis_interval": args.nemesis_interval,
         "bug": args.bug,
+        "system": args.system.as_str(),
         "harness_version": env!("CARGO_PKG_VERSION"),
         "git_commit": git_commit(),
         "node_command": &plan.command,
@@ -459,31 +489,37 @@ pub async fn run_test(plan: &Plan, seed: u64) -> anyhow::Result<RunOutcome> {
     if let Some(b) = &args.bug {
         extra_args.extend(["--bug".to_string(), b.clone()]);
     }
-    let cluster = match Cluster::start(
-        &run_dir,
-        &ClusterOptions {
-            nodes: args.nodes,
-            command: plan.command.clone(),
-            extra_args,
-            seed,
-            node_env: if test_hook("diverge-n1") {
-                [(
-                    1,
-                    vec![(
-                        node::runtime::config::TEST_DIVERGE_PUTS_ENV.to_string(),
-                        "1".to_string(),
-                    )],
-                )]
-                .into()
-            } else {
-                Default::default()
+    let started_system: anyhow::Result<Box<dyn System>> = match args.system {
+        SystemKind::Etcd => EtcdSut::start(&run_dir, args.nodes, &args.etcd_bin)
+            .await
+            .map(|s| Box::new(s) as Box<dyn System>),
+        SystemKind::RaftKv => Cluster::start(
+            &run_dir,
+            &ClusterOptions {
+                nodes: args.nodes,
+                command: plan.command.clone(),
+                extra_args,
+                seed,
+                node_env: if test_hook("diverge-n1") {
+                    [(
+                        1,
+                        vec![(
+                            node::runtime::config::TEST_DIVERGE_PUTS_ENV.to_string(),
+                            "1".to_string(),
+                        )],
+                    )]
+                    .into()
+                } else {
+                    Default::default()
+                },
+                lazy_fs: plan.families.iter().any(|f| f.needs_lazy_fs()),
+                power_tear: args.power_tear,
             },
-            lazy_fs: plan.families.iter().any(|f| f.needs_lazy_fs()),
-            power_tear: args.power_tear,
-        },
-    )
-    .await
-    {
+        )
+        .await
+        .map(|c| Box::new(c) as Box<dyn System>),
+    };
+    let cluster = match started_system {
         Ok(c) => c,
         Err(e) => {
             eprintln!("harness: could not start the cluster: {e:#}");
@@ -491,19 +527,16 @@ pub async fn run_test(plan: &Plan, seed: u64) -> anyhow::Result<RunOutcome> {
             return Ok(outcome);
         }
     };
-    test_json["node_command_lines"] = json!(cluster
-        .nodes
-        .iter()
-        .map(|n| n.command.join(" "))
-        .collect::<Vec<_>>());
+    test_json["node_command_lines"] = json!(cluster.command_lines());
+    test_json["system_version"] = json!(cluster.version());
     write_json(&run_dir.join("test.json"), &test_json)?;
 
     // Test hook: proves a panic mid-run leaves no node behind (harness/tests/no_orphans.rs).
     if std::env::var_os("HARNESS_TEST_PANIC_AFTER_START").is_some() {
-        let _ = cluster.wait_for_leader(Duration::from_secs(20)).await;
+        let _ = crate::system::wait_for_leader(&*cluster, Duration::from_secs(20)).await;
         panic!("HARNESS_TEST_PANIC_AFTER_START is set: panicking with the cluster running");
     }
-    let driven = drive(plan, seed, &cluster, &recorder, &run_dir).await;
+    let driven = drive(plan, seed, &*cluster, &recorder, &run_dir).await;
     // Whatever happened, stop every node and keep the history.
     cluster.shutdown().await;
     let _ = recorder.flush();
@@ -571,25 +604,52 @@ const HEAL_BUDGET: Duration = Duration::from_secs(90);
 async fn drive(
     plan: &Plan,
     seed: u64,
-    cluster: &Cluster,
+    cluster: &dyn System,
     recorder: &Recorder,
     run_dir: &Path,
 ) -> anyhow::Result<Driven> {
     let args = &plan.args;
-    cluster
-        .wait_for_leader(Duration::from_secs(20))
+    crate::system::wait_for_leader(cluster, Duration::from_secs(20))
         .await
         .context("the cluster did not elect a leader")?;
-    // Watches every member until the members are compared; stopped on every way out of here.
+    // Watches every member until the members are compared (or the run fails).
     let observer_stop = CancellationToken::new();
-    let _stop_observer_on_exit = observer_stop.clone().drop_guard();
-    let observer = crate::observer::Observer::spawn(
-        cluster.client_addrs().into_iter().collect(),
-        Duration::from_millis(args.observe_interval),
-        run_dir.join("cluster.jsonl"),
-        recorder.start(),
-        observer_stop.clone(),
-    );
+    let observer = crate::observer::Observer {
+        nodes: cluster
+            .ids()
+            .into_iter()
+            .map(|id| (id, std::net::SocketAddr::from(([127, 0, 0, 1], 0))))
+            .collect(),
+        interval: Duration::from_millis(args.observe_interval.max(1)),
+        path: run_dir.join("cluster.jsonl"),
+        t0: recorder.start(),
+    };
+    let observed = observer.run_on(cluster, observer_stop.clone());
+    let body = async {
+        let r = drive_observed(plan, seed, cluster, recorder).await;
+        observer_stop.cancel();
+        r
+    };
+    let (driven, observations) = tokio::join!(body, observed);
+    let mut driven = driven?;
+    driven.observations = match observations {
+        Ok(obs) => obs,
+        Err(e) => {
+            eprintln!("harness: the cluster observer failed: {e:#}");
+            Vec::new()
+        }
+    };
+    Ok(driven)
+}
+
+/// The part of [`drive`] that runs while the observer watches.
+async fn drive_observed(
+    plan: &Plan,
+    seed: u64,
+    cluster: &dyn System,
+    recorder: &Recorder,
+) -> anyhow::Result<Driven> {
+    let args = &plan.args;
 
     let stop = crate::interrupt::token().child_token();
     let faults_on = !plan.families.is_empty();
@@ -601,7 +661,7 @@ async fn drive(
 
     let time_limit = Duration::from_secs_f64(args.time_limit);
     let deadline = Instant::now() + time_limit;
-    let nodes = cluster.workload_targets();
+    let nodes = cluster.clients();
     let client = ClientConfig {
         op_timeout: Duration::from_secs_f64(args.op_timeout),
         key_bytes: args.key_bytes,
@@ -649,9 +709,9 @@ async fn drive(
         stop.clone(),
         args.quiet,
     );
-    let workload = driver::run_workload(
+    let workload = driver::run_workload_on(
         &config,
-        &nodes,
+        &*nodes,
         recorder,
         workload_deadline.into(),
         workload_stop.clone(),
@@ -728,16 +788,15 @@ async fn drive(
         summary.elapsed.as_secs_f64()
     );
     if stop.is_cancelled() {
-        driven.observations = stop_observer(observer_stop, observer).await;
         return Ok(driven);
     }
     if args.workload == WorkloadKind::Set {
-        if let Err(e) = cluster.wait_for_leader(Duration::from_secs(30)).await {
+        if let Err(e) = crate::system::wait_for_leader(cluster, Duration::from_secs(30)).await {
             // Not the harness's failure: the checkers say what it means for the system.
             eprintln!("harness: no stable leader for the final reads: {e:#}");
         }
         let mode = plan.read_modes[0];
-        driver::final_set_reads(&nodes, recorder, mode, &client, Duration::from_secs(15)).await;
+        driver::final_set_reads_on(&*nodes, recorder, mode, &client, Duration::from_secs(15)).await;
     }
     let keys: Vec<String> = run_keys(&recorder.events())
         .iter()
@@ -745,28 +804,7 @@ async fn drive(
         .collect();
     let budget = Duration::from_secs_f64(args.recovery_time.max(1.0));
     driven.convergence = Some(crate::convergence::check(cluster, &keys, budget).await);
-    driven.observations = stop_observer(observer_stop, observer).await;
     Ok(driven)
-}
-
-/// Stops the observer and returns what it saw (nothing, with a warning, if it failed: the
-/// coverage then says the leader figures are unknown).
-async fn stop_observer(
-    stop: CancellationToken,
-    observer: tokio::task::JoinHandle<anyhow::Result<Vec<crate::observer::Observation>>>,
-) -> Vec<crate::observer::Observation> {
-    stop.cancel();
-    match observer.await {
-        Ok(Ok(obs)) => obs,
-        Ok(Err(e)) => {
-            eprintln!("harness: the cluster observer failed: {e:#}");
-            Vec::new()
-        }
-        Err(e) => {
-            eprintln!("harness: the cluster observer stopped: {e}");
-            Vec::new()
-        }
-    }
 }
 
 /// Every key a client operation of the run touched, in order.
