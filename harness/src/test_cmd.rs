@@ -581,6 +581,8 @@ struct Driven {
     observations: Vec<crate::observer::Observation>,
     /// When the workload stopped (ns on the history's clock).
     workload_end_ns: Option<u64>,
+    /// The system's version as its binary reports it.
+    system_version: String,
 }
 
 /// Test-only hooks, from `HARNESS_TEST_HOOK` (comma-separated), that break the cluster in
@@ -632,6 +634,7 @@ async fn drive(
     };
     let (driven, observations) = tokio::join!(body, observed);
     let mut driven = driven?;
+    driven.system_version = cluster.version();
     driven.observations = match observations {
         Ok(obs) => obs,
         Err(e) => {
@@ -981,6 +984,8 @@ fn check_and_report(
         "stats": stats,
         "seed": seed,
         "test": plan.test_name,
+        "system": args.system.as_str(),
+        "system_version": driven.system_version,
         "command_line": command_line(args, seed),
     });
     if let Some(i) = &interrupted {

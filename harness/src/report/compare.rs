@@ -256,7 +256,10 @@ pub fn compare(run_dirs: &[PathBuf], out_dir: &Path) -> Result<PathBuf> {
                                     } @else { (r.label) }
                                     br; small.note { (r.stats.ops) " ops · " (format!("{:.1}", r.stats.ok_per_s)) " ok/s" }
                                 }
-                                td rowspan=(gs.len()) { (r.nemesis) }
+                                td rowspan=(gs.len()) {
+                                    (r.nemesis)
+                                    @if let Some(v) = r.run.test.text("system_version") { br; small.note { (v) } }
+                                }
                                 td.mono rowspan=(gs.len()) { (r.run.test.text("seed").unwrap_or_default()) }
                                 td rowspan=(gs.len()) { (verdict_pill(r.run.results.overall)) }
                             }

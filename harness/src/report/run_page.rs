@@ -577,6 +577,8 @@ pub fn render(
 ) -> String {
     let name = run.name();
     let seed = run.test.text("seed");
+    let system = run.test.text("system").unwrap_or_else(|| "raft-kv".to_string());
+    let system_version = run.test.text("system_version");
     let files = run_files(&run.dir);
     let charts = [
         ("latency-raw.png", "Latency of every operation; shape = outcome, colour = operation, shaded = fault windows"),
@@ -592,6 +594,8 @@ pub fn render(
             h1 { (name) }
             p.sub {
                 "Run " (run.timestamp())
+                " · system " b { (system) }
+                @if let Some(v) = &system_version { " (" (v) ")" }
                 @if let Some(s) = &seed { " · seed " b.mono { (s) } }
                 " · " (stats.ops) " operations in " (format!("{:.1}", stats.duration_s)) " s"
                 @for (k, n) in &stats.faults { " · " (n) "× " (k) }
