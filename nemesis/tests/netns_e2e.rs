@@ -326,4 +326,19 @@ fn stale_names_do_not_break_a_new_run() {
     assert!(!stale
         .iter()
         .any(|s| s.starts_with(&format!("{}-", net.run_id()))));
+
+    // The leftover of a dead process is removed by remove_stale; ours and live ones stay.
+    let mut dead = std::process::Command::new("true").spawn().unwrap();
+    let dead_pid = dead.id();
+    dead.wait().unwrap();
+    let leftover = format!("jh-{dead_pid}-0-br");
+    assert!(std::process::Command::new("ip")
+        .args(["netns", "add", &leftover])
+        .status()
+        .unwrap()
+        .success());
+    let removed = netns::remove_stale();
+    assert!(removed.contains(&leftover), "{removed:?}");
+    assert!(!removed.iter().any(|r| r.starts_with(net.run_id())));
+    assert!(net.cut(1, 2).is_ok(), "our own namespaces must survive");
 }
