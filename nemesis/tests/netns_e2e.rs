@@ -66,6 +66,9 @@ fn echo_server(net: &NetnsCluster, id: u64) -> Reaped {
             .run_in_controller(|| TcpStream::connect_timeout(&addr, Duration::from_millis(200)))
             .unwrap();
         if ok.is_ok() {
+            // `ip netns exec` execs the program: the PID we hold (and kill) is python's own.
+            let comm = std::fs::read_to_string(format!("/proc/{}/comm", child.0.id())).unwrap();
+            assert_eq!(comm.trim(), "python3");
             return child;
         }
         assert!(Instant::now() < deadline, "echo server never listened");
