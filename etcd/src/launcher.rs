@@ -1,4 +1,5 @@
-//! Starts `n` etcd members on 127.0.0.1 and controls each one's process: kill (SIGKILL),
+//! Starts `n` etcd members (on 127.0.0.1, or one address each, e.g. one network namespace
+//! each) and controls each one's process: kill (SIGKILL),
 //! pause and resume (SIGSTOP/SIGCONT), stop, restart on the same data directory, and rejoin
 //! with a fresh data directory (after the member was removed and added back as a learner).
 //!
@@ -7,6 +8,7 @@
 //! `nemesis`'s spawner thread), so it also dies when this process dies.
 
 use std::fs::OpenOptions;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -24,9 +26,9 @@ pub struct EtcdConfig {
     pub binary: PathBuf,
     /// Data directories (`<dir>/<name>.etcd`) and logs (`<dir>/<name>.log`) go here.
     pub dir: PathBuf,
-    /// Member `i`'s client port on 127.0.0.1; one per member.
+    /// Member `i`'s client port (on its host, see `hosts`); one per member.
     pub client_ports: Vec<u16>,
-    /// Member `i`'s peer port on 127.0.0.1; as many as `client_ports`.
+    /// Member `i`'s peer port (on its host); as many as `client_ports`.
     pub peer_ports: Vec<u16>,
     /// `--heartbeat-interval` in milliseconds.
     pub heartbeat_ms: u64,
@@ -35,6 +37,14 @@ pub struct EtcdConfig {
     /// More flags for every member, after ours (e.g. `--snapshot-count=1000`); etcd takes
     /// the last occurrence of a repeated flag.
     pub extra_args: Vec<String>,
+    /// Member `i`'s address (listen and advertise, client and peer); empty means every
+    /// member on 127.0.0.1. When set, one per member (e.g. one network namespace each,
+    /// `nemesis::netns::NetnsCluster::addr`), and the ports may then repeat.
+    pub hosts: Vec<IpAddr>,
+    /// Words put before the etcd command line of member `i` (e.g. `ip netns exec <ns>`,
+    /// `nemesis::netns::NetnsCluster::exec_prefix`); empty means none. When set, one per
+    /// member. The prefix must exec etcd (not fork it), so that the PID kept is etcd's.
+    pub command_prefix: Vec<Vec<String>>,
 }
 
 impl EtcdConfig {
@@ -49,6 +59,8 @@ impl EtcdConfig {
             heartbeat_ms: 25,
             election_ms: 250,
             extra_args: Vec::new(),
+            hosts: Vec::new(),
+            command_prefix: Vec::new(),
         }
     }
 
@@ -57,14 +69,28 @@ impl EtcdConfig {
         format!("n{}", i + 1)
     }
 
+    /// Member `i`'s address: `hosts[i]`, or 127.0.0.1 when `hosts` is empty.
+    pub fn host(&self, i: usize) -> IpAddr {
+        self.hosts
+            .get(i)
+            .copied()
+            .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+    }
+
     /// Member `i`'s peer URL.
     pub fn peer_url(&self, i: usize) -> String {
-        format!("http://127.0.0.1:{}", self.peer_ports[i])
+        format!(
+            "http://{}",
+            SocketAddr::new(self.host(i), self.peer_ports[i])
+        )
     }
 
     /// Member `i`'s client URL.
     pub fn client_url(&self, i: usize) -> String {
-        format!("http://127.0.0.1:{}", self.client_ports[i])
+        format!(
+            "http://{}",
+            SocketAddr::new(self.host(i), self.client_ports[i])
+        )
     }
 
     /// Member `i`'s data directory.
@@ -82,7 +108,7 @@ impl EtcdConfig {
         (0..self.client_ports.len())
             .map(|i| Member {
                 name: Self::name(i),
-                client_addr: ([127, 0, 0, 1], self.client_ports[i]).into(),
+                client_addr: SocketAddr::new(self.host(i), self.client_ports[i]),
             })
             .collect()
     }
@@ -161,6 +187,17 @@ impl EtcdCluster {
                 config.peer_ports.len()
             )));
         }
+        for (what, len) in [
+            ("hosts", config.hosts.len()),
+            ("command prefixes", config.command_prefix.len()),
+        ] {
+            if len != 0 && len != n {
+                return Err(LaunchError::Config(format!("{n} members and {len} {what}")));
+            }
+        }
+        if config.command_prefix.iter().any(Vec::is_empty) {
+            return Err(LaunchError::Config("an empty command prefix".into()));
+        }
         std::fs::create_dir_all(&config.dir).map_err(|error| LaunchError::Io {
             path: config.dir.display().to_string(),
             error,
@@ -223,7 +260,14 @@ impl EtcdCluster {
             path: log_path.display().to_string(),
             error,
         })?;
-        let mut cmd = Command::new(&c.binary);
+        let mut cmd = match c.command_prefix.get(i) {
+            Some(prefix) => {
+                let mut cmd = Command::new(&prefix[0]);
+                cmd.args(&prefix[1..]).arg(&c.binary);
+                cmd
+            }
+            None => Command::new(&c.binary),
+        };
         cmd.arg("--name")
             .arg(EtcdConfig::name(i))
             .arg("--data-dir")

@@ -5,6 +5,8 @@
 //! - [`proxy`]: a frame-aware TCP proxy for one directed link.
 //! - [`mesh`]: one proxy per ordered pair of nodes, driven by links and grudges.
 //! - [`partition`]: seeded partition shapes, each a [`partition::Grudge`].
+//! - [`netns`]: a packet-level partition backend (a network namespace per member, nftables
+//!   drop rules per directed pair) for systems the proxy mesh cannot sit between.
 //! - [`process`]: node process supervision (kill -9, restart, pause, resume) that leaves no
 //!   child behind.
 //! - [`targets`]: which nodes a fault hits (one, minority, majority, leader, followers, all).
@@ -16,6 +18,7 @@ pub mod admin;
 pub mod failpoint_faults;
 pub mod link;
 pub mod mesh;
+pub mod netns;
 pub mod partition;
 pub mod process;
 pub mod proxy;
