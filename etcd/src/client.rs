@@ -22,6 +22,7 @@ use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use serde_json::{json, Value as Json};
+use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -140,7 +141,15 @@ pub struct CasResult {
 pub struct EtcdClient {
     members: Vec<Member>,
     conns: HashMap<usize, SendRequest<Full<Bytes>>>,
+    connector: Option<Connector>,
 }
+
+/// Opens a TCP connection to a member's address within a timeout, blocking: for members
+/// that live in network namespaces, whose sockets must be created inside the namespace that
+/// reaches them (see `nemesis::netns::NetnsCluster::run_in_controller`).
+pub type Connector = std::sync::Arc<
+    dyn Fn(std::net::SocketAddr, Duration) -> std::io::Result<std::net::TcpStream> + Send + Sync,
+>;
 
 impl std::fmt::Debug for EtcdClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -363,6 +372,16 @@ impl EtcdClient {
         EtcdClient {
             members,
             conns: HashMap::new(),
+            connector: None,
+        }
+    }
+
+    /// A client of `members` that opens its connections through `connector` (`None`: this
+    /// process's own network namespace).
+    pub fn with_connector(members: Vec<Member>, connector: Option<Connector>) -> EtcdClient {
+        EtcdClient {
+            connector,
+            ..EtcdClient::new(members)
         }
     }
 
@@ -405,10 +424,27 @@ impl EtcdClient {
         };
         if !reusable {
             self.conns.remove(&m);
-            let stream = tokio::time::timeout_at(deadline, TcpStream::connect(member.client_addr))
-                .await
-                .map_err(|_| connect_err("connect timed out".into()))?
-                .map_err(|e| connect_err(e.to_string()))?;
+            let stream = match &self.connector {
+                None => tokio::time::timeout_at(deadline, TcpStream::connect(member.client_addr))
+                    .await
+                    .map_err(|_| connect_err("connect timed out".into()))?
+                    .map_err(|e| connect_err(e.to_string()))?,
+                Some(connect) => {
+                    let connect = connect.clone();
+                    let addr = member.client_addr;
+                    let timeout = deadline
+                        .saturating_duration_since(Instant::now())
+                        .max(Duration::from_millis(1));
+                    let std_stream = tokio::task::spawn_blocking(move || connect(addr, timeout))
+                        .await
+                        .map_err(|e| connect_err(e.to_string()))?
+                        .map_err(|e| connect_err(e.to_string()))?;
+                    std_stream
+                        .set_nonblocking(true)
+                        .map_err(|e| connect_err(e.to_string()))?;
+                    TcpStream::from_std(std_stream).map_err(|e| connect_err(e.to_string()))?
+                }
+            };
             let _ = stream.set_nodelay(true);
             let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
                 .await

@@ -61,15 +61,35 @@ pub fn element_key(set_key: &str, element: i64) -> String {
 }
 
 /// An etcd cluster as the workload driver sees it: makes [`EtcdKvClient`]s.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct EtcdSystem {
     members: Vec<Member>,
+    connector: Option<crate::client::Connector>,
+}
+
+impl std::fmt::Debug for EtcdSystem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdSystem")
+            .field("members", &self.members)
+            .finish_non_exhaustive()
+    }
 }
 
 impl EtcdSystem {
     /// The cluster of `members` (member `i` is the launcher's member `i`).
     pub fn new(members: Vec<Member>) -> EtcdSystem {
-        EtcdSystem { members }
+        EtcdSystem {
+            members,
+            connector: None,
+        }
+    }
+
+    /// The same, with clients connecting through `connector` (members in namespaces).
+    pub fn with_connector(
+        members: Vec<Member>,
+        connector: Option<crate::client::Connector>,
+    ) -> EtcdSystem {
+        EtcdSystem { members, connector }
     }
 }
 
@@ -81,11 +101,9 @@ impl KvClients for EtcdSystem {
         self.members[i].name.clone()
     }
     fn client(&self, bound: usize, config: &ClientConfig) -> Box<dyn KvClient> {
-        Box::new(EtcdKvClient::new(
-            self.members.clone(),
-            bound,
-            config.clone(),
-        ))
+        let mut c = EtcdKvClient::new(self.members.clone(), bound, config.clone());
+        c.client = EtcdClient::with_connector(self.members.clone(), self.connector.clone());
+        Box::new(c)
     }
 }
 

@@ -156,6 +156,17 @@ pub fn plan(args: &TestArgs) -> Result<Plan, Failure> {
         .map_err(|e| usage(format!("--failpoints: {e}")))?;
     crate::system::supports(args.system, &families, &read_modes).map_err(usage)?;
     if args.system == SystemKind::Etcd {
+        if let Some(script) = partition_shapes(args)
+            .iter()
+            .find(|s| schedule::Script::from_name(s).is_some())
+        {
+            return Err(usage(format!(
+                "--system etcd cannot play the scripted shape {script}: it slows single links, \
+                 which the network-namespace backend cannot do yet"
+            )));
+        }
+    }
+    if args.system == SystemKind::Etcd {
         if args.bug.is_some() {
             return Err(usage(
                 "--bug switches our node's deliberate bugs; etcd has none",
@@ -264,10 +275,20 @@ pub fn plan(args: &TestArgs) -> Result<Plan, Failure> {
 
 /// `--partition-shapes` as a list (empty: every shape).
 fn partition_shapes(args: &TestArgs) -> Vec<String> {
-    args.partition_shapes
+    let given: Vec<String> = args
+        .partition_shapes
         .as_deref()
         .map(|s| s.split(',').map(|x| x.trim().to_string()).collect())
-        .unwrap_or_default()
+        .unwrap_or_default();
+    if given.is_empty() && args.system == SystemKind::Etcd {
+        // The scripts slow single links, which the namespace backend cannot yet do.
+        return schedule::PARTITION_SHAPES
+            .iter()
+            .filter(|s| schedule::Script::from_name(s).is_none())
+            .map(|s| s.to_string())
+            .collect();
+    }
+    given
 }
 
 fn check_writable(dir: &Path) -> std::io::Result<()> {
@@ -490,9 +511,16 @@ pub async fn run_test(plan: &Plan, seed: u64) -> anyhow::Result<RunOutcome> {
         extra_args.extend(["--bug".to_string(), b.clone()]);
     }
     let started_system: anyhow::Result<Box<dyn System>> = match args.system {
-        SystemKind::Etcd => EtcdSut::start(&run_dir, args.nodes, &args.etcd_bin)
-            .await
-            .map(|s| Box::new(s) as Box<dyn System>),
+        SystemKind::Etcd => EtcdSut::start(
+            &run_dir,
+            args.nodes,
+            &args.etcd_bin,
+            plan.families
+                .iter()
+                .any(|&f| crate::system::etcd::needs_namespaces(f)),
+        )
+        .await
+        .map(|s| Box::new(s) as Box<dyn System>),
         SystemKind::RaftKv => Cluster::start(
             &run_dir,
             &ClusterOptions {

@@ -577,7 +577,10 @@ pub fn render(
 ) -> String {
     let name = run.name();
     let seed = run.test.text("seed");
-    let system = run.test.text("system").unwrap_or_else(|| "raft-kv".to_string());
+    let system = run
+        .test
+        .text("system")
+        .unwrap_or_else(|| "raft-kv".to_string());
     let system_version = run.test.text("system_version");
     let files = run_files(&run.dir);
     let charts = [

@@ -1,7 +1,11 @@
 //! etcd as a system under test (`--system etcd`): members started by `etcd_system`'s
 //! launcher on loopback, with data directories and logs under `run_dir/nodes/`; clients over
 //! etcd's v3 JSON gateway; kill, pause and membership faults (remove a member, add it back as
-//! a learner with a fresh data directory, promote it).
+//! a learner with a fresh data directory, promote it). With a network fault (partition,
+//! loss) each member runs in a network namespace of its own (`nemesis::netns`), since etcd
+//! members all dial a peer's single advertised URL and a proxy per directed pair cannot sit
+//! between them; the cuts are nftables rules per directed pair, and the harness's sockets are
+//! opened from the namespaces' controller. Without network faults members use loopback.
 //!
 //! What etcd cannot do here is refused before anything starts ([`supports`]), with the
 //! reason: a lease read path (etcd's leases are TTL key leases, not leader leases), clock
@@ -12,15 +16,16 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use etcd_system::client::{EtcdClient, Member};
+use etcd_system::client::{Connector, EtcdClient, Member};
 use etcd_system::kv::EtcdSystem;
 use etcd_system::launcher::{self, EtcdCluster, EtcdConfig};
 use futures::future::BoxFuture;
 use futures::FutureExt;
+use nemesis::netns::NetnsCluster;
 use nemesis::schedule::{Fault, FaultFamily};
 use node::protocol::{ClockState, ReadMode, Status, Value};
 use node::raft::{NodeId, Role};
@@ -31,10 +36,13 @@ use super::System;
 /// Why etcd cannot take each family or read mode it refuses; `None`: supported.
 fn refusal(f: FaultFamily) -> Option<&'static str> {
     match f {
-        FaultFamily::Kill | FaultFamily::Pause | FaultFamily::Membership => None,
-        FaultFamily::Partition | FaultFamily::Delay | FaultFamily::Loss => Some(
-            "etcd members all dial a peer's single advertised URL, so the per-pair proxy mesh \
-             cannot sit between them; packet-level partitions (network namespaces) are not \
+        FaultFamily::Kill
+        | FaultFamily::Pause
+        | FaultFamily::Membership
+        | FaultFamily::Partition
+        | FaultFamily::Loss => None,
+        FaultFamily::Delay => Some(
+            "per-link delay between etcd members needs tc netem in their namespaces, not \
              wired in yet",
         ),
         FaultFamily::Clock => {
@@ -58,6 +66,15 @@ pub fn supports(families: &[FaultFamily], modes: &[ReadMode]) -> Result<(), Stri
                 f.as_str()
             ));
         }
+        if needs_namespaces(f) {
+            nemesis::netns::available().map_err(|why| {
+                format!(
+                    "--system etcd --nemesis {}: its members need network namespaces, which \
+                     cannot be made here: {why}",
+                    f.as_str()
+                )
+            })?;
+        }
     }
     for &m in modes {
         if let Err(e) = etcd_system::kv::supports(m) {
@@ -65,6 +82,11 @@ pub fn supports(families: &[FaultFamily], modes: &[ReadMode]) -> Result<(), Stri
         }
     }
     Ok(())
+}
+
+/// Whether faults of family `f` need the members in network namespaces.
+pub fn needs_namespaces(f: FaultFamily) -> bool {
+    matches!(f, FaultFamily::Partition | FaultFamily::Loss)
 }
 
 /// How long one status or admin call to a member may take.
@@ -75,6 +97,12 @@ const MEMBERSHIP_TIMEOUT: Duration = Duration::from_secs(30);
 /// A running etcd cluster.
 pub struct EtcdSut {
     cluster: Mutex<EtcdCluster>,
+    /// The members' namespaces, with network faults; dropped after the members.
+    net: Option<Arc<NetnsCluster>>,
+    /// How the harness's sockets reach the members (from the namespaces' controller).
+    connector: Option<Connector>,
+    /// One status client per member, keeping its connection between polls.
+    status_clients: Vec<tokio::sync::Mutex<EtcdClient>>,
     members: Vec<Member>,
     binary: PathBuf,
     version: String,
@@ -91,23 +119,49 @@ fn deadline(d: Duration) -> tokio::time::Instant {
 impl EtcdSut {
     /// Starts `n` members (`binary`, loopback ports drawn free), data and logs under
     /// `run_dir/nodes/`, and waits (30 s at most) for a leader.
-    pub async fn start(run_dir: &Path, n: usize, binary: &Path) -> anyhow::Result<EtcdSut> {
+    pub async fn start(
+        run_dir: &Path,
+        n: usize,
+        binary: &Path,
+        namespaces: bool,
+    ) -> anyhow::Result<EtcdSut> {
         let version = launcher::version(binary)
             .with_context(|| format!("asking {} for its version", binary.display()))?;
         let dir = super::nodes_dir(run_dir);
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let mut ports = Vec::new();
-        while ports.len() < 2 * n {
-            let p = crate::cluster::free_port()?;
-            if !ports.contains(&p) {
-                ports.push(p);
+        let (mut config, net) = if namespaces {
+            let net = tokio::task::spawn_blocking(move || NetnsCluster::create_n(n))
+                .await?
+                .context("creating a network namespace per etcd member")?;
+            // Every member has an address of its own: the standard ports for all.
+            let mut config = EtcdConfig::new(dir, vec![2379; n], vec![2380; n]);
+            for id in 1..=n as NodeId {
+                config.hosts.push(std::net::IpAddr::V4(net.addr(id)?));
+                config.command_prefix.push(net.exec_prefix(id)?);
             }
-        }
-        let mut config = EtcdConfig::new(dir, ports[..n].to_vec(), ports[n..].to_vec());
+            (config, Some(Arc::new(net)))
+        } else {
+            let mut ports = Vec::new();
+            while ports.len() < 2 * n {
+                let p = crate::cluster::free_port()?;
+                if !ports.contains(&p) {
+                    ports.push(p);
+                }
+            }
+            let config = EtcdConfig::new(dir, ports[..n].to_vec(), ports[n..].to_vec());
+            (config, None)
+        };
         config.binary = binary.to_path_buf();
+        let connector: Option<Connector> = net.as_ref().map(|net| {
+            let net = net.clone();
+            Arc::new(move |addr: std::net::SocketAddr, timeout: Duration| {
+                net.run_in_controller(|| std::net::TcpStream::connect_timeout(&addr, timeout))
+                    .map_err(std::io::Error::other)?
+            }) as Connector
+        });
         let cluster = EtcdCluster::start(config).context("starting the etcd members")?;
         let members = cluster.config().members();
-        let mut client = EtcdClient::new(members.clone());
+        let mut client = EtcdClient::with_connector(members.clone(), connector.clone());
         cluster
             .wait_for_leader(&mut client, Duration::from_secs(30))
             .await
@@ -118,6 +172,16 @@ impl EtcdSut {
             .context("listing the etcd members")?;
         Ok(EtcdSut {
             cluster: Mutex::new(cluster),
+            status_clients: (0..n)
+                .map(|_| {
+                    tokio::sync::Mutex::new(EtcdClient::with_connector(
+                        members.clone(),
+                        connector.clone(),
+                    ))
+                })
+                .collect(),
+            net,
+            connector,
             members,
             binary: binary.to_path_buf(),
             version,
@@ -141,7 +205,13 @@ impl EtcdSut {
     }
 
     fn client(&self) -> EtcdClient {
-        EtcdClient::new(self.members.clone())
+        EtcdClient::with_connector(self.members.clone(), self.connector.clone())
+    }
+
+    fn net(&self) -> anyhow::Result<&NetnsCluster> {
+        self.net
+            .as_deref()
+            .context("the etcd members were started without network namespaces")
     }
 
     /// The index of a member that reports itself leader, if one answers.
@@ -257,7 +327,10 @@ impl System for EtcdSut {
     }
 
     fn clients(&self) -> Box<dyn KvClients> {
-        Box::new(EtcdSystem::new(self.members.clone()))
+        Box::new(EtcdSystem::with_connector(
+            self.members.clone(),
+            self.connector.clone(),
+        ))
     }
 
     fn command_lines(&self) -> Vec<String> {
@@ -276,7 +349,14 @@ impl System for EtcdSut {
     fn status(&self, id: NodeId, timeout: Duration) -> BoxFuture<'_, Option<Status>> {
         async move {
             let i = self.index(id).ok()?;
-            let s = self.client().status(i, deadline(timeout)).await.ok()?;
+            let s = {
+                let mut c = self.status_clients[i].lock().await;
+                let r = c.status(i, deadline(timeout)).await;
+                if r.is_err() {
+                    c.reset();
+                }
+                r.ok()?
+            };
             let ids = self.ids.lock().unwrap_or_else(|e| e.into_inner()).clone();
             let leader = ids.get(&s.leader_id).map(|&m| m as NodeId + 1);
             let role = if s.leader_id != 0 && s.leader_id == s.member_id {
@@ -319,6 +399,22 @@ impl System for EtcdSut {
                     }
                 }
                 Fault::Membership { removed, .. } => self.remove(self.index(*removed)?).await?,
+                Fault::Partition { grudge, .. } => {
+                    // A partition replaces whatever cut the links before, as on the mesh.
+                    let net = self.net()?;
+                    net.heal_all()?;
+                    net.apply_grudge(grudge)?;
+                }
+                Fault::Loss { p } => {
+                    let net = self.net()?;
+                    for &a in net.nodes() {
+                        for &b in net.nodes() {
+                            if a != b {
+                                net.set_loss(a, b, *p)?;
+                            }
+                        }
+                    }
+                }
                 Fault::Combined { parts } => {
                     for p in parts {
                         self.apply(p).await?;
@@ -352,6 +448,7 @@ impl System for EtcdSut {
                     }
                 }
                 Fault::Membership { removed, .. } => self.add_back(self.index(*removed)?).await?,
+                Fault::Partition { .. } | Fault::Loss { .. } => self.net()?.heal_all()?,
                 Fault::Combined { parts } => {
                     for p in parts.iter().rev() {
                         self.heal(p).await?;
@@ -366,6 +463,9 @@ impl System for EtcdSut {
 
     fn heal_all(&self) -> BoxFuture<'_, anyhow::Result<()>> {
         async move {
+            if let Some(net) = &self.net {
+                net.heal_all()?;
+            }
             for i in 0..self.members.len() {
                 // Resuming a running member is harmless; a dead one is restarted below.
                 let _ = self.with_cluster(|c| c.resume(i));
@@ -437,9 +537,19 @@ impl System for EtcdSut {
 
     fn shutdown(self: Box<Self>) -> BoxFuture<'static, ()> {
         async move {
-            // Dropping the launcher kills every member by PID and reaps it.
-            let cluster = self.cluster.into_inner().unwrap_or_else(|e| e.into_inner());
-            let _ = tokio::task::spawn_blocking(move || drop(cluster)).await;
+            // Dropping the launcher kills every member by PID and reaps it; only then are
+            // their namespaces deleted (a namespace lives on while a process is in it).
+            let EtcdSut { cluster, net, .. } = *self;
+            let cluster = cluster.into_inner().unwrap_or_else(|e| e.into_inner());
+            let _ = tokio::task::spawn_blocking(move || {
+                drop(cluster);
+                if let Some(net) = net {
+                    if let Err(e) = net.teardown() {
+                        tracing::warn!("removing the etcd members' namespaces: {e}");
+                    }
+                }
+            })
+            .await;
         }
         .boxed()
     }
