@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 use tokio_util::codec::LengthDelimitedCodec;
 
-use crate::raft::NodeId;
+use crate::raft::{NodeId, Role};
 
 /// The largest frame either side accepts; a larger length prefix closes the connection.
 pub const MAX_FRAME_BYTES: usize = 4 * 1024 * 1024;
@@ -230,8 +230,8 @@ pub enum Reply {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Status {
     pub id: NodeId,
-    /// `follower`, `candidate`, `pre-candidate` or `leader`.
-    pub role: String,
+    /// The node's role; on the wire `follower`, `candidate`, `pre-candidate` or `leader`.
+    pub role: Role,
     pub term: u64,
     pub leader: Option<NodeId>,
     pub commit_index: u64,
@@ -338,5 +338,36 @@ mod tests {
         };
         let s = serde_json::to_string(&r).unwrap();
         assert_eq!(serde_json::from_str::<Request>(&s).unwrap(), r);
+    }
+
+    /// A status reply is byte-identical to the one written when `role` was a string.
+    #[test]
+    fn status_json_names_the_role() {
+        let st = |role| Status {
+            id: 2,
+            role,
+            term: 7,
+            leader: Some(1),
+            commit_index: 10,
+            applied_index: 9,
+            last_log_index: 11,
+            clock: ClockState {
+                offset_ms: 0.0,
+                rate: 1.0,
+                now_ms: 5.5,
+            },
+        };
+        for (role, name) in [
+            (Role::Follower, "follower"),
+            (Role::PreCandidate, "pre-candidate"),
+            (Role::Candidate, "candidate"),
+            (Role::Leader, "leader"),
+        ] {
+            let json = format!(
+                r#"{{"id":2,"role":"{name}","term":7,"leader":1,"commit_index":10,"applied_index":9,"last_log_index":11,"clock":{{"offset_ms":0.0,"rate":1.0,"now_ms":5.5}}}}"#
+            );
+            assert_eq!(serde_json::to_string(&st(role)).unwrap(), json);
+            assert_eq!(serde_json::from_str::<Status>(&json).unwrap(), st(role));
+        }
     }
 }

@@ -7,6 +7,7 @@
 
 mod common;
 
+use node::raft::Role;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -212,7 +213,7 @@ fn grow_to_five_and_shrink_to_three_replacing_the_leader_under_writes() {
                 continue;
             }
             if let Ok(s) = status(&c.nodes[i].client_addr) {
-                if s.role == "leader" {
+                if s.role == Role::Leader {
                     found = Some(c.nodes[i].id);
                 }
             }
@@ -239,10 +240,10 @@ fn grow_to_five_and_shrink_to_three_replacing_the_leader_under_writes() {
                 continue;
             };
             assert!(
-                s.role != "leader" && s.role != "candidate",
+                s.role != Role::Leader && s.role != Role::Candidate,
                 "removed n{removed}: {s:?}"
             );
-            if s.role == "follower" {
+            if s.role == Role::Follower {
                 break;
             }
             assert!(Instant::now() < deadline, "removed n{removed}: {s:?}");
@@ -253,7 +254,7 @@ fn grow_to_five_and_shrink_to_three_replacing_the_leader_under_writes() {
     for removed in [old_leader, other] {
         let i = position(&c, removed);
         let s = status(&c.nodes[i].client_addr).unwrap();
-        assert_eq!(s.role, "follower", "removed n{removed}: {s:?}");
+        assert_eq!(s.role, Role::Follower, "removed n{removed}: {s:?}");
         let mut conn = Conn::connect(&c.nodes[i].client_addr).unwrap();
         match conn.call(Operation::Members).unwrap() {
             Ok(Reply::Members(m)) => {

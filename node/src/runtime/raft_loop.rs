@@ -333,7 +333,7 @@ impl RaftLoop {
         let s = self.raft.status();
         Status {
             id: s.id,
-            role: s.role.as_str().to_string(),
+            role: s.role,
             term: s.term,
             leader: s.leader,
             commit_index: s.commit,
