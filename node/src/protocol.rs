@@ -370,4 +370,99 @@ mod tests {
             assert_eq!(serde_json::from_str::<Status>(&json).unwrap(), st(role));
         }
     }
+
+    /// Every request shape serializes to exactly the JSON clients have always sent (golden
+    /// strings captured before the write commands got their own structs), and parses back.
+    #[test]
+    fn request_json_is_stable() {
+        let wid = WriteId { client: 3, seq: 8 };
+        let cases: Vec<(Operation, &str)> = vec![
+            (
+                Operation::Get {
+                    key: "k".into(),
+                    mode: Some(ReadMode::ReadIndex),
+                },
+                r#"{"id":12,"op":{"type":"get","key":"k","mode":"read-index"}}"#,
+            ),
+            (
+                Operation::Get {
+                    key: "k".into(),
+                    mode: None,
+                },
+                r#"{"id":12,"op":{"type":"get","key":"k","mode":null}}"#,
+            ),
+            (
+                Operation::Put {
+                    key: "k".into(),
+                    value: -1,
+                    write_id: wid,
+                },
+                r#"{"id":12,"op":{"type":"put","key":"k","value":-1,"write_id":{"client":3,"seq":8}}}"#,
+            ),
+            (
+                Operation::Cas {
+                    key: "k".into(),
+                    expected: Some(1),
+                    new: 2,
+                    write_id: wid,
+                },
+                r#"{"id":12,"op":{"type":"cas","key":"k","expected":1,"new":2,"write_id":{"client":3,"seq":8}}}"#,
+            ),
+            (
+                Operation::Cas {
+                    key: "k".into(),
+                    expected: None,
+                    new: 2,
+                    write_id: wid,
+                },
+                r#"{"id":12,"op":{"type":"cas","key":"k","expected":null,"new":2,"write_id":{"client":3,"seq":8}}}"#,
+            ),
+            (
+                Operation::Add {
+                    key: "s".into(),
+                    element: 9,
+                    write_id: wid,
+                },
+                r#"{"id":12,"op":{"type":"add","key":"s","element":9,"write_id":{"client":3,"seq":8}}}"#,
+            ),
+            (Operation::Status, r#"{"id":12,"op":{"type":"status"}}"#),
+            (
+                Operation::Clock {
+                    offset_ms: Some(-5.0),
+                    rate: None,
+                },
+                r#"{"id":12,"op":{"type":"clock","offset_ms":-5.0,"rate":null}}"#,
+            ),
+            (
+                Operation::ChangeMembership {
+                    voters: vec![1, 2],
+                    addrs: vec![MemberAddrs {
+                        id: 2,
+                        peer: "p".into(),
+                        client: "c".into(),
+                        peer_via: vec![(1, "v".into())],
+                    }],
+                },
+                r#"{"id":12,"op":{"type":"change_membership","voters":[1,2],"addrs":[{"id":2,"peer":"p","client":"c","peer_via":[[1,"v"]]}]}}"#,
+            ),
+            (Operation::Members, r#"{"id":12,"op":{"type":"members"}}"#),
+            (
+                Operation::Failpoint {
+                    name: "n".into(),
+                    action: "off".into(),
+                },
+                r#"{"id":12,"op":{"type":"failpoint","name":"n","action":"off"}}"#,
+            ),
+            (
+                Operation::Failpoints,
+                r#"{"id":12,"op":{"type":"failpoints"}}"#,
+            ),
+        ];
+        for (op, golden) in cases {
+            let r = Request { id: 12, op };
+            let json = serde_json::to_string(&r).unwrap();
+            assert_eq!(json, golden);
+            assert_eq!(serde_json::from_str::<Request>(golden).unwrap(), r);
+        }
+    }
 }
