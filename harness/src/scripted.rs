@@ -16,6 +16,7 @@ pub mod figure8;
 pub mod new_leader_isolated;
 pub mod stale_tail;
 
+use node::command;
 use node::raft::Role;
 use std::time::{Duration, Instant};
 
@@ -147,14 +148,14 @@ impl Stage<'_> {
         let Ok(addr) = self.cluster.client_addr(id) else {
             return;
         };
-        let op = Operation::Put {
+        let op = Operation::Put(command::Put {
             key: NEMESIS_KEY.into(),
             value: 0,
             write_id: WriteId {
                 client: u64::MAX,
                 seq: rand::random(),
             },
-        };
+        });
         tokio::spawn(async move {
             let _ = nemesis::admin::request(addr, op, Duration::from_millis(500)).await;
         });

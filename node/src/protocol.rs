@@ -10,6 +10,7 @@
 use serde::{Deserialize, Serialize};
 use tokio_util::codec::LengthDelimitedCodec;
 
+use crate::command;
 use crate::raft::{NodeId, Role};
 
 /// The largest frame either side accepts; a larger length prefix closes the connection.
@@ -94,13 +95,8 @@ pub struct Request {
     pub op: Operation,
 }
 
-/// Identifies a client write for de-duplication: a retry with the same `client` and `seq` is
-/// applied at most once.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct WriteId {
-    pub client: u64,
-    pub seq: u64,
-}
+/// Re-exported from [`crate::command`], where the write commands live.
+pub use crate::command::WriteId;
 
 /// What a client or the harness asks of a node.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -108,25 +104,12 @@ pub struct WriteId {
 pub enum Operation {
     /// Read a key through the given path (the node's `--read-mode` when `None`).
     Get { key: String, mode: Option<ReadMode> },
-    /// Set a key to an integer.
-    Put {
-        key: String,
-        value: i64,
-        write_id: WriteId,
-    },
+    /// Set a key to an integer (JSON: `{"type":"put","key":..,"value":..,"write_id":..}`).
+    Put(command::Put),
     /// Set a key to `new` if its value is `expected` (`None`: the key has no value).
-    Cas {
-        key: String,
-        expected: Option<i64>,
-        new: i64,
-        write_id: WriteId,
-    },
+    Cas(command::Cas),
     /// Add an element to the set stored at a key (the set workload).
-    Add {
-        key: String,
-        element: i64,
-        write_id: WriteId,
-    },
+    Add(command::Add),
     /// Admin: the node's role, term, leader and indexes.
     Status,
     /// Admin: set (any field given) and report the node's clock offset and rate.
@@ -315,12 +298,12 @@ mod tests {
     fn requests_are_json_objects() {
         let r = Request {
             id: 7,
-            op: Operation::Cas {
+            op: Operation::Cas(command::Cas {
                 key: "k1".into(),
                 expected: None,
                 new: 3,
                 write_id: WriteId { client: 1, seq: 2 },
-            },
+            }),
         };
         let s = serde_json::to_string(&r).unwrap();
         assert_eq!(serde_json::from_str::<Request>(&s).unwrap(), r);
@@ -392,37 +375,37 @@ mod tests {
                 r#"{"id":12,"op":{"type":"get","key":"k","mode":null}}"#,
             ),
             (
-                Operation::Put {
+                Operation::Put(command::Put {
                     key: "k".into(),
                     value: -1,
                     write_id: wid,
-                },
+                }),
                 r#"{"id":12,"op":{"type":"put","key":"k","value":-1,"write_id":{"client":3,"seq":8}}}"#,
             ),
             (
-                Operation::Cas {
+                Operation::Cas(command::Cas {
                     key: "k".into(),
                     expected: Some(1),
                     new: 2,
                     write_id: wid,
-                },
+                }),
                 r#"{"id":12,"op":{"type":"cas","key":"k","expected":1,"new":2,"write_id":{"client":3,"seq":8}}}"#,
             ),
             (
-                Operation::Cas {
+                Operation::Cas(command::Cas {
                     key: "k".into(),
                     expected: None,
                     new: 2,
                     write_id: wid,
-                },
+                }),
                 r#"{"id":12,"op":{"type":"cas","key":"k","expected":null,"new":2,"write_id":{"client":3,"seq":8}}}"#,
             ),
             (
-                Operation::Add {
+                Operation::Add(command::Add {
                     key: "s".into(),
                     element: 9,
                     write_id: wid,
-                },
+                }),
                 r#"{"id":12,"op":{"type":"add","key":"s","element":9,"write_id":{"client":3,"seq":8}}}"#,
             ),
             (Operation::Status, r#"{"id":12,"op":{"type":"status"}}"#),

@@ -7,6 +7,7 @@
 
 mod common;
 
+use node::command;
 use node::raft::Role;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -97,11 +98,11 @@ fn writer(addrs: Vec<String>, stop: Arc<AtomicBool>, acked: Arc<Mutex<Vec<u64>>>
             }
         }
         seq += 1;
-        let op = Operation::Put {
+        let op = Operation::Put(command::Put {
             key: format!("k{seq}"),
             value: seq as i64,
             write_id: WriteId { client: 7, seq },
-        };
+        });
         match conn.as_mut().unwrap().call(op) {
             Ok(Ok(Reply::Written)) => acked.lock().unwrap().push(seq),
             Ok(Err(e)) => {
@@ -301,7 +302,7 @@ fn measure_catch_up_of_100000_entries_snapshot_vs_log_replay() {
                     seq += 1;
                     let req = node::protocol::Request {
                         id: seq,
-                        op: Operation::Put {
+                        op: Operation::Put(command::Put {
                             key: format!("key-{}", seq % 1000),
                             value: seq as i64,
                             // One client per pipeline slot: each client's seqs increase
@@ -310,7 +311,7 @@ fn measure_catch_up_of_100000_entries_snapshot_vs_log_replay() {
                                 client: 1000 + seq % 500,
                                 seq: (seq - 1) / 500 + 1,
                             },
-                        },
+                        }),
                     };
                     conn.write_frame(&serde_json::to_vec(&req).unwrap())
                         .unwrap();
