@@ -3,6 +3,7 @@
 //! leader and term then, from `cluster.jsonl`. Saves the reader cross-referencing the fault
 //! table and the timeline by hand.
 
+use node::raft::Role;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::Serialize;
@@ -100,7 +101,7 @@ pub fn of(
     let views = latest_views(observations, to_ns);
     let leader = views
         .values()
-        .filter(|o| o.role.as_deref() == Some("leader"))
+        .filter(|o| o.role == Some(Role::Leader))
         .max_by_key(|o| o.term.unwrap_or(0));
     let node_view = node
         .as_deref()
@@ -152,8 +153,8 @@ fn describe_view(o: &Observation) -> String {
         return "not answering the observer".into();
     }
     let term = o.term.map(|t| format!(", term {t}")).unwrap_or_default();
-    match (o.role.as_deref(), o.leader.as_deref()) {
-        (Some("leader"), _) => format!("leader{term}"),
+    match (o.role, o.leader.as_deref()) {
+        (Some(Role::Leader), _) => format!("leader{term}"),
         (Some(role), Some(l)) => format!("{role} of {l}{term}"),
         (Some(role), None) => format!("{role} with no leader{term}"),
         (None, _) => format!("in an unknown role{term}"),
@@ -261,7 +262,7 @@ mod tests {
         .unwrap()
     }
 
-    fn obs(t: f64, node: &str, role: &str, term: u64, leader: Option<&str>) -> Observation {
+    fn obs(t: f64, node: &str, role: Role, term: u64, leader: Option<&str>) -> Observation {
         Observation::sample(t, node, role, term, leader)
     }
 
@@ -280,10 +281,10 @@ mod tests {
             window("kill", None, json!({}), 8.0, 9.0),
         ];
         let observations = vec![
-            obs(4.0, "n1", "leader", 3, Some("n1")),
-            obs(4.0, "n2", "leader", 2, Some("n2")),
-            obs(4.0, "n3", "follower", 3, Some("n1")),
-            obs(5.0, "n1", "follower", 4, None),
+            obs(4.0, "n1", Role::Leader, 3, Some("n1")),
+            obs(4.0, "n2", Role::Leader, 2, Some("n2")),
+            obs(4.0, "n3", Role::Follower, 3, Some("n1")),
+            obs(5.0, "n1", Role::Follower, 4, None),
         ];
         let anomaly = json!({"op": {"invoke_index": 10, "complete_index": 11, "node": "n2"}});
         let c = of(&anomaly, &events, &windows, &observations).unwrap();

@@ -2,6 +2,7 @@
 //! apply and heal faults, stop. Every process is started through a [`Supervisor`], so none
 //! outlives the harness (panic, error or Ctrl-C).
 
+use node::raft::Role;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -302,7 +303,7 @@ impl Cluster {
         let majority = self.nodes.len() / 2 + 1;
         while start.elapsed() < timeout {
             let statuses = self.statuses(nemesis::admin::DEFAULT_ADMIN_TIMEOUT).await;
-            if let Some(l) = statuses.iter().find(|s| s.role == "leader") {
+            if let Some(l) = statuses.iter().find(|s| s.role == Role::Leader) {
                 let agree = statuses
                     .iter()
                     .filter(|s| s.leader == Some(l.id) && s.term == l.term)

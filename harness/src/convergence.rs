@@ -4,6 +4,7 @@
 //! answering, so the harness asks each member directly: its status, then every key of the
 //! run read locally (the `stale` path: what that member's state machine holds).
 
+use node::raft::Role;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -160,7 +161,7 @@ fn leader_commit(statuses: &[(NodeId, Option<Status>)]) -> Option<u64> {
     statuses
         .iter()
         .filter_map(|(_, s)| s.as_ref())
-        .filter(|s| s.role == "leader")
+        .filter(|s| s.role == Role::Leader)
         .max_by_key(|s| s.term)
         .map(|s| s.commit_index)
 }
@@ -374,10 +375,10 @@ mod tests {
         );
     }
 
-    fn status(id: NodeId, role: &str, term: u64, commit: u64, applied: u64) -> Status {
+    fn status(id: NodeId, role: Role, term: u64, commit: u64, applied: u64) -> Status {
         Status {
             id,
-            role: role.into(),
+            role,
             term,
             leader: Some(1),
             commit_index: commit,
@@ -394,8 +395,8 @@ mod tests {
     #[test]
     fn a_member_behind_the_leader_is_stuck_and_a_silent_one_is_named() {
         let s = vec![
-            (1, Some(status(1, "leader", 3, 2214, 2214))),
-            (2, Some(status(2, "follower", 3, 2214, 1541))),
+            (1, Some(status(1, Role::Leader, 3, 2214, 2214))),
+            (2, Some(status(2, Role::Follower, 3, 2214, 1541))),
             (3, None),
         ];
         assert_eq!(leader_commit(&s), Some(2214));

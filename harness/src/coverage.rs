@@ -836,6 +836,7 @@ fn window_shape(desc: &Value) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use node::raft::Role;
     use serde_json::json;
 
     const S: u64 = 1_000_000_000;
@@ -862,7 +863,7 @@ mod tests {
             .collect()
     }
 
-    fn obs(t: f64, node: &str, role: &str, term: u64, leader: Option<&str>) -> Observation {
+    fn obs(t: f64, node: &str, role: Role, term: u64, leader: Option<&str>) -> Observation {
         Observation::sample(t, node, role, term, leader)
     }
 
@@ -902,16 +903,16 @@ mod tests {
             (9.0, None, Info, "stop", None, json!({"fault": "heal-all"})),
         ]);
         let o = vec![
-            obs(0.0, "n1", "leader", 1, Some("n1")),
-            obs(0.0, "n2", "follower", 1, Some("n1")),
-            obs(0.0, "n3", "follower", 1, Some("n1")),
+            obs(0.0, "n1", Role::Leader, 1, Some("n1")),
+            obs(0.0, "n2", Role::Follower, 1, Some("n1")),
+            obs(0.0, "n3", Role::Follower, 1, Some("n1")),
             // Cut off: n2 and n3 lose the leader at 2.4 s, n2 leads at 3.0 s.
-            obs(2.4, "n2", "candidate", 2, None),
-            obs(2.4, "n3", "follower", 2, None),
-            obs(3.0, "n2", "leader", 2, Some("n2")),
-            obs(3.0, "n3", "follower", 2, Some("n2")),
-            obs(3.2, "n1", "follower", 1, None),
-            obs(5.5, "n1", "follower", 2, Some("n2")),
+            obs(2.4, "n2", Role::Candidate, 2, None),
+            obs(2.4, "n3", Role::Follower, 2, None),
+            obs(3.0, "n2", Role::Leader, 2, Some("n2")),
+            obs(3.0, "n3", Role::Follower, 2, Some("n2")),
+            obs(3.2, "n1", Role::Follower, 1, None),
+            obs(5.5, "n1", Role::Follower, 2, Some("n2")),
         ];
         (h, o)
     }
@@ -984,14 +985,14 @@ mod tests {
         let (h, _) = isolate_run();
         // The majority never elects: n2 and n3 stay leaderless after losing n1.
         let o = vec![
-            obs(0.0, "n1", "leader", 1, Some("n1")),
-            obs(0.0, "n2", "follower", 1, Some("n1")),
-            obs(0.0, "n3", "follower", 1, Some("n1")),
-            obs(2.2, "n2", "candidate", 2, None),
-            obs(2.2, "n3", "candidate", 3, None),
-            obs(6.0, "n2", "follower", 4, Some("n1")),
-            obs(6.0, "n3", "follower", 4, Some("n1")),
-            obs(6.0, "n1", "leader", 4, Some("n1")),
+            obs(0.0, "n1", Role::Leader, 1, Some("n1")),
+            obs(0.0, "n2", Role::Follower, 1, Some("n1")),
+            obs(0.0, "n3", Role::Follower, 1, Some("n1")),
+            obs(2.2, "n2", Role::Candidate, 2, None),
+            obs(2.2, "n3", Role::Candidate, 3, None),
+            obs(6.0, "n2", Role::Follower, 4, Some("n1")),
+            obs(6.0, "n3", Role::Follower, 4, Some("n1")),
+            obs(6.0, "n1", Role::Leader, 4, Some("n1")),
         ];
         let c = compute(&h, &o, &input(&[FaultFamily::Partition], &["lease"]));
         let w = &c.windows[0];
@@ -1017,12 +1018,12 @@ mod tests {
     fn unreachable_nodes_follow_no_one() {
         // A leader with one of two followers reachable keeps a majority; with none, not.
         let o = vec![
-            obs(0.0, "n1", "leader", 1, Some("n1")),
-            obs(0.0, "n2", "follower", 1, Some("n1")),
-            obs(0.0, "n3", "follower", 1, Some("n1")),
+            obs(0.0, "n1", Role::Leader, 1, Some("n1")),
+            obs(0.0, "n2", Role::Follower, 1, Some("n1")),
+            obs(0.0, "n3", Role::Follower, 1, Some("n1")),
             down(1.0, "n2"),
             down(2.0, "n3"),
-            obs(3.0, "n2", "follower", 1, Some("n1")),
+            obs(3.0, "n2", Role::Follower, 1, Some("n1")),
         ];
         let h = history(&[(4.0, Some(0), Invoke, "write", None, json!(1))]);
         let c = compute(
@@ -1190,9 +1191,9 @@ mod tests {
             (3.8, Some(0), Okk, "write", None, json!(2)),
         ]);
         let o = vec![
-            obs(0.0, "n1", "leader", 1, Some("n1")),
-            obs(0.0, "n2", "follower", 1, Some("n1")),
-            obs(0.0, "n3", "follower", 1, Some("n1")),
+            obs(0.0, "n1", Role::Leader, 1, Some("n1")),
+            obs(0.0, "n2", Role::Follower, 1, Some("n1")),
+            obs(0.0, "n3", Role::Follower, 1, Some("n1")),
         ];
         let inp = CoverageInput {
             families: vec![FaultFamily::Kill, FaultFamily::Pause, FaultFamily::Loss],

@@ -11,6 +11,7 @@
 //! - when the observer stops, each node's latest polled state if it differs from the node's
 //!   last written line, so that the file ends on what was last seen.
 
+use node::raft::Role;
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
 use std::net::SocketAddr;
@@ -45,9 +46,9 @@ pub struct Observation {
     /// no leader.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub unreachable: bool,
-    /// `follower`, `candidate`, `pre-candidate` or `leader`.
+    /// The node's role, written as `follower`, `candidate`, `pre-candidate` or `leader`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub role: Option<String>,
+    pub role: Option<Role>,
     /// The node's current term.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub term: Option<u64>,
@@ -68,7 +69,7 @@ impl Observation {
     pub(crate) fn sample(
         t: f64,
         node: &str,
-        role: &str,
+        role: Role,
         term: u64,
         leader: Option<&str>,
     ) -> Observation {
@@ -76,7 +77,7 @@ impl Observation {
             time: (t * 1e9) as u64,
             node: node.into(),
             unreachable: false,
-            role: Some(role.into()),
+            role: Some(role),
             term: Some(term),
             leader: leader.map(str::to_string),
             commit: Some(1),
@@ -90,7 +91,7 @@ impl Observation {
             time,
             node: node_name(s.id),
             unreachable: false,
-            role: Some(s.role.clone()),
+            role: Some(s.role),
             term: Some(s.term),
             leader: s.leader.map(node_name),
             commit: Some(s.commit_index),
@@ -114,7 +115,7 @@ impl Observation {
 
     /// True when the node considers itself the leader.
     pub fn is_leader(&self) -> bool {
-        !self.unreachable && self.role.as_deref() == Some("leader")
+        !self.unreachable && self.role == Some(Role::Leader)
     }
 
     /// The leader this node follows: the one it names, or itself when it leads; `None` when
@@ -349,12 +350,12 @@ mod tests {
     use tokio::net::TcpListener;
     use tokio_util::codec::Framed;
 
-    fn reach(time: u64, node: &str, role: &str, term: u64, commit: u64) -> Observation {
+    fn reach(time: u64, node: &str, role: Role, term: u64, commit: u64) -> Observation {
         Observation {
             time,
             node: node.into(),
             unreachable: false,
-            role: Some(role.into()),
+            role: Some(role),
             term: Some(term),
             leader: Some("n1".into()),
             commit: Some(commit),
@@ -367,37 +368,40 @@ mod tests {
         let mut f = ChangeFilter::default();
         let s = 1_000_000_000;
         assert!(
-            f.offer(reach(0, "n1", "leader", 1, 1)).is_some(),
+            f.offer(reach(0, "n1", Role::Leader, 1, 1)).is_some(),
             "first poll"
         );
         assert!(
-            f.offer(reach(s / 10, "n1", "leader", 1, 1)).is_none(),
+            f.offer(reach(s / 10, "n1", Role::Leader, 1, 1)).is_none(),
             "no change"
         );
         assert!(
-            f.offer(reach(s / 5, "n1", "leader", 1, 5)).is_none(),
+            f.offer(reach(s / 5, "n1", Role::Leader, 1, 5)).is_none(),
             "progress too soon"
         );
         assert!(
-            f.offer(reach(s / 2, "n1", "follower", 2, 6)).is_some(),
+            f.offer(reach(s / 2, "n1", Role::Follower, 2, 6)).is_some(),
             "role change"
         );
-        assert!(f.offer(reach(s, "n1", "follower", 2, 9)).is_none());
+        assert!(f.offer(reach(s, "n1", Role::Follower, 2, 9)).is_none());
         assert!(
-            f.offer(reach(s * 3 / 2, "n1", "follower", 2, 12)).is_some(),
+            f.offer(reach(s * 3 / 2, "n1", Role::Follower, 2, 12))
+                .is_some(),
             "a second later"
         );
         assert!(f.offer(Observation::unreachable(s * 2, "n1")).is_some());
         assert!(f.offer(Observation::unreachable(s * 3, "n1")).is_none());
         assert!(
-            f.offer(reach(s * 4, "n2", "follower", 2, 12)).is_some(),
+            f.offer(reach(s * 4, "n2", Role::Follower, 2, 12)).is_some(),
             "other node"
         );
         assert!(
-            f.offer(reach(s * 4, "n1", "follower", 2, 12)).is_some(),
+            f.offer(reach(s * 4, "n1", Role::Follower, 2, 12)).is_some(),
             "back"
         );
-        assert!(f.offer(reach(s * 4 + 1, "n1", "follower", 2, 13)).is_none());
+        assert!(f
+            .offer(reach(s * 4 + 1, "n1", Role::Follower, 2, 13))
+            .is_none());
         let last = f.flush();
         assert_eq!(last.len(), 1);
         assert_eq!(last[0].commit, Some(13));
@@ -406,7 +410,7 @@ mod tests {
 
     #[test]
     fn observation_json_shape_and_torn_last_line() {
-        let o = reach(5, "n1", "leader", 3, 120);
+        let o = reach(5, "n1", Role::Leader, 3, 120);
         let v = serde_json::to_value(&o).unwrap();
         assert_eq!(
             v,
@@ -459,10 +463,10 @@ mod tests {
         addr
     }
 
-    fn status(id: NodeId, role: &str, term: u64, leader: Option<NodeId>) -> Status {
+    fn status(id: NodeId, role: Role, term: u64, leader: Option<NodeId>) -> Status {
         Status {
             id,
-            role: role.into(),
+            role,
             term,
             leader,
             commit_index: 10,
@@ -478,8 +482,8 @@ mod tests {
 
     #[tokio::test]
     async fn observes_changes_silence_and_refusal_within_bounded_time() {
-        let s1 = Arc::new(Mutex::new(Some(status(1, "leader", 1, Some(1)))));
-        let s2 = Arc::new(Mutex::new(Some(status(2, "follower", 1, Some(1)))));
+        let s1 = Arc::new(Mutex::new(Some(status(1, Role::Leader, 1, Some(1)))));
+        let s2 = Arc::new(Mutex::new(Some(status(2, Role::Follower, 1, Some(1)))));
         let a1 = status_server(s1.clone()).await;
         let a2 = status_server(s2.clone()).await;
         // A port with nothing listening: connection refused.
@@ -501,9 +505,9 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(150)).await;
         // n1 goes silent (paused), n2 starts an election.
         *s1.lock().unwrap() = None;
-        *s2.lock().unwrap() = Some(status(2, "candidate", 2, None));
+        *s2.lock().unwrap() = Some(status(2, Role::Candidate, 2, None));
         tokio::time::sleep(Duration::from_millis(150)).await;
-        *s2.lock().unwrap() = Some(status(2, "leader", 2, Some(2)));
+        *s2.lock().unwrap() = Some(status(2, Role::Leader, 2, Some(2)));
         tokio::time::sleep(Duration::from_millis(150)).await;
         let stopped = Instant::now();
         stop.cancel();
@@ -520,8 +524,8 @@ mod tests {
         assert!(n1[0].is_leader(), "{n1:?}");
         assert!(n1.last().unwrap().unreachable, "{n1:?}");
         assert_eq!(n1.len(), 2, "no repeated lines while silent: {n1:?}");
-        let n2: Vec<_> = of("n2").iter().map(|o| o.role.clone().unwrap()).collect();
-        assert_eq!(n2, ["follower", "candidate", "leader"]);
+        let n2: Vec<_> = of("n2").iter().map(|o| o.role.unwrap()).collect();
+        assert_eq!(n2, [Role::Follower, Role::Candidate, Role::Leader]);
         let n3 = of("n3");
         assert_eq!(n3.len(), 1);
         assert!(n3[0].unreachable);

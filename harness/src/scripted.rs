@@ -16,6 +16,7 @@ pub mod figure8;
 pub mod new_leader_isolated;
 pub mod stale_tail;
 
+use node::raft::Role;
 use std::time::{Duration, Instant};
 
 use nemesis::partition::Grudge;
@@ -151,7 +152,7 @@ impl Stage<'_> {
     pub async fn lead_then_append(&self, id: NodeId) -> bool {
         let Some(won) = self
             .wait_for(Duration::from_secs(4), |s| {
-                s.node(id).is_some_and(|n| n.role == "leader")
+                s.node(id).is_some_and(|n| n.role == Role::Leader)
             })
             .await
         else {
@@ -216,7 +217,7 @@ impl Statuses {
         among
             .iter()
             .filter_map(|&id| self.node(id))
-            .filter(|n| n.role == "leader" && n.term > term)
+            .filter(|n| n.role == Role::Leader && n.term > term)
             .max_by_key(|n| n.term)
     }
 

@@ -7,6 +7,7 @@
 
 mod common;
 
+use node::raft::Role;
 use std::time::{Duration, Instant};
 
 use harness::cluster::Cluster;
@@ -39,7 +40,7 @@ async fn stable_leader(cluster: &Cluster, limit: Duration, seed: u64) -> (NodeId
     while start.elapsed() < limit {
         let s = cluster.statuses(POLL_TIMEOUT).await;
         if s.len() == cluster.nodes.len() {
-            if let Some(l) = s.iter().find(|s| s.role == "leader") {
+            if let Some(l) = s.iter().find(|s| s.role == Role::Leader) {
                 if s.iter().all(|o| o.leader == Some(l.id) && o.term == l.term) {
                     return (l.id, l.term);
                 }
@@ -62,7 +63,7 @@ async fn new_majority_leader(
         let s = cluster.statuses(POLL_TIMEOUT).await;
         let majority: Vec<_> = s.iter().filter(|s| s.id != old).collect();
         if majority.len() == cluster.nodes.len() - 1 {
-            if let Some(l) = majority.iter().find(|s| s.role == "leader") {
+            if let Some(l) = majority.iter().find(|s| s.role == Role::Leader) {
                 if majority
                     .iter()
                     .all(|o| o.leader == Some(l.id) && o.term == l.term)

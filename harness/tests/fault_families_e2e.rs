@@ -6,6 +6,7 @@
 
 mod common;
 
+use node::raft::Role;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -62,7 +63,7 @@ async fn every_fault_family_has_its_effect() {
         || async {
             nemesis::admin::status(old)
                 .await
-                .map(|s| s.role != "leader")
+                .map(|s| s.role != Role::Leader)
                 .unwrap_or(false)
         },
     )

@@ -5,6 +5,7 @@
 //! Set `REPORT_SEED` to replay a failing seed; every test prints the seed it used.
 
 use harness::report;
+use node::raft::Role;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -211,29 +212,29 @@ fn write_run(
 fn write_cluster(dir: &Path, duration_s: f64) {
     use harness::observer::Observation;
     let at = |t: f64| (t * 1e9) as u64;
-    let o = |t: f64, node: &str, role: &str, term: u64, leader: Option<&str>| Observation {
+    let o = |t: f64, node: &str, role: Role, term: u64, leader: Option<&str>| Observation {
         time: at(t),
         node: node.into(),
         unreachable: false,
-        role: Some(role.into()),
+        role: Some(role),
         term: Some(term),
         leader: leader.map(str::to_string),
         commit: Some(10),
         applied: Some(10),
     };
     let p0 = fault_plan(duration_s)[0].1;
-    let mut lines = vec![o(0.0, "n1", "leader", 1, Some("n1"))];
+    let mut lines = vec![o(0.0, "n1", Role::Leader, 1, Some("n1"))];
     for n in ["n2", "n3", "n4", "n5"] {
-        lines.push(o(0.0, n, "follower", 1, Some("n1")));
+        lines.push(o(0.0, n, Role::Follower, 1, Some("n1")));
     }
     lines.push(Observation::unreachable(at(p0 + 0.5), "n1"));
     for n in ["n3", "n4", "n5"] {
-        lines.push(o(p0 + 0.5, n, "follower", 1, None));
+        lines.push(o(p0 + 0.5, n, Role::Follower, 1, None));
     }
-    lines.push(o(p0 + 0.5, "n2", "candidate", 2, None));
-    lines.push(o(p0 + 1.0, "n2", "leader", 2, Some("n2")));
+    lines.push(o(p0 + 0.5, "n2", Role::Candidate, 2, None));
+    lines.push(o(p0 + 1.0, "n2", Role::Leader, 2, Some("n2")));
     for n in ["n1", "n3", "n4", "n5"] {
-        lines.push(o(p0 + 1.0, n, "follower", 2, Some("n2")));
+        lines.push(o(p0 + 1.0, n, Role::Follower, 2, Some("n2")));
     }
     let text: String = lines
         .iter()

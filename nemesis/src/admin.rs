@@ -4,6 +4,7 @@
 //! [`Response`] with the same id, all within one timeout. Used by the nemesis to find the
 //! leader ([`status`]) and to skew clocks ([`set_clock`]); never panics on what a node sends.
 
+use node::raft::Role;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -143,7 +144,7 @@ pub async fn find_leader(
         .await
         .into_iter()
         .filter_map(Result::ok)
-        .filter(|s| s.role == "leader")
+        .filter(|s| s.role == Role::Leader)
         .map(|s| (s.id, s.term))
         .max_by_key(|&(id, term)| (term, std::cmp::Reverse(id)))
 }
@@ -197,7 +198,7 @@ mod tests {
             assert_eq!(req.op, Operation::Status);
             let s = Status {
                 id: 2,
-                role: "leader".into(),
+                role: Role::Leader,
                 term: 4,
                 leader: Some(2),
                 commit_index: 9,
@@ -216,10 +217,10 @@ mod tests {
         assert_eq!((s.id, s.leader, s.term), (2, Some(2), 4));
     }
 
-    fn status_of(id: u64, role: &str, term: u64) -> Status {
+    fn status_of(id: u64, role: Role, term: u64) -> Status {
         Status {
             id,
-            role: role.into(),
+            role,
             term,
             leader: None,
             commit_index: 0,
@@ -231,10 +232,10 @@ mod tests {
 
     #[tokio::test]
     async fn find_leader_prefers_the_highest_term() {
-        let old = fake_node(|r| vec![ok(r.id, Reply::Status(status_of(1, "leader", 3)))]).await;
-        let new = fake_node(|r| vec![ok(r.id, Reply::Status(status_of(2, "leader", 5)))]).await;
+        let old = fake_node(|r| vec![ok(r.id, Reply::Status(status_of(1, Role::Leader, 3)))]).await;
+        let new = fake_node(|r| vec![ok(r.id, Reply::Status(status_of(2, Role::Leader, 5)))]).await;
         let follower =
-            fake_node(|r| vec![ok(r.id, Reply::Status(status_of(3, "follower", 5)))]).await;
+            fake_node(|r| vec![ok(r.id, Reply::Status(status_of(3, Role::Follower, 5)))]).await;
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let dead = l.local_addr().unwrap();
         drop(l);

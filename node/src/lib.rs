@@ -2,6 +2,7 @@
 //!
 //! - [`raft`]: the pure Raft core (messages and ticks in, actions out).
 //! - [`storage`]: the durable write-ahead log and hard state.
+//! - [`command`]: the write commands (put, cas, add), shared by requests and log entries.
 //! - [`kv`]: the deterministic key-value state machine with client de-duplication.
 //! - [`protocol`]: client/admin requests and responses, and the frame codec used on every
 //!   TCP connection (client and peer).
@@ -11,6 +12,7 @@
 
 pub mod cli;
 pub mod clock;
+pub mod command;
 pub mod failpoints;
 pub mod kv;
 pub mod protocol;

@@ -10,7 +10,8 @@
 use serde::{Deserialize, Serialize};
 use tokio_util::codec::LengthDelimitedCodec;
 
-use crate::raft::NodeId;
+use crate::command;
+use crate::raft::{NodeId, Role};
 
 /// The largest frame either side accepts; a larger length prefix closes the connection.
 pub const MAX_FRAME_BYTES: usize = 4 * 1024 * 1024;
@@ -94,13 +95,8 @@ pub struct Request {
     pub op: Operation,
 }
 
-/// Identifies a client write for de-duplication: a retry with the same `client` and `seq` is
-/// applied at most once.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct WriteId {
-    pub client: u64,
-    pub seq: u64,
-}
+/// Re-exported from [`crate::command`], where the write commands live.
+pub use crate::command::WriteId;
 
 /// What a client or the harness asks of a node.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -108,25 +104,12 @@ pub struct WriteId {
 pub enum Operation {
     /// Read a key through the given path (the node's `--read-mode` when `None`).
     Get { key: String, mode: Option<ReadMode> },
-    /// Set a key to an integer.
-    Put {
-        key: String,
-        value: i64,
-        write_id: WriteId,
-    },
+    /// Set a key to an integer (JSON: `{"type":"put","key":..,"value":..,"write_id":..}`).
+    Put(command::Put),
     /// Set a key to `new` if its value is `expected` (`None`: the key has no value).
-    Cas {
-        key: String,
-        expected: Option<i64>,
-        new: i64,
-        write_id: WriteId,
-    },
+    Cas(command::Cas),
     /// Add an element to the set stored at a key (the set workload).
-    Add {
-        key: String,
-        element: i64,
-        write_id: WriteId,
-    },
+    Add(command::Add),
     /// Admin: the node's role, term, leader and indexes.
     Status,
     /// Admin: set (any field given) and report the node's clock offset and rate.
@@ -230,8 +213,8 @@ pub enum Reply {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Status {
     pub id: NodeId,
-    /// `follower`, `candidate`, `pre-candidate` or `leader`.
-    pub role: String,
+    /// The node's role; on the wire `follower`, `candidate`, `pre-candidate` or `leader`.
+    pub role: Role,
     pub term: u64,
     pub leader: Option<NodeId>,
     pub commit_index: u64,
@@ -315,12 +298,12 @@ mod tests {
     fn requests_are_json_objects() {
         let r = Request {
             id: 7,
-            op: Operation::Cas {
+            op: Operation::Cas(command::Cas {
                 key: "k1".into(),
                 expected: None,
                 new: 3,
                 write_id: WriteId { client: 1, seq: 2 },
-            },
+            }),
         };
         let s = serde_json::to_string(&r).unwrap();
         assert_eq!(serde_json::from_str::<Request>(&s).unwrap(), r);
@@ -338,5 +321,131 @@ mod tests {
         };
         let s = serde_json::to_string(&r).unwrap();
         assert_eq!(serde_json::from_str::<Request>(&s).unwrap(), r);
+    }
+
+    /// A status reply is byte-identical to the one written when `role` was a string.
+    #[test]
+    fn status_json_names_the_role() {
+        let st = |role| Status {
+            id: 2,
+            role,
+            term: 7,
+            leader: Some(1),
+            commit_index: 10,
+            applied_index: 9,
+            last_log_index: 11,
+            clock: ClockState {
+                offset_ms: 0.0,
+                rate: 1.0,
+                now_ms: 5.5,
+            },
+        };
+        for (role, name) in [
+            (Role::Follower, "follower"),
+            (Role::PreCandidate, "pre-candidate"),
+            (Role::Candidate, "candidate"),
+            (Role::Leader, "leader"),
+        ] {
+            let json = format!(
+                r#"{{"id":2,"role":"{name}","term":7,"leader":1,"commit_index":10,"applied_index":9,"last_log_index":11,"clock":{{"offset_ms":0.0,"rate":1.0,"now_ms":5.5}}}}"#
+            );
+            assert_eq!(serde_json::to_string(&st(role)).unwrap(), json);
+            assert_eq!(serde_json::from_str::<Status>(&json).unwrap(), st(role));
+        }
+    }
+
+    /// Every request shape serializes to exactly the JSON clients have always sent (golden
+    /// strings captured before the write commands got their own structs), and parses back.
+    #[test]
+    fn request_json_is_stable() {
+        let wid = WriteId { client: 3, seq: 8 };
+        let cases: Vec<(Operation, &str)> = vec![
+            (
+                Operation::Get {
+                    key: "k".into(),
+                    mode: Some(ReadMode::ReadIndex),
+                },
+                r#"{"id":12,"op":{"type":"get","key":"k","mode":"read-index"}}"#,
+            ),
+            (
+                Operation::Get {
+                    key: "k".into(),
+                    mode: None,
+                },
+                r#"{"id":12,"op":{"type":"get","key":"k","mode":null}}"#,
+            ),
+            (
+                Operation::Put(command::Put {
+                    key: "k".into(),
+                    value: -1,
+                    write_id: wid,
+                }),
+                r#"{"id":12,"op":{"type":"put","key":"k","value":-1,"write_id":{"client":3,"seq":8}}}"#,
+            ),
+            (
+                Operation::Cas(command::Cas {
+                    key: "k".into(),
+                    expected: Some(1),
+                    new: 2,
+                    write_id: wid,
+                }),
+                r#"{"id":12,"op":{"type":"cas","key":"k","expected":1,"new":2,"write_id":{"client":3,"seq":8}}}"#,
+            ),
+            (
+                Operation::Cas(command::Cas {
+                    key: "k".into(),
+                    expected: None,
+                    new: 2,
+                    write_id: wid,
+                }),
+                r#"{"id":12,"op":{"type":"cas","key":"k","expected":null,"new":2,"write_id":{"client":3,"seq":8}}}"#,
+            ),
+            (
+                Operation::Add(command::Add {
+                    key: "s".into(),
+                    element: 9,
+                    write_id: wid,
+                }),
+                r#"{"id":12,"op":{"type":"add","key":"s","element":9,"write_id":{"client":3,"seq":8}}}"#,
+            ),
+            (Operation::Status, r#"{"id":12,"op":{"type":"status"}}"#),
+            (
+                Operation::Clock {
+                    offset_ms: Some(-5.0),
+                    rate: None,
+                },
+                r#"{"id":12,"op":{"type":"clock","offset_ms":-5.0,"rate":null}}"#,
+            ),
+            (
+                Operation::ChangeMembership {
+                    voters: vec![1, 2],
+                    addrs: vec![MemberAddrs {
+                        id: 2,
+                        peer: "p".into(),
+                        client: "c".into(),
+                        peer_via: vec![(1, "v".into())],
+                    }],
+                },
+                r#"{"id":12,"op":{"type":"change_membership","voters":[1,2],"addrs":[{"id":2,"peer":"p","client":"c","peer_via":[[1,"v"]]}]}}"#,
+            ),
+            (Operation::Members, r#"{"id":12,"op":{"type":"members"}}"#),
+            (
+                Operation::Failpoint {
+                    name: "n".into(),
+                    action: "off".into(),
+                },
+                r#"{"id":12,"op":{"type":"failpoint","name":"n","action":"off"}}"#,
+            ),
+            (
+                Operation::Failpoints,
+                r#"{"id":12,"op":{"type":"failpoints"}}"#,
+            ),
+        ];
+        for (op, golden) in cases {
+            let r = Request { id: 12, op };
+            let json = serde_json::to_string(&r).unwrap();
+            assert_eq!(json, golden);
+            assert_eq!(serde_json::from_str::<Request>(golden).unwrap(), r);
+        }
     }
 }

@@ -8,6 +8,7 @@
 
 mod common;
 
+use node::command;
 use std::time::{Duration, Instant};
 
 use common::{status, Cluster, Conn};
@@ -20,11 +21,11 @@ fn put(cluster: &mut Cluster, key: &str, value: i64, seq: u64) {
     while Instant::now() < deadline {
         let leader = cluster.wait_for_leader(Duration::from_secs(15));
         if let Ok(mut c) = Conn::connect(&cluster.nodes[leader].client_addr) {
-            let r = c.call(Operation::Put {
+            let r = c.call(Operation::Put(command::Put {
                 key: key.into(),
                 value,
                 write_id: WriteId { client: 9, seq },
-            });
+            }));
             if matches!(r, Ok(Ok(Reply::Written))) {
                 return;
             }

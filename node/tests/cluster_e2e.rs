@@ -8,6 +8,7 @@
 
 mod common;
 
+use node::command;
 use std::time::{Duration, Instant};
 
 use common::{status, Cluster, Conn};
@@ -73,10 +74,12 @@ fn three_nodes_survive_leader_kill_and_bad_input() {
     for i in 0..20 {
         let w = wid();
         let key = format!("k{}", i % 4);
-        let r = write(&cluster, || Operation::Put {
-            key: key.clone(),
-            value: i,
-            write_id: w,
+        let r = write(&cluster, || {
+            Operation::Put(command::Put {
+                key: key.clone(),
+                value: i,
+                write_id: w,
+            })
         });
         assert_eq!(r, Reply::Written);
         acked.retain(|(k, _): &(String, i64)| k != &key);
@@ -84,11 +87,13 @@ fn three_nodes_survive_leader_kill_and_bad_input() {
     }
     assert_eq!(read(&laddr, "k3", ReadMode::Log), Some(Value::Int(19)));
     let w = wid();
-    let r = write(&cluster, || Operation::Cas {
-        key: "k3".into(),
-        expected: Some(19),
-        new: 100,
-        write_id: w,
+    let r = write(&cluster, || {
+        Operation::Cas(command::Cas {
+            key: "k3".into(),
+            expected: Some(19),
+            new: 100,
+            write_id: w,
+        })
     });
     assert_eq!(
         r,
@@ -98,19 +103,23 @@ fn three_nodes_survive_leader_kill_and_bad_input() {
         }
     );
     let w = wid();
-    let r = write(&cluster, || Operation::Cas {
-        key: "k3".into(),
-        expected: Some(19),
-        new: 101,
-        write_id: w,
+    let r = write(&cluster, || {
+        Operation::Cas(command::Cas {
+            key: "k3".into(),
+            expected: Some(19),
+            new: 101,
+            write_id: w,
+        })
     });
     assert!(matches!(r, Reply::Cas { swapped: false, .. }), "{r:?}");
     let w = wid();
-    let r = write(&cluster, || Operation::Cas {
-        key: "fresh".into(),
-        expected: None,
-        new: 1,
-        write_id: w,
+    let r = write(&cluster, || {
+        Operation::Cas(command::Cas {
+            key: "fresh".into(),
+            expected: None,
+            new: 1,
+            write_id: w,
+        })
     });
     assert!(matches!(r, Reply::Cas { swapped: true, .. }), "{r:?}");
     acked.retain(|(k, _)| k != "k3");
@@ -129,10 +138,12 @@ fn three_nodes_survive_leader_kill_and_bad_input() {
         );
     }
     let w = wid();
-    write(&cluster, || Operation::Put {
-        key: "after".into(),
-        value: 7,
-        write_id: w,
+    write(&cluster, || {
+        Operation::Put(command::Put {
+            key: "after".into(),
+            value: 7,
+            write_id: w,
+        })
     });
 
     // Restart the killed node on its data directory: it catches up.
@@ -188,11 +199,11 @@ fn three_nodes_survive_leader_kill_and_bad_input() {
     // The cluster keeps serving.
     let w = wid();
     assert_eq!(
-        write(&cluster, || Operation::Put {
+        write(&cluster, || Operation::Put(command::Put {
             key: "still".into(),
             value: 1,
             write_id: w,
-        }),
+        })),
         Reply::Written
     );
     for i in 0..cluster.nodes.len() {

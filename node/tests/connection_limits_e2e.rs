@@ -11,6 +11,7 @@
 
 mod common;
 
+use node::command;
 use std::io::{ErrorKind as IoKind, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -80,11 +81,11 @@ fn client_connections_over_the_cap_close_the_longest_idle_ones() {
     }
     // A client still gets in (pushing out the longest-idle one) and is served.
     let mut client = Conn::connect(&addr).unwrap();
-    let r = client.call(Operation::Put {
+    let r = client.call(Operation::Put(command::Put {
         key: "k".into(),
         value: 1,
         write_id: WriteId { client: 1, seq: 1 },
-    });
+    }));
     assert!(matches!(r, Ok(Ok(Reply::Written))), "{r:?}");
     drop(conns);
     drop(client);
@@ -123,11 +124,11 @@ fn a_restarted_peer_gets_in_past_idle_connections_at_the_cap() {
     while !done && Instant::now() < deadline {
         for i in [l, a] {
             if let Ok(mut c) = Conn::connect(&cluster.nodes[i].client_addr) {
-                if let Ok(Ok(Reply::Written)) = c.call(Operation::Put {
+                if let Ok(Ok(Reply::Written)) = c.call(Operation::Put(command::Put {
                     key: "k".into(),
                     value: 2,
                     write_id: WriteId { client: 2, seq: 1 },
-                }) {
+                })) {
                     done = true;
                     break;
                 }

@@ -8,6 +8,7 @@
 
 mod common;
 
+use node::command;
 use std::time::{Duration, Instant};
 
 use common::{status, Cluster, Conn};
@@ -114,11 +115,11 @@ fn the_admin_request_lists_failpoints_and_refuses_unknown_names_and_bad_actions(
     // The node still serves writes.
     let r = Conn::connect(&addr)
         .unwrap()
-        .call(Operation::Put {
+        .call(Operation::Put(command::Put {
             key: "k".into(),
             value: 1,
             write_id: WriteId { client: 1, seq: 1 },
-        })
+        }))
         .unwrap();
     assert_eq!(r, Ok(Reply::Written));
     cluster.assert_all_running();
@@ -134,11 +135,11 @@ fn leader_crash_at(point: &str, expect_applied: bool) {
     let mut conn = Conn::connect(&laddr).unwrap();
     for seq in 1..=5 {
         let r = conn
-            .call(Operation::Put {
+            .call(Operation::Put(command::Put {
                 key: format!("before{seq}"),
                 value: seq as i64,
                 write_id: WriteId { client: 1, seq },
-            })
+            }))
             .unwrap();
         assert_eq!(r, Ok(Reply::Written));
     }
@@ -146,11 +147,11 @@ fn leader_crash_at(point: &str, expect_applied: bool) {
         Ok(Reply::Failpoints { .. }) => {}
         other => panic!("{other:?}"),
     }
-    let answer = conn.call(Operation::Put {
+    let answer = conn.call(Operation::Put(command::Put {
         key: "x".into(),
         value: 7,
         write_id: WriteId { client: 1, seq: 6 },
-    });
+    }));
     assert!(answer.is_err(), "the crashed leader answered: {answer:?}");
     wait_exit(&mut cluster, leader);
     cluster.nodes[leader].child = None;

@@ -7,6 +7,7 @@
 
 mod common;
 
+use node::command;
 use std::time::{Duration, Instant};
 
 use common::{status, Cluster, Conn};
@@ -15,11 +16,11 @@ use nix::unistd::Pid;
 use node::protocol::{ErrorKind, Operation, Reply, Request, Response, WriteId, MAX_FRAME_BYTES};
 
 fn put(key: String, value: i64, client: u64, seq: u64) -> Operation {
-    Operation::Put {
+    Operation::Put(command::Put {
         key,
         value,
         write_id: WriteId { client, seq },
-    }
+    })
 }
 
 #[test]

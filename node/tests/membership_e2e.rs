@@ -7,6 +7,8 @@
 
 mod common;
 
+use node::command;
+use node::raft::Role;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -96,11 +98,11 @@ fn writer(addrs: Vec<String>, stop: Arc<AtomicBool>, acked: Arc<Mutex<Vec<u64>>>
             }
         }
         seq += 1;
-        let op = Operation::Put {
+        let op = Operation::Put(command::Put {
             key: format!("k{seq}"),
             value: seq as i64,
             write_id: WriteId { client: 7, seq },
-        };
+        });
         match conn.as_mut().unwrap().call(op) {
             Ok(Ok(Reply::Written)) => acked.lock().unwrap().push(seq),
             Ok(Err(e)) => {
@@ -212,7 +214,7 @@ fn grow_to_five_and_shrink_to_three_replacing_the_leader_under_writes() {
                 continue;
             }
             if let Ok(s) = status(&c.nodes[i].client_addr) {
-                if s.role == "leader" {
+                if s.role == Role::Leader {
                     found = Some(c.nodes[i].id);
                 }
             }
@@ -239,10 +241,10 @@ fn grow_to_five_and_shrink_to_three_replacing_the_leader_under_writes() {
                 continue;
             };
             assert!(
-                s.role != "leader" && s.role != "candidate",
+                s.role != Role::Leader && s.role != Role::Candidate,
                 "removed n{removed}: {s:?}"
             );
-            if s.role == "follower" {
+            if s.role == Role::Follower {
                 break;
             }
             assert!(Instant::now() < deadline, "removed n{removed}: {s:?}");
@@ -253,7 +255,7 @@ fn grow_to_five_and_shrink_to_three_replacing_the_leader_under_writes() {
     for removed in [old_leader, other] {
         let i = position(&c, removed);
         let s = status(&c.nodes[i].client_addr).unwrap();
-        assert_eq!(s.role, "follower", "removed n{removed}: {s:?}");
+        assert_eq!(s.role, Role::Follower, "removed n{removed}: {s:?}");
         let mut conn = Conn::connect(&c.nodes[i].client_addr).unwrap();
         match conn.call(Operation::Members).unwrap() {
             Ok(Reply::Members(m)) => {
@@ -300,7 +302,7 @@ fn measure_catch_up_of_100000_entries_snapshot_vs_log_replay() {
                     seq += 1;
                     let req = node::protocol::Request {
                         id: seq,
-                        op: Operation::Put {
+                        op: Operation::Put(command::Put {
                             key: format!("key-{}", seq % 1000),
                             value: seq as i64,
                             // One client per pipeline slot: each client's seqs increase
@@ -309,7 +311,7 @@ fn measure_catch_up_of_100000_entries_snapshot_vs_log_replay() {
                                 client: 1000 + seq % 500,
                                 seq: (seq - 1) / 500 + 1,
                             },
-                        },
+                        }),
                     };
                     conn.write_frame(&serde_json::to_vec(&req).unwrap())
                         .unwrap();

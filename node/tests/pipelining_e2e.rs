@@ -8,6 +8,7 @@
 
 mod common;
 
+use node::command;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -25,11 +26,11 @@ fn pipelined_puts_from_one_client_all_succeed() {
     for seq in 1..=N {
         let req = Request {
             id: seq,
-            op: Operation::Put {
+            op: Operation::Put(command::Put {
                 key: format!("k{}", seq % 5),
                 value: seq as i64,
                 write_id: WriteId { client, seq },
-            },
+            }),
         };
         conn.write_frame(&serde_json::to_vec(&req).unwrap())
             .unwrap();

@@ -22,6 +22,7 @@
 
 mod common;
 
+use node::command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -140,22 +141,22 @@ fn any_operation(rng: &mut ChaCha8Rng) -> Operation {
             key: any_key(rng),
             mode: ReadMode::ALL.choose(rng).copied().filter(|_| rng.gen()),
         },
-        1 | 2 => Operation::Put {
+        1 | 2 => Operation::Put(command::Put {
             key: any_key(rng),
             value: any_i64(rng),
             write_id: any_write_id(rng),
-        },
-        3 => Operation::Cas {
+        }),
+        3 => Operation::Cas(command::Cas {
             key: any_key(rng),
             expected: rng.gen::<bool>().then(|| any_i64(rng)),
             new: any_i64(rng),
             write_id: any_write_id(rng),
-        },
-        4 => Operation::Add {
+        }),
+        4 => Operation::Add(command::Add {
             key: any_key(rng),
             element: any_i64(rng),
             write_id: any_write_id(rng),
-        },
+        }),
         5 => Operation::Status,
         6 => Operation::Clock {
             offset_ms: rng.gen::<bool>().then(|| any_f64(rng)),
@@ -235,14 +236,14 @@ fn client_gen(rng: &mut ChaCha8Rng, seq: &mut u64) -> Gen {
                 *seq += 1;
                 let req = Request {
                     id: *seq,
-                    op: Operation::Put {
+                    op: Operation::Put(command::Put {
                         key: format!("p{}", rng.gen_range(0..5)),
                         value: *seq as i64,
                         write_id: WriteId {
                             client: 1_000 + rng.gen_range(0..3),
                             seq: *seq,
                         },
-                    },
+                    }),
                 };
                 bytes.extend(framed(&serde_json::to_vec(&req).unwrap()));
             }
@@ -261,11 +262,11 @@ fn client_gen(rng: &mut ChaCha8Rng, seq: &mut u64) -> Gen {
             };
             let req = Request {
                 id: 1,
-                op: Operation::Put {
+                op: Operation::Put(command::Put {
                     key: format!("big{}{}", rng.gen_range(0..3), "b".repeat(size)),
                     value: 1,
                     write_id: any_write_id(rng),
-                },
+                }),
             };
             one(framed(&serde_json::to_vec(&req).unwrap()), false)
         }
@@ -493,11 +494,11 @@ fn specific_inputs(cluster: &mut Cluster, leader: usize, seed: u64) {
     let addr = cluster.nodes[leader].client_addr.clone();
     let mut c = Conn::connect(&addr).unwrap();
     let key = "o".repeat(MAX_FRAME_BYTES - 200);
-    let r = c.call(Operation::Put {
+    let r = c.call(Operation::Put(command::Put {
         key,
         value: 1,
         write_id: WriteId { client: 77, seq: 1 },
-    });
+    }));
     assert!(matches!(r, Ok(Err(_))), "seed {seed}: oversized put: {r:?}");
     for (offset_ms, rate) in [
         (Some(-2e22), None),
@@ -518,11 +519,11 @@ fn specific_inputs(cluster: &mut Cluster, leader: usize, seed: u64) {
     for i in 1..=1000u64 {
         let req = Request {
             id: i,
-            op: Operation::Put {
+            op: Operation::Put(command::Put {
                 key: format!("pipe{}", i % 7),
                 value: i as i64,
                 write_id: WriteId { client: 78, seq: i },
-            },
+            }),
         };
         burst.extend(framed(&serde_json::to_vec(&req).unwrap()));
     }
@@ -654,11 +655,11 @@ fn random_frames_on_both_ports_neither_kill_a_node_nor_bloat_it() {
     }
     let put = until(&cluster, |c| {
         matches!(
-            c.call(Operation::Put {
+            c.call(Operation::Put(command::Put {
                 key: "after".into(),
                 value: 42,
                 write_id: WriteId { client: 5, seq: 1 },
-            }),
+            })),
             Ok(Ok(Reply::Written))
         )
         .then_some(())
@@ -752,11 +753,11 @@ fn a_peer_message_at_the_largest_term_does_not_stop_the_node() {
     cluster.assert_all_running();
     let put = until(&cluster, |c| {
         matches!(
-            c.call(Operation::Put {
+            c.call(Operation::Put(command::Put {
                 key: "k".into(),
                 value: 1,
                 write_id: WriteId { client: 5, seq: 1 },
-            }),
+            })),
             Ok(Ok(Reply::Written))
         )
         .then_some(())

@@ -15,6 +15,7 @@
 
 mod common;
 
+use node::command;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -231,14 +232,14 @@ fn worker(topo: Topology, seed: u64, thread: u64, steps: usize, round: u64) -> [
     for step in 0..steps {
         let key = format!("r{round}-w{thread}-k{}", rng.gen_range(0..KEYS_PER_WORKER));
         let value = (round as i64) * 1_000_000 + (thread as i64) * 10_000 + step as i64;
-        let at = s.write(Operation::Put {
+        let at = s.write(Operation::Put(command::Put {
             key: key.clone(),
             value,
             write_id: WriteId {
                 client,
                 seq: step as u64 + 1,
             },
-        });
+        }));
         latest.insert(key.clone(), (value, at));
         let mode = ReadMode::ALL[rng.gen_range(0..ReadMode::ALL.len())];
         check(&mut s, &key, (value, at), mode);
@@ -317,14 +318,14 @@ fn every_read_path_returns_latest_write_and_clock_admin_works() {
     let mut topo = Topology::of(&mut cluster);
 
     // Let the new leader commit its first write, so read-index paths are open.
-    Session::new(topo.clone(), seed).write(Operation::Put {
+    Session::new(topo.clone(), seed).write(Operation::Put(command::Put {
         key: "warmup".into(),
         value: 0,
         write_id: WriteId {
             client: 999_999,
             seq: 1,
         },
-    });
+    }));
 
     // 1) Normal operation: interleaved writes and reads of many keys through every path.
     let checked = interleaved_round(&topo, seed, 40, 1);
@@ -414,11 +415,11 @@ fn follower_read_check_catches_follower_read_local_bug() {
     let mut stale_reads = 0;
     for seq in 1..=200u64 {
         let key = format!("bug-k{}", seq % 4);
-        s.write(Operation::Put {
+        s.write(Operation::Put(command::Put {
             key: key.clone(),
             value: seq as i64,
             write_id: WriteId { client: 777, seq },
-        });
+        }));
         if s.read(&key, ReadMode::Follower, Some(follower)) != Some(Value::Int(seq as i64)) {
             stale_reads += 1;
             if stale_reads >= 3 {

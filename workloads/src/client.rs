@@ -21,6 +21,7 @@
 //! against a member and classifies its outcome. [`NodeClient`] is our node's; other systems
 //! under test bring their own (the driver takes any [`KvClients`]).
 
+use node::command;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -666,22 +667,22 @@ fn wire_operation(op: &IntendedOp, write_id: Option<WriteId>, key_bytes: usize) 
             key,
             mode: Some(*mode),
         },
-        IntendedOp::Write { value, .. } => Operation::Put {
+        IntendedOp::Write { value, .. } => Operation::Put(command::Put {
             key,
             value: *value,
             write_id: wid,
-        },
-        IntendedOp::Cas { expected, new, .. } => Operation::Cas {
+        }),
+        IntendedOp::Cas { expected, new, .. } => Operation::Cas(command::Cas {
             key,
             expected: *expected,
             new: *new,
             write_id: wid,
-        },
-        IntendedOp::Add { element, .. } => Operation::Add {
+        }),
+        IntendedOp::Add { element, .. } => Operation::Add(command::Add {
             key,
             element: *element,
             write_id: wid,
-        },
+        }),
     }
 }
 
@@ -728,7 +729,9 @@ mod tests {
             None,
             10,
         );
-        assert!(matches!(put, Operation::Put { key, value: 3, .. } if key == "k~xxxxxxxx"));
+        assert!(
+            matches!(put, Operation::Put(command::Put { key, value: 3, .. }) if key == "k~xxxxxxxx")
+        );
     }
 
     fn cas() -> IntendedOp {

@@ -6,6 +6,7 @@
 //! store, so a history recorded against fakes that answer is linearizable by construction.
 //! Every task it starts ends when the [`FakeNode`] is dropped or [`FakeNode::stop`]ped.
 
+use node::command;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -169,7 +170,7 @@ async fn serve(
 fn needs_leader(op: &Operation) -> bool {
     match op {
         Operation::Get { mode, .. } => !matches!(mode, Some(ReadMode::Follower | ReadMode::Stale)),
-        Operation::Put { .. } | Operation::Cas { .. } | Operation::Add { .. } => true,
+        Operation::Put(_) | Operation::Cas(_) | Operation::Add(_) => true,
         Operation::Status
         | Operation::Clock { .. }
         | Operation::Members
@@ -193,13 +194,13 @@ fn apply(store: &SharedStore, op: &Operation) -> Result<Reply, ErrorReply> {
         Operation::Get { key, .. } => Ok(Reply::Value {
             value: s.get(key).cloned(),
         }),
-        Operation::Put { key, value, .. } => {
+        Operation::Put(command::Put { key, value, .. }) => {
             s.insert(key.clone(), Value::Int(*value));
             Ok(Reply::Written)
         }
-        Operation::Cas {
+        Operation::Cas(command::Cas {
             key, expected, new, ..
-        } => {
+        }) => {
             let current = match s.get(key) {
                 None => None,
                 Some(Value::Int(i)) => Some(*i),
@@ -211,7 +212,7 @@ fn apply(store: &SharedStore, op: &Operation) -> Result<Reply, ErrorReply> {
             }
             Ok(Reply::Cas { swapped, current })
         }
-        Operation::Add { key, element, .. } => {
+        Operation::Add(command::Add { key, element, .. }) => {
             match s
                 .entry(key.clone())
                 .or_insert_with(|| Value::Set(Vec::new()))

@@ -28,6 +28,7 @@
 //!   its stale tail was replaced. If `old` wins instead (a correct Raft never lets it), this is
 //!   logged and the script goes on: the checkers then find the committed writes it erases.
 
+use node::raft::Role;
 use std::time::Duration;
 
 use nemesis::partition::Grudge;
@@ -47,7 +48,7 @@ const PEER_STAYS_FROM: usize = 5;
 /// Plays the script once (see the module documentation).
 pub async fn play(stage: &mut Stage<'_>, old: NodeId, peer: NodeId) -> anyhow::Result<Reached> {
     let nodes = stage.nodes();
-    let Some(start) = stage.status(old).await.filter(|s| s.role == "leader") else {
+    let Some(start) = stage.status(old).await.filter(|s| s.role == Role::Leader) else {
         return Ok(Reached::GaveUpAt('a'));
     };
     let minority = if nodes.len() >= PEER_STAYS_FROM {
@@ -118,7 +119,7 @@ pub async fn play(stage: &mut Stage<'_>, old: NodeId, peer: NodeId) -> anyhow::R
         return Ok(Reached::GaveUpAt('b'));
     };
     let majority_end = shape.longest_of(&majority);
-    if o.last_log_index <= majority_end || u.role != "leader" || u.term != newer_term {
+    if o.last_log_index <= majority_end || u.role != Role::Leader || u.term != newer_term {
         tracing::info!(
             "deposed-tail: {}'s log (to {}) is no longer than the majority's (to {}), or {} \
              no longer leads term {newer_term}: step (c) skipped",

@@ -24,6 +24,7 @@
 //!   so that the outcome is settled on a majority.
 //! - Then every link heals.
 
+use node::raft::Role;
 use std::time::Duration;
 
 use nemesis::partition::Grudge;
@@ -35,7 +36,7 @@ use super::{all_pairs, only_pairs, others, partition, Reached, Stage, SLOW_MS};
 /// Plays the script once (see the module documentation).
 pub async fn play(stage: &mut Stage<'_>, old: NodeId, peer: NodeId) -> anyhow::Result<Reached> {
     let nodes = stage.nodes();
-    let Some(start) = stage.status(old).await.filter(|s| s.role == "leader") else {
+    let Some(start) = stage.status(old).await.filter(|s| s.role == Role::Leader) else {
         return Ok(Reached::GaveUpAt('a'));
     };
 
@@ -132,7 +133,7 @@ pub async fn play(stage: &mut Stage<'_>, old: NodeId, peer: NodeId) -> anyhow::R
         .wait_for(Duration::from_secs(4), |s| {
             deciders
                 .iter()
-                .any(|&d| s.node(d).is_some_and(|n| n.role == "leader"))
+                .any(|&d| s.node(d).is_some_and(|n| n.role == Role::Leader))
         })
         .await
     else {
@@ -140,7 +141,7 @@ pub async fn play(stage: &mut Stage<'_>, old: NodeId, peer: NodeId) -> anyhow::R
     };
     let Some((leader, before)) = deciders.iter().find_map(|&d| {
         led.node(d)
-            .filter(|n| n.role == "leader")
+            .filter(|n| n.role == Role::Leader)
             .map(|n| (d, n.last_log_index))
     }) else {
         return Ok(Reached::GaveUpAt('d'));

@@ -27,6 +27,7 @@
 //!   the point it was cut off at: its uncommitted no-op was replaced or committed by a leader
 //!   of the others.
 
+use node::raft::Role;
 use std::time::Duration;
 
 use nemesis::schedule::Fault;
@@ -50,7 +51,7 @@ pub const HOLD: Duration = Duration::from_millis(3 * ELECTION_TIMEOUT_MAX_MS);
 /// Plays the script once (see the module documentation).
 pub async fn play(stage: &mut Stage<'_>, old: NodeId) -> anyhow::Result<Reached> {
     let nodes = stage.nodes();
-    let Some(start) = stage.status(old).await.filter(|s| s.role == "leader") else {
+    let Some(start) = stage.status(old).await.filter(|s| s.role == Role::Leader) else {
         return Ok(Reached::GaveUpAt('a'));
     };
     let electors = others(&nodes, &[old]);

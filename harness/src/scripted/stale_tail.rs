@@ -22,6 +22,7 @@
 //!   appends after its last entry, which `peer` (if it kept the stale suffix) also holds.
 //!   Once `old` has committed, and `peer` has heard so, every link heals.
 
+use node::raft::Role;
 use std::time::{Duration, Instant};
 
 use nemesis::schedule::Fault;
@@ -36,7 +37,11 @@ const AHEAD: u64 = 4;
 /// Plays the script once (see the module documentation).
 pub async fn play(stage: &mut Stage<'_>, old: NodeId, peer: NodeId) -> anyhow::Result<Reached> {
     let nodes = stage.nodes();
-    if stage.status(old).await.is_none_or(|s| s.role != "leader") {
+    if stage
+        .status(old)
+        .await
+        .is_none_or(|s| s.role != Role::Leader)
+    {
         return Ok(Reached::GaveUpAt('a'));
     }
     let outsiders = others(&nodes, &[old, peer]);
@@ -104,7 +109,7 @@ pub async fn play(stage: &mut Stage<'_>, old: NodeId, peer: NodeId) -> anyhow::R
         .wait_for(Duration::from_secs(5), |s| {
             let led = s
                 .node(old)
-                .is_some_and(|o| o.role == "leader" && o.commit_index > x_end);
+                .is_some_and(|o| o.role == Role::Leader && o.commit_index > x_end);
             led && s.node(peer).is_some_and(|p| p.commit_index > x_end)
         })
         .await;

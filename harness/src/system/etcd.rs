@@ -366,7 +366,7 @@ impl System for EtcdSut {
             };
             Some(Status {
                 id,
-                role: role.as_str().to_string(),
+                role,
                 term: s.raft_term,
                 leader,
                 commit_index: s.raft_index,

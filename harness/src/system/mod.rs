@@ -119,7 +119,7 @@ pub async fn leader(system: &dyn System) -> Option<NodeId> {
     statuses(system, nemesis::admin::DEFAULT_ADMIN_TIMEOUT)
         .await
         .into_iter()
-        .filter(|s| s.role == Role::Leader.as_str())
+        .filter(|s| s.role == Role::Leader)
         .max_by_key(|s| s.term)
         .map(|s| s.id)
 }
@@ -131,7 +131,7 @@ pub async fn wait_for_leader(system: &dyn System, timeout: Duration) -> anyhow::
     let majority = system.ids().len() / 2 + 1;
     while start.elapsed() < timeout {
         let all = statuses(system, nemesis::admin::DEFAULT_ADMIN_TIMEOUT).await;
-        if let Some(l) = all.iter().find(|s| s.role == Role::Leader.as_str()) {
+        if let Some(l) = all.iter().find(|s| s.role == Role::Leader) {
             let agree = all
                 .iter()
                 .filter(|s| s.leader == Some(l.id) && s.term == l.term)

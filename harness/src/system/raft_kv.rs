@@ -92,14 +92,14 @@ impl System for Cluster {
         let Ok(addr) = self.client_addr(id) else {
             return;
         };
-        let op = Operation::Put {
+        let op = Operation::Put(node::command::Put {
             key: key.to_string(),
             value: 0,
             write_id: WriteId {
                 client: u64::MAX,
                 seq: rand::random(),
             },
-        };
+        });
         tokio::spawn(async move {
             let _ = nemesis::admin::request(addr, op, Duration::from_millis(500)).await;
         });

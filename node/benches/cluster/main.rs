@@ -22,6 +22,7 @@ mod load;
 mod machine;
 mod procs;
 
+use node::command;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -145,13 +146,15 @@ impl Row {
 /// the node de-duplicates writes by (client, seq) and every slice restarts seq at 1.
 fn op_maker(workload: Workload, phase: u64) -> Arc<load::OpMaker> {
     match workload {
-        Workload::Put => Arc::new(move |client, seq, _rng| Operation::Put {
-            key: format!("p{phase}-c{client}-{seq}"),
-            value: seq as i64,
-            write_id: WriteId {
-                client: phase * 100_000 + client as u64 + 1,
-                seq,
-            },
+        Workload::Put => Arc::new(move |client, seq, _rng| {
+            Operation::Put(command::Put {
+                key: format!("p{phase}-c{client}-{seq}"),
+                value: seq as i64,
+                write_id: WriteId {
+                    client: phase * 100_000 + client as u64 + 1,
+                    seq,
+                },
+            })
         }),
         Workload::Read(mode) => Arc::new(move |_client, _seq, rng| Operation::Get {
             key: format!("pre-{}", rng.gen_range(0..READ_KEYS)),
@@ -255,14 +258,14 @@ async fn preload(leader_addr: &str) -> anyhow::Result<()> {
         tasks.push(tokio::spawn(async move {
             let mut c = client::Client::connect(&addr).await?;
             for k in (w..READ_KEYS).step_by(READ_CLIENTS) {
-                let op = Operation::Put {
+                let op = Operation::Put(command::Put {
                     key: format!("pre-{k}"),
                     value: k as i64,
                     write_id: WriteId {
                         client: 9_000_000 + w as u64,
                         seq: k as u64 + 1,
                     },
-                };
+                });
                 if let Err(e) = c.call(op, Duration::from_secs(10)).await? {
                     anyhow::bail!("preload of pre-{k} failed: {e:?}");
                 }

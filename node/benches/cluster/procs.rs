@@ -2,6 +2,7 @@
 //! here is SIGKILLed by its PID and reaped when the [`NodeProcs`] guard is dropped, including
 //! when the benchmark fails or panics.
 
+use node::raft::Role;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -105,7 +106,7 @@ impl NodeProcs {
             let mut agree = 0;
             for i in 0..self.client_addrs.len() {
                 if let Ok(s) = self.status(i).await {
-                    if s.role == "leader" {
+                    if s.role == Role::Leader {
                         leader = Some(i);
                     }
                     if s.leader.is_some() {

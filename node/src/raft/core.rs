@@ -1,27 +1,33 @@
 //! The Raft state machine: `step` (a message), `tick` (a clock tick) and `propose` go in;
 //! [`Ready`] comes out. Structure and naming follow etcd-raft: `become_*` changes role,
 //! `handle_*` processes one message kind, `maybe_*` may change state and says whether it did.
+//!
+//! This file holds the state ([`Raft`]), construction, ticks, elections, replication and
+//! commit, and the `ready` / `advance` interface. Concerns with rules of their own live in
+//! sibling files, each an `impl Raft` block on the same struct (its fields are `pub(super)`:
+//! visible to the `raft` module tree, not outside it): the read paths and leases in
+//! [`reads`](super::reads), membership changes in [`membership`](super::membership),
+//! snapshots and compaction in [`snapshot`](super::snapshot).
 
 use super::config::Config;
 use super::log::RaftLog;
+use super::membership::PendingChange;
 use super::message::{Message, MessageBody};
 use super::progress::{Progress, ProgressState};
 use super::quorum::{JointConfig, VoteResult};
-use super::ready::{CompactError, ProposeError, RaftStatus, ReadError, ReadState, Ready, Role};
+use super::reads::PendingRead;
+use super::ready::{ProposeError, RaftStatus, ReadState, Ready, Role};
+use super::snapshot::SnapshotCheck;
 use super::types::{
     ClusterConfig, Entry, EntryPayload, HardState, LogIndex, NodeId, Snapshot, SnapshotMeta, Term,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::collections::BTreeMap;
 use tracing::{debug, error, info, warn};
 
 /// At most this many committed entries are handed out in one Ready, to bound memory.
 const MAX_COMMITTED_PER_READY: usize = 4096;
-/// A snapshot being received may not grow beyond this many bytes (memory bound against a
-/// misbehaving peer).
-const MAX_SNAPSHOT_BYTES: usize = 1 << 30;
 /// At most this many heartbeat rounds are remembered for lease accounting.
 const MAX_TRACKED_ROUNDS: usize = 1024;
 
@@ -46,90 +52,57 @@ fn splitmix64(x: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// A read request waiting for its heartbeat round to be acknowledged by a majority.
-#[derive(Clone, Debug)]
-struct PendingRead {
-    /// Who asked: this node, or a follower to answer with a message.
-    from: NodeId,
-    ctx: u64,
-    index: LogIndex,
-    round: u64,
-}
-
-/// A membership change the leader accepted whose new voters are still catching up as
-/// learners; the joint configuration is appended once they have.
-#[derive(Clone, Debug)]
-struct PendingChange {
-    voters: BTreeSet<NodeId>,
-    context: Vec<u8>,
-    /// The learners count as caught up once they hold everything committed at request time.
-    catch_up_to: LogIndex,
-    /// The tick at which the change was accepted; it is abandoned after
-    /// [`LEARNER_CATCH_UP_TIMEOUTS`] maximum election timeouts.
-    started: u64,
-}
-
-/// A membership change whose learners have not caught up within this many maximum election
-/// timeouts is abandoned (the learner is probably down), so that the cluster does not refuse
-/// every later change.
-const LEARNER_CATCH_UP_TIMEOUTS: u64 = 20;
-
-/// Says whether snapshot bytes describe a state the state machine can load at the given
-/// index; see [`Raft::set_snapshot_check`]. A plain function so that the core stays free of
-/// captured state.
-pub type SnapshotCheck = fn(&[u8], LogIndex) -> Result<(), String>;
-
 /// One Raft node's protocol state. Deterministic: the same construction, seed and sequence of
 /// calls always produce the same outputs.
 pub struct Raft {
-    cfg: Config,
+    pub(super) cfg: Config,
     /// The voters of the configuration in effect (the last one in the log).
-    quorum: JointConfig,
-    term: Term,
-    voted_for: Option<NodeId>,
-    role: Role,
-    leader: Option<NodeId>,
-    log: RaftLog,
+    pub(super) quorum: JointConfig,
+    pub(super) term: Term,
+    pub(super) voted_for: Option<NodeId>,
+    pub(super) role: Role,
+    pub(super) leader: Option<NodeId>,
+    pub(super) log: RaftLog,
     /// Leader only: one entry per other voter (this node's own match is `log.stabled()`).
-    progress: BTreeMap<NodeId, Progress>,
+    pub(super) progress: BTreeMap<NodeId, Progress>,
     /// (Pre-)candidate only: votes received in the current campaign.
-    votes: BTreeMap<NodeId, bool>,
-    election_elapsed: u32,
-    heartbeat_elapsed: u32,
-    randomized_timeout: u32,
+    pub(super) votes: BTreeMap<NodeId, bool>,
+    pub(super) election_elapsed: u32,
+    pub(super) heartbeat_elapsed: u32,
+    pub(super) randomized_timeout: u32,
     /// Set at construction: refuse votes until one minimum election timeout has passed, as
     /// this node may have acknowledged a lease just before it crashed (`docs/raft-pitfalls.md`
     /// #7: followers keep their half of the lease across a restart).
-    restart_guard: bool,
-    rng: ChaCha8Rng,
-    msgs: Vec<Message>,
+    pub(super) restart_guard: bool,
+    pub(super) rng: ChaCha8Rng,
+    pub(super) msgs: Vec<Message>,
     /// The hard state last handed out in a Ready and acknowledged by `advance`.
-    persisted_hs: HardState,
+    pub(super) persisted_hs: HardState,
     /// Ticks since construction: the logical clock for leases.
-    now: u64,
+    pub(super) now: u64,
     /// Next heartbeat round id: unique and increasing for the lifetime of this node.
-    next_round: u64,
+    pub(super) next_round: u64,
     /// Leader only: the tick at which each recent heartbeat round was created.
-    round_sent_at: BTreeMap<u64, u64>,
+    pub(super) round_sent_at: BTreeMap<u64, u64>,
     /// The round whose heartbeats are not yet handed out in a Ready, which new reads may join.
-    open_round: Option<u64>,
-    pending_reads: Vec<PendingRead>,
+    pub(super) open_round: Option<u64>,
+    pub(super) pending_reads: Vec<PendingRead>,
     /// Leader only: creation tick of the newest round a majority acknowledged.
-    lease_start: Option<u64>,
-    read_states: Vec<ReadState>,
-    failed_reads: Vec<u64>,
+    pub(super) lease_start: Option<u64>,
+    pub(super) read_states: Vec<ReadState>,
+    pub(super) failed_reads: Vec<u64>,
     /// The newest snapshot this node holds (taken locally or installed), sent to followers
     /// that need compacted entries.
-    snapshot: Option<Snapshot>,
+    pub(super) snapshot: Option<Snapshot>,
     /// A snapshot installed from the leader, to hand out in the next Ready.
-    pending_snapshot: Option<Snapshot>,
+    pub(super) pending_snapshot: Option<Snapshot>,
     /// Chunks of a snapshot being received: its metadata and the bytes so far. Memory only,
     /// so a crash mid-receive leaves the old state as it was.
-    incoming_snapshot: Option<(SnapshotMeta, Vec<u8>)>,
+    pub(super) incoming_snapshot: Option<(SnapshotMeta, Vec<u8>)>,
     /// Leader only: an accepted membership change waiting for its learners.
-    pending_change: Option<PendingChange>,
+    pub(super) pending_change: Option<PendingChange>,
     /// Refuses snapshots from a leader that the state machine could not load.
-    snapshot_check: Option<SnapshotCheck>,
+    pub(super) snapshot_check: Option<SnapshotCheck>,
 }
 
 impl Raft {
@@ -258,30 +231,6 @@ impl Raft {
         }
     }
 
-    /// The cluster configuration in effect on this node (the last one in its log).
-    pub fn cluster_config(&self) -> &ClusterConfig {
-        self.log.config()
-    }
-
-    /// Leader only: the voters of an accepted change whose learners are still catching up.
-    pub fn pending_change(&self) -> Option<&BTreeSet<NodeId>> {
-        self.pending_change.as_ref().map(|p| &p.voters)
-    }
-
-    /// Installs the check a complete snapshot from a leader must pass before this node
-    /// adopts it. One that fails is dropped with an error log: the log, commit index and
-    /// state machine stay as they were, it is neither handed out in a Ready nor
-    /// acknowledged, and the leader sends it again later. Without a check every complete
-    /// snapshot is adopted.
-    pub fn set_snapshot_check(&mut self, check: SnapshotCheck) {
-        self.snapshot_check = Some(check);
-    }
-
-    /// The newest snapshot this node holds.
-    pub fn snapshot(&self) -> Option<&Snapshot> {
-        self.snapshot.as_ref()
-    }
-
     /// The in-memory log, for diagnostics and tests (read-only).
     pub fn log(&self) -> &RaftLog {
         &self.log
@@ -322,16 +271,7 @@ impl Raft {
     fn tick_leader(&mut self) {
         self.heartbeat_elapsed += 1;
         self.election_elapsed += 1;
-        let limit = LEARNER_CATCH_UP_TIMEOUTS * u64::from(self.cfg.election_ticks_max);
-        if self
-            .pending_change
-            .as_ref()
-            .is_some_and(|p| self.now.saturating_sub(p.started) > limit)
-        {
-            warn!("learners did not catch up in time; membership change abandoned");
-            self.pending_change = None;
-            self.prune_progress();
-        }
+        self.maybe_abandon_change();
         if self.election_elapsed >= self.cfg.election_ticks_min {
             self.election_elapsed = 0;
             if self.cfg.check_quorum {
@@ -371,245 +311,6 @@ impl Raft {
         let index = self.log.push(self.term, EntryPayload::Command(payload));
         self.bcast_append();
         Ok((index, self.term))
-    }
-
-    /// The metadata a snapshot of the state machine at `index` must carry: the term there
-    /// and the configuration in effect there. None unless `index` is applied and not below
-    /// the current snapshot.
-    pub fn snapshot_meta(&self, index: LogIndex) -> Option<SnapshotMeta> {
-        if index > self.log.applied() || index < self.log.snapshot_index() {
-            return None;
-        }
-        Some(SnapshotMeta {
-            index,
-            term: self.log.term(index)?,
-            config: self.log.config_at(index).clone(),
-        })
-    }
-
-    /// Discards the log up to the snapshot's index, after the runtime made the snapshot
-    /// durable. The snapshot is kept to send to followers that need discarded entries.
-    /// Refused (nothing changes) unless the index is applied and after the current snapshot
-    /// and the metadata matches [`Raft::snapshot_meta`].
-    pub fn compact(&mut self, snapshot: Snapshot) -> Result<(), CompactError> {
-        let index = snapshot.meta.index;
-        let bad = CompactError::BadIndex {
-            index,
-            applied: self.log.applied(),
-            snapshot_index: self.log.snapshot_index(),
-        };
-        if index <= self.log.snapshot_index() {
-            return Err(bad);
-        }
-        match self.snapshot_meta(index) {
-            None => return Err(bad),
-            Some(m) if m != snapshot.meta => return Err(CompactError::Mismatch(index)),
-            Some(_) => {}
-        }
-        if !self.log.compact_to(index) {
-            return Err(bad);
-        }
-        debug!(index, "log compacted");
-        self.snapshot = Some(snapshot);
-        Ok(())
-    }
-
-    /// Asks the leader to move the cluster to the voters `voters` by joint consensus:
-    /// new voters first catch up as learners, then the leader appends C_old,new and, once
-    /// that commits, C_new. `context` travels in the config entries for the runtime (the
-    /// members' addresses). The change is complete when a Ready hands out, committed, a
-    /// non-joint config entry with these voters. One change at a time.
-    pub fn propose_membership(
-        &mut self,
-        voters: BTreeSet<NodeId>,
-        context: Vec<u8>,
-    ) -> Result<(), ProposeError> {
-        if self.role != Role::Leader {
-            return Err(ProposeError::NotLeader {
-                leader: self.leader,
-            });
-        }
-        if voters.is_empty() {
-            return Err(ProposeError::NoVoters);
-        }
-        if !self.committed_in_term() {
-            return Err(ProposeError::LeaderNotReady);
-        }
-        if self.pending_change.is_some()
-            || self.log.config().is_joint()
-            || self.log.config_index() > self.log.committed()
-        {
-            return Err(ProposeError::ChangeInProgress);
-        }
-        let next = self.log.last_index() + 1;
-        let current = self.log.config().all_voters();
-        let me = self.cfg.id;
-        let learners: Vec<NodeId> = voters
-            .iter()
-            .copied()
-            .filter(|v| *v != me && !current.contains(v))
-            .collect();
-        for &l in &learners {
-            self.progress
-                .entry(l)
-                .or_insert_with(|| Progress::new(next, self.cfg.max_inflight_msgs));
-        }
-        info!(?voters, ?learners, "membership change accepted");
-        self.pending_change = Some(PendingChange {
-            voters,
-            context,
-            catch_up_to: self.log.committed(),
-            started: self.now,
-        });
-        for l in learners {
-            self.send_append(l, true);
-        }
-        self.maybe_advance_change();
-        Ok(())
-    }
-
-    /// Leader: moves an accepted change along (learners caught up: append C_old,new; joint
-    /// config committed: append C_new; C_new committed without this node: step down).
-    fn maybe_advance_change(&mut self) {
-        if self.role != Role::Leader {
-            return;
-        }
-        let me = self.cfg.id;
-        if let Some(pc) = &self.pending_change {
-            let current = self.log.config().all_voters();
-            let caught_up = pc.voters.iter().all(|v| {
-                *v == me
-                    || current.contains(v)
-                    || self
-                        .progress
-                        .get(v)
-                        .is_some_and(|p| p.match_index >= pc.catch_up_to)
-            });
-            if caught_up {
-                let pc = self.pending_change.take().expect("checked above");
-                let old = self.log.config().voters.clone();
-                let outgoing = if old == pc.voters {
-                    BTreeSet::new()
-                } else {
-                    old
-                };
-                self.append_config(ClusterConfig {
-                    voters: pc.voters,
-                    outgoing,
-                    context: pc.context,
-                });
-            }
-            return;
-        }
-        if self.log.config_index() > self.log.committed() {
-            return;
-        }
-        let cfg = self.log.config();
-        if cfg.is_joint() {
-            let next = ClusterConfig {
-                voters: cfg.voters.clone(),
-                outgoing: BTreeSet::new(),
-                context: cfg.context.clone(),
-            };
-            self.append_config(next);
-            return;
-        }
-        let member = cfg.voters.contains(&me);
-        if self.progress.len() + usize::from(member) > cfg.voters.len() {
-            // The config is committed: stop replicating to the nodes it removed.
-            self.prune_progress();
-        }
-        if !member {
-            info!(
-                term = self.term,
-                "removed from the configuration; stepping down"
-            );
-            self.become_follower(self.term, None);
-        }
-    }
-
-    fn append_config(&mut self, cfg: ClusterConfig) {
-        info!(voters = ?cfg.voters, outgoing = ?cfg.outgoing, "appending configuration");
-        self.log.push(self.term, EntryPayload::Config(cfg));
-        self.refresh_config();
-        self.bcast_append();
-    }
-
-    /// Makes the configuration in the log the one in effect: the quorum, and on a leader
-    /// the set of followers it replicates to.
-    fn refresh_config(&mut self) {
-        let cfg = self.log.config();
-        if self.quorum.is(&cfg.voters, &cfg.outgoing) {
-            return;
-        }
-        let want = JointConfig::new(cfg.voters.iter().copied(), cfg.outgoing.iter().copied());
-        info!(voters = ?cfg.voters, outgoing = ?cfg.outgoing, "configuration changed");
-        self.quorum = want;
-        if self.role == Role::Leader {
-            let me = self.cfg.id;
-            let next = self.log.last_index() + 1;
-            let members = self.quorum.voters();
-            for &v in members.iter().filter(|&&v| v != me) {
-                self.progress
-                    .entry(v)
-                    .or_insert_with(|| Progress::new(next, self.cfg.max_inflight_msgs));
-            }
-            self.prune_progress();
-        }
-    }
-
-    /// Leader: forgets followers that are neither members, nor learners of the pending
-    /// change, nor members of the previous configuration while the current one is not
-    /// committed. Once it is committed, a removed node is forgotten only after it holds the
-    /// entry that removes it (and is told the commit index), so that it stops campaigning.
-    fn prune_progress(&mut self) {
-        let mut keep = self.quorum.voters();
-        if let Some(pc) = &self.pending_change {
-            keep.extend(pc.voters.iter().copied());
-        }
-        let ci = self.log.config_index();
-        let committed = self.log.committed();
-        if ci > committed && ci > self.log.snapshot_index() {
-            keep.extend(self.log.config_at(ci - 1).all_voters());
-        }
-        let gone: Vec<(NodeId, LogIndex, bool)> = self
-            .progress
-            .iter()
-            .filter(|(id, _)| !keep.contains(id))
-            .map(|(&id, p)| (id, p.match_index, p.recent_active))
-            .collect();
-        for (id, matched, active) in gone {
-            // A removed node that went quiet is dropped too (if it comes back and
-            // campaigns, the vote-request path tells it the commit index).
-            if ci > committed || matched >= ci || !active {
-                if ci <= committed {
-                    // A last word: the removal is committed.
-                    self.send(
-                        id,
-                        MessageBody::Heartbeat {
-                            commit: committed.min(matched),
-                            round: 0,
-                        },
-                    );
-                }
-                self.progress.remove(&id);
-            }
-        }
-    }
-
-    /// Whether this node may campaign: it votes in its latest configuration, or that
-    /// configuration is not known committed and it voted in the one before (otherwise nodes
-    /// that hold an uncommitted C_new removing them, and only they, could never elect the
-    /// leader that must commit it).
-    fn promotable(&self) -> bool {
-        let me = self.cfg.id;
-        if self.quorum.contains(me) {
-            return true;
-        }
-        let ci = self.log.config_index();
-        ci > self.log.committed()
-            && ci > self.log.snapshot_index()
-            && self.log.config_at(ci - 1).is_voter(me)
     }
 
     /// Whether [`Raft::ready`] has anything to hand out.
@@ -660,133 +361,15 @@ impl Raft {
         self.maybe_advance_change();
     }
 
-    // ---------------------------------------------------------------- reads
-
-    /// Requests a linearizable read index for request `ctx`. The answer comes in a later
-    /// Ready as a [`ReadState`] (or in `failed_reads`). On the leader it is the commit index
-    /// at the time of the call, released after a heartbeat round started after the call is
-    /// acknowledged by a majority; concurrent requests share a round. A follower forwards the
-    /// request to the leader; if the leader never answers, the caller must time out.
-    pub fn read_index(&mut self, ctx: u64) -> Result<(), ReadError> {
-        if self.role != Role::Leader {
-            let leader = self.leader.ok_or(ReadError::NoLeader)?;
-            self.send(leader, MessageBody::ReadIndexRequest { ctx });
-            return Ok(());
-        }
-        if !self.committed_in_term() {
-            return Err(ReadError::LeaderNotReady);
-        }
-        let me = self.cfg.id;
-        self.leader_read(me, ctx);
-        Ok(())
-    }
-
-    /// True while this leader's lease holds: a majority acknowledged a heartbeat round
-    /// created at tick t, now < t + [`Config::lease_ticks`] (floor((election_ticks_min − 1) ×
-    /// (1 − max_clock_drift))), and an entry of this term is committed. Followers do not vote
-    /// for others until `election_ticks_min` of their own ticks after they heard that
-    /// heartbeat (leader stickiness), which is more than `election_ticks_min − 1` of their
-    /// ticks, so no other leader can exist while the lease holds provided no follower's
-    /// clock runs more than [`Config::lease_rate_bound`] (≥ 1 / (1 − max_clock_drift)) times
-    /// as fast as this node's. Always false without check-quorum, which stickiness depends
-    /// on.
-    pub fn lease_read_ok(&self) -> bool {
-        self.lease()
-            .is_some_and(|(start, ticks)| self.now < start + ticks)
-    }
-
-    /// The lease [`Raft::lease_read_ok`] judges, as (the tick at which the majority-acked
-    /// round was created, the ticks the lease lasts from it), while this node is a leader
-    /// with check-quorum and an entry of its term committed; None otherwise. For a runtime
-    /// that measures the lease on another clock (the deliberate bug `lease-wall-clock`).
-    pub fn lease(&self) -> Option<(u64, u64)> {
-        if self.role == Role::Leader && self.cfg.check_quorum && self.committed_in_term() {
-            self.lease_start
-                .map(|start| (start, self.cfg.lease_ticks()))
-        } else {
-            None
-        }
-    }
-
     /// Ticks delivered since this core was constructed (its logical clock).
     pub fn ticks(&self) -> u64 {
         self.now
     }
 
-    fn committed_in_term(&self) -> bool {
+    /// Whether an entry of this node's term is committed: a leader serves no read and
+    /// accepts no membership change before (`docs/raft-pitfalls.md` #1, #13).
+    pub(super) fn committed_in_term(&self) -> bool {
         self.log.term(self.log.committed()) == Some(self.term)
-    }
-
-    /// Leader: registers a read for `from` (itself or a follower) at the current commit index.
-    fn leader_read(&mut self, from: NodeId, ctx: u64) {
-        let index = self.log.committed();
-        if self.cfg.bugs.read_index_no_confirm || self.quorum.is_only(self.cfg.id) {
-            self.deliver_read(from, ctx, index);
-            return;
-        }
-        let round = match self.open_round {
-            Some(r) => r,
-            None => self.bcast_heartbeat(),
-        };
-        self.pending_reads.push(PendingRead {
-            from,
-            ctx,
-            index,
-            round,
-        });
-    }
-
-    fn deliver_read(&mut self, from: NodeId, ctx: u64, index: LogIndex) {
-        if from == self.cfg.id {
-            self.read_states.push(ReadState { ctx, index });
-        } else {
-            self.send(
-                from,
-                MessageBody::ReadIndexResponse {
-                    ctx,
-                    index: Some(index),
-                },
-            );
-        }
-    }
-
-    /// Leader: releases reads and extends the lease up to the newest round a majority acked.
-    fn confirm_rounds(&mut self) {
-        let me = self.cfg.id;
-        let own = self.next_round - 1;
-        let progress = &self.progress;
-        let confirmed = self.quorum.committed_index(|v| {
-            if v == me {
-                own
-            } else {
-                progress.get(&v).map_or(0, |p| p.acked_round)
-            }
-        });
-        if confirmed == 0 {
-            return;
-        }
-        if let Some(&t) = self.round_sent_at.get(&confirmed) {
-            self.lease_start = Some(self.lease_start.map_or(t, |s| s.max(t)));
-        }
-        self.round_sent_at = self.round_sent_at.split_off(&confirmed);
-        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending_reads)
-            .into_iter()
-            .partition(|r| r.round <= confirmed);
-        self.pending_reads = waiting;
-        for r in ready {
-            self.deliver_read(r.from, r.ctx, r.index);
-        }
-    }
-
-    /// Drops pending reads when leadership ends: own ones are reported failed, followers'
-    /// ones time out on the follower.
-    fn fail_pending_reads(&mut self) {
-        let me = self.cfg.id;
-        for r in std::mem::take(&mut self.pending_reads) {
-            if r.from == me {
-                self.failed_reads.push(r.ctx);
-            }
-        }
     }
 
     // ---------------------------------------------------------------- role changes
@@ -816,7 +399,9 @@ impl Raft {
         self.pending_change = None;
     }
 
-    fn become_follower(&mut self, term: Term, leader: Option<NodeId>) {
+    /// Becomes a follower in `term` of `leader` (None: not known yet), resetting per-term
+    /// state.
+    pub(super) fn become_follower(&mut self, term: Term, leader: Option<NodeId>) {
         let before = (self.role, self.term, self.leader);
         self.reset(term);
         self.role = Role::Follower;
@@ -1056,20 +641,9 @@ impl Raft {
                 hint_index,
             } => self.handle_append_response(from, success, index, hint_term, hint_index),
             MessageBody::HeartbeatResponse { round } => self.handle_heartbeat_response(from, round),
-            MessageBody::ReadIndexRequest { ctx } => {
-                if self.role == Role::Leader && self.committed_in_term() {
-                    self.leader_read(from, ctx);
-                } else {
-                    self.send(from, MessageBody::ReadIndexResponse { ctx, index: None });
-                }
-            }
+            MessageBody::ReadIndexRequest { ctx } => self.handle_read_index_request(from, ctx),
             MessageBody::ReadIndexResponse { ctx, index } => {
-                if self.role != Role::Leader {
-                    match index {
-                        Some(index) => self.read_states.push(ReadState { ctx, index }),
-                        None => self.failed_reads.push(ctx),
-                    }
-                }
+                self.handle_read_index_response(ctx, index)
             }
             MessageBody::InstallSnapshot {
                 meta,
@@ -1085,160 +659,6 @@ impl Raft {
                 self.handle_snapshot_response(from, index, next_offset)
             }
         }
-    }
-
-    /// Follower: one chunk of the leader's snapshot. Chunks must arrive in order; the
-    /// answer names the offset wanted next. The log and state machine are replaced only
-    /// when the last chunk arrived.
-    fn handle_snapshot_chunk(
-        &mut self,
-        from: NodeId,
-        meta: SnapshotMeta,
-        offset: u64,
-        data: Vec<u8>,
-        done: bool,
-    ) {
-        let committed = self.log.committed();
-        if meta.index <= committed {
-            // Nothing to learn: everything up to our commit index matches the leader.
-            self.incoming_snapshot = None;
-            self.send(from, append_ok(committed));
-            return;
-        }
-        let index = meta.index;
-        if offset == 0 {
-            self.incoming_snapshot = Some((meta, Vec::new()));
-        }
-        // Two snapshots of one (committed) index hold the same state, so the index alone
-        // identifies the snapshot being assembled.
-        let have = match &self.incoming_snapshot {
-            Some((m, buf)) if m.index == index => Some(buf.len() as u64),
-            _ => None,
-        };
-        if have != Some(offset) {
-            self.send(
-                from,
-                MessageBody::SnapshotResponse {
-                    index,
-                    next_offset: have.unwrap_or(0),
-                },
-            );
-            return;
-        }
-        let Some((_, buf)) = self.incoming_snapshot.as_mut() else {
-            return;
-        };
-        if buf.len().saturating_add(data.len()) > MAX_SNAPSHOT_BYTES {
-            error!(
-                from,
-                index, "snapshot larger than {MAX_SNAPSHOT_BYTES} bytes; dropped"
-            );
-            self.incoming_snapshot = None;
-            return;
-        }
-        buf.extend_from_slice(&data);
-        let next_offset = buf.len() as u64;
-        if !done {
-            self.send(from, MessageBody::SnapshotResponse { index, next_offset });
-            return;
-        }
-        let Some((meta, buf)) = self.incoming_snapshot.take() else {
-            return;
-        };
-        // Checked before anything changes: once adopted, the log no longer holds what the
-        // snapshot replaces, so a snapshot the runtime cannot load would leave it stuck.
-        if let Some(Err(reason)) = self.snapshot_check.map(|check| check(&buf, meta.index)) {
-            error!(
-                from,
-                index = meta.index,
-                bytes = buf.len(),
-                %reason,
-                "snapshot from the leader cannot be loaded; dropped"
-            );
-            return;
-        }
-        if self.log.term(meta.index) == Some(meta.term) {
-            // This log already holds the snapshot's last entry, so (log matching) everything
-            // before it too: keep the log and its suffix, just learn the commit.
-            self.log.commit_to(meta.index);
-        } else {
-            info!(
-                index = meta.index,
-                term = meta.term,
-                bytes = buf.len(),
-                "installing snapshot from leader"
-            );
-            self.log.restore(&meta);
-            let snap = Snapshot {
-                meta,
-                data: Arc::new(buf),
-            };
-            self.snapshot = Some(snap.clone());
-            self.pending_snapshot = Some(snap);
-        }
-        self.send(from, append_ok(index));
-    }
-
-    /// Leader: the follower has the snapshot's bytes up to `next_offset`; send the next chunk.
-    fn handle_snapshot_response(&mut self, from: NodeId, index: LogIndex, next_offset: u64) {
-        if self.role != Role::Leader {
-            return;
-        }
-        let Some(pr) = self.progress.get_mut(&from) else {
-            return;
-        };
-        pr.recent_active = true;
-        if pr.state != ProgressState::Snapshot || pr.snapshot_index != index {
-            return;
-        }
-        pr.snapshot_offset = next_offset;
-        pr.snapshot_sent = false;
-        self.send_snapshot_chunk(from);
-    }
-
-    /// Leader: sends the next chunk of the current snapshot to a follower in snapshot state
-    /// (restarting from the first byte if the leader's snapshot changed meanwhile).
-    fn send_snapshot_chunk(&mut self, to: NodeId) -> bool {
-        let Some(snap) = self.snapshot.as_ref() else {
-            error!(to, "follower needs a snapshot but none is held");
-            return false;
-        };
-        let (meta, data) = (snap.meta.clone(), snap.data.clone());
-        let chunk = self.cfg.max_snapshot_chunk as u64;
-        let Some(pr) = self.progress.get_mut(&to) else {
-            return false;
-        };
-        if pr.snapshot_index != meta.index {
-            pr.become_snapshot(meta.index);
-        }
-        if pr.snapshot_sent {
-            return false;
-        }
-        let len = data.len() as u64;
-        let start = pr.snapshot_offset.min(len);
-        let end = start.saturating_add(chunk).min(len);
-        pr.snapshot_sent = true;
-        self.send(
-            to,
-            MessageBody::InstallSnapshot {
-                meta,
-                offset: start,
-                data: data[start as usize..end as usize].to_vec(),
-                done: end == len,
-            },
-        );
-        true
-    }
-
-    /// Whether this node must ignore (pre-)vote requests because it heard from a live leader
-    /// (or restarted) less than a minimum election timeout ago: fewer than
-    /// `election_ticks_min` of its own ticks since. The leader's lease is sized against this
-    /// rule in [`Config::lease_ticks`]; change them together.
-    fn in_lease(&self) -> bool {
-        self.cfg.check_quorum
-            && !self.cfg.bugs.lease_no_margin
-            && (self.leader.is_some() || self.restart_guard)
-            && self.election_elapsed < self.cfg.election_ticks_min
     }
 
     /// A leader message of the current term arrived: follow its sender. Returns false if this
@@ -1474,7 +894,7 @@ impl Raft {
     /// Sends the next AppendEntries to `to` unless its progress is paused. With
     /// `send_if_empty`, sends even without entries (to carry the commit index or to probe).
     /// Returns whether a message was sent.
-    fn send_append(&mut self, to: NodeId, send_if_empty: bool) -> bool {
+    pub(super) fn send_append(&mut self, to: NodeId, send_if_empty: bool) -> bool {
         let last = self.log.last_index();
         let Some(pr) = self.progress.get_mut(&to) else {
             return false;
@@ -1515,7 +935,8 @@ impl Raft {
         true
     }
 
-    fn bcast_append(&mut self) {
+    /// Leader: sends every follower whatever AppendEntries (or snapshot chunk) it is due.
+    pub(super) fn bcast_append(&mut self) {
         let peers: Vec<NodeId> = self.progress.keys().copied().collect();
         for p in peers {
             self.send_append(p, true);
@@ -1523,7 +944,7 @@ impl Raft {
     }
 
     /// Starts a heartbeat round and sends it to every follower. Returns the round id.
-    fn bcast_heartbeat(&mut self) -> u64 {
+    pub(super) fn bcast_heartbeat(&mut self) -> u64 {
         let round = self.next_round;
         self.next_round += 1;
         self.open_round = Some(round);
@@ -1543,7 +964,8 @@ impl Raft {
         round
     }
 
-    fn send(&mut self, to: NodeId, body: MessageBody) {
+    /// Queues a message of the current term for the next Ready.
+    pub(super) fn send(&mut self, to: NodeId, body: MessageBody) {
         self.send_with_term(to, self.term, body);
     }
 
@@ -1557,7 +979,8 @@ impl Raft {
     }
 }
 
-fn append_ok(index: LogIndex) -> MessageBody {
+/// A successful AppendResponse saying the sender's log matches the leader's up to `index`.
+pub(super) fn append_ok(index: LogIndex) -> MessageBody {
     MessageBody::AppendResponse {
         success: true,
         index,
@@ -1569,6 +992,7 @@ fn append_ok(index: LogIndex) -> MessageBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeSet;
 
     /// The first `n` election timeouts (in ticks) node `id` draws when started with `run_seed`,
     /// using the node's default timeouts (300..600 ms in 10 ms ticks).

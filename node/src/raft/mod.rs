@@ -11,17 +11,24 @@
 //! - [`progress`]: the leader's per-follower replication state (probe / replicate).
 //! - [`quorum`]: majority arithmetic, joint (two-majority) configurations.
 //! - [`ready`]: what the core hands out ([`Ready`]) and its errors.
-//! - `core`: the [`Raft`] state machine itself, including InstallSnapshot (chunked, one chunk
-//!   in flight, no appends meanwhile) and joint-consensus membership changes
-//!   ([`Raft::propose_membership`]: learners catch up, then C_old,new, then C_new).
+//! - `core`: the [`Raft`] state machine itself: state, ticks, elections, replication and
+//!   commit, `ready` / `advance`.
+//! - `reads`: read index, leases, and the follower's half of the lease (more `impl Raft`).
+//! - `membership`: joint-consensus membership changes ([`Raft::propose_membership`]:
+//!   learners catch up, then C_old,new, then C_new).
+//! - `snapshot`: compaction and InstallSnapshot (chunked, one chunk in flight, no appends
+//!   meanwhile).
 
 pub mod config;
 mod core;
 pub mod log;
+mod membership;
 pub mod message;
 pub mod progress;
 pub mod quorum;
+mod reads;
 pub mod ready;
+mod snapshot;
 pub mod types;
 
 #[cfg(test)]
@@ -29,7 +36,8 @@ mod sim;
 #[cfg(test)]
 mod tests;
 
-pub use self::core::{node_seed, Raft, SnapshotCheck};
+pub use self::core::{node_seed, Raft};
+pub use self::snapshot::SnapshotCheck;
 pub use config::{Bugs, Config, ConfigError};
 pub use message::{Message, MessageBody};
 pub use ready::{CompactError, ProposeError, RaftStatus, ReadError, ReadState, Ready, Role};

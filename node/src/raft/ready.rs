@@ -2,10 +2,16 @@
 
 use super::message::Message;
 use super::types::{Entry, HardState, LogIndex, NodeId, Snapshot, Term};
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// The role of a node in its current term.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+///
+/// Serialized (status replies, `cluster.jsonl`) as the lower-case names of
+/// [`Role::as_str`]: `follower`, `pre-candidate`, `candidate`, `leader`; those names are part
+/// of the wire and file formats and never change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Role {
     /// Follows a leader (or waits for one).
     Follower,
@@ -18,6 +24,14 @@ pub enum Role {
 }
 
 impl Role {
+    /// Every role, from follower to leader.
+    pub const ALL: [Role; 4] = [
+        Role::Follower,
+        Role::PreCandidate,
+        Role::Candidate,
+        Role::Leader,
+    ];
+
     /// The lower-case name used in status output and logs.
     pub fn as_str(&self) -> &'static str {
         match self {
@@ -32,6 +46,18 @@ impl Role {
 impl std::fmt::Display for Role {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+
+    /// Parses a name of [`Role::as_str`]; anything else is an error.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| format!("unknown role {s:?}"))
     }
 }
 
@@ -162,4 +188,27 @@ pub enum ReadError {
     /// (`docs/raft-pitfalls.md` #1).
     #[error("leader has not committed an entry of its term yet")]
     LeaderNotReady,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The JSON of a role is exactly its `as_str` name (status replies and `cluster.jsonl`
+    /// written before `Role` was serialized directly used these strings).
+    #[test]
+    fn role_serializes_as_its_name() {
+        let names = ["follower", "pre-candidate", "candidate", "leader"];
+        for (r, name) in Role::ALL.into_iter().zip(names) {
+            assert_eq!(r.as_str(), name);
+            assert_eq!(serde_json::to_string(&r).unwrap(), format!("\"{name}\""));
+            assert_eq!(
+                serde_json::from_str::<Role>(&format!("\"{name}\"")).unwrap(),
+                r
+            );
+            assert_eq!(name.parse::<Role>().unwrap(), r);
+        }
+        assert!(serde_json::from_str::<Role>("\"boss\"").is_err());
+        assert!("Leader".parse::<Role>().is_err());
+    }
 }

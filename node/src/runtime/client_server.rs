@@ -155,7 +155,7 @@ async fn serve_connection(
             // Submitted here, in arrival order; awaited concurrently.
             let is_write = matches!(
                 request.op,
-                Operation::Put { .. } | Operation::Cas { .. } | Operation::Add { .. }
+                Operation::Put(_) | Operation::Cas(_) | Operation::Add(_)
             );
             let submitted = submit(request.op, &handle, &clock, &failpoints);
             let tx = tx.clone();

@@ -11,6 +11,7 @@ use anyhow::Context;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::{Clock, Ticker};
+use crate::command;
 use crate::failpoints::{crash, Effect, Failpoint, Failpoints};
 use crate::kv::{Command, KvStore, Outcome};
 use crate::protocol::{
@@ -333,7 +334,7 @@ impl RaftLoop {
         let s = self.raft.status();
         Status {
             id: s.id,
-            role: s.role.as_str().to_string(),
+            role: s.role,
             term: s.term,
             leader: s.leader,
             commit_index: s.commit,
@@ -351,35 +352,9 @@ impl RaftLoop {
 
     fn handle_client(&mut self, op: Operation, reply: oneshot::Sender<ClientResult>) {
         let cmd = match op {
-            Operation::Put {
-                key,
-                value,
-                write_id,
-            } => Command::Put {
-                key,
-                value,
-                write_id,
-            },
-            Operation::Cas {
-                key,
-                expected,
-                new,
-                write_id,
-            } => Command::Cas {
-                key,
-                expected,
-                new,
-                write_id,
-            },
-            Operation::Add {
-                key,
-                element,
-                write_id,
-            } => Command::Add {
-                key,
-                element,
-                write_id,
-            },
+            Operation::Put(c) => Command::Put(c),
+            Operation::Cas(c) => Command::Cas(c),
+            Operation::Add(c) => Command::Add(c),
             Operation::Get { key, mode } => {
                 let mode = mode.unwrap_or(self.config.default_read_mode);
                 return self.handle_read(key, mode, reply);
@@ -811,15 +786,15 @@ impl RaftLoop {
     /// divergence fault (see [`NodeConfig::test_diverge_puts`]).
     fn diverge(&self, cmd: Command) -> Command {
         match cmd {
-            Command::Put {
+            Command::Put(command::Put {
                 key,
                 value,
                 write_id,
-            } if self.config.test_diverge_puts => Command::Put {
+            }) if self.config.test_diverge_puts => Command::Put(command::Put {
                 key,
                 value: value.wrapping_add(1),
                 write_id,
-            },
+            }),
             other => other,
         }
     }
@@ -1021,23 +996,23 @@ mod tests {
     /// as the peer transport encodes it.
     #[test]
     fn largest_proposal_fits_one_peer_frame() {
-        let cmd = Command::Put {
+        let cmd = Command::Put(command::Put {
             key: String::new(),
             value: i64::MIN,
             write_id: WriteId {
                 client: u64::MAX,
                 seq: u64::MAX,
             },
-        };
+        });
         let overhead = cmd.encode().len();
-        let cmd = Command::Put {
+        let cmd = Command::Put(command::Put {
             key: "k".repeat(MAX_PROPOSAL_BYTES - overhead),
             value: i64::MIN,
             write_id: WriteId {
                 client: u64::MAX,
                 seq: u64::MAX,
             },
-        };
+        });
         let payload = cmd.try_encode().unwrap();
         assert_eq!(payload.len(), MAX_PROPOSAL_BYTES);
         let msg = Message {
@@ -1272,11 +1247,11 @@ mod tests {
     /// acknowledgement of the no-op is handed to the loop (commit jumps to 3, over W) without
     /// processing the Ready: the store has applied only index 1, and the lease holds.
     fn leader_with_lease_over_an_unapplied_write(adjust: impl FnOnce(&mut NodeConfig)) -> TestLoop {
-        let write = Command::Put {
+        let write = Command::Put(command::Put {
             key: "x".into(),
             value: 42,
             write_id: WriteId { client: 1, seq: 1 },
-        };
+        });
         let entries = vec![
             Entry {
                 term: 1,

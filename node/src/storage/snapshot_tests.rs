@@ -227,8 +227,8 @@ fn compaction_deletes_covered_segments_and_older_snapshots() {
 #[test]
 #[ignore]
 fn measure_data_dir_size_with_and_without_compaction() {
+    use crate::command::{self, WriteId};
     use crate::kv::{Command, KvStore};
-    use crate::protocol::WriteId;
     for compact in [false, true] {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
@@ -250,11 +250,11 @@ fn measure_data_dir_size_with_and_without_compaction() {
         };
         let mut peak = 0u64;
         for i in 1..=1_000_000u64 {
-            let cmd = Command::Put {
+            let cmd = Command::Put(command::Put {
                 key: format!("key-{}", i % 1000),
                 value: i as i64,
                 write_id: WriteId { client: 1, seq: i },
-            };
+            });
             kv.apply(i, &cmd);
             batch.push(Entry {
                 term: 1,

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+use node::raft::Role;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -168,7 +169,7 @@ impl Cluster {
                     continue;
                 }
                 if let Ok(s) = status(&self.nodes[i].client_addr) {
-                    if s.role == "leader" {
+                    if s.role == Role::Leader {
                         return i;
                     }
                 }
