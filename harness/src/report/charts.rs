@@ -73,6 +73,7 @@ pub fn fault_color(kind: &str) -> RGBColor {
         "membership" => RGBColor(200, 60, 150),
         "power" => RGBColor(40, 40, 40),
         "slow-disk" => RGBColor(150, 90, 30),
+        "failpoint" => RGBColor(230, 110, 20),
         other => palette_color(stable_hash(other) + 3),
     }
 }
