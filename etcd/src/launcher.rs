@@ -376,12 +376,26 @@ impl EtcdCluster {
             return Err(LaunchError::NoMember(i));
         }
         self.kill(i)?;
+        // Empties the directory rather than removing it: it may be a mount point (the
+        // harness's lazy filesystem), and etcd accepts an empty data directory.
         let dir = self.config.data_dir(i);
         if dir.exists() {
-            std::fs::remove_dir_all(&dir).map_err(|error| LaunchError::Io {
+            let io = |error| LaunchError::Io {
                 path: dir.display().to_string(),
                 error,
-            })?;
+            };
+            for entry in std::fs::read_dir(&dir).map_err(io)? {
+                let path = entry.map_err(io)?.path();
+                let removed = if path.is_dir() {
+                    std::fs::remove_dir_all(&path)
+                } else {
+                    std::fs::remove_file(&path)
+                };
+                removed.map_err(|error| LaunchError::Io {
+                    path: path.display().to_string(),
+                    error,
+                })?;
+            }
         }
         self.spawn(i, "existing")
     }

@@ -51,9 +51,11 @@ fn refusal(f: FaultFamily) -> Option<&'static str> {
         FaultFamily::Failpoint => {
             Some("Debian's etcd is built without gofail: it has no failpoints to set")
         }
-        FaultFamily::Power | FaultFamily::SlowDisk => {
-            Some("the lazy filesystem is not mounted under etcd's data directories yet")
-        }
+        FaultFamily::Power | FaultFamily::SlowDisk => Some(
+            "etcd's bbolt backend mmaps its database, and the lazy filesystem serves no \
+                 mmap (it bypasses the page cache so that nothing unsynced outlives a power \
+                 loss): etcd fails to open its database on it",
+        ),
     }
 }
 
