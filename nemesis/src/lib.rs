@@ -11,11 +11,13 @@
 //!   child behind.
 //! - [`targets`]: which nodes a fault hits (one, minority, majority, leader, followers, all).
 //! - [`failpoint_faults`]: which node failpoint to set, to what, on which nodes.
+//! - [`fault`]: the fault vocabulary (families, faults, scripts) and the overlap rules.
 //! - [`schedule`]: the seeded planner of which fault comes next, and when.
 //! - [`admin`]: a small client for a node's admin requests (status, clock, find the leader).
 
 pub mod admin;
 pub mod failpoint_faults;
+pub mod fault;
 pub mod link;
 pub mod mesh;
 pub mod netns;
