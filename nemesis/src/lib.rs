@@ -5,6 +5,8 @@
 //! - [`proxy`]: a frame-aware TCP proxy for one directed link.
 //! - [`mesh`]: one proxy per ordered pair of nodes, driven by links and grudges.
 //! - [`partition`]: seeded partition shapes, each a [`partition::Grudge`].
+//! - [`partition_shape`]: the partition shapes the planner draws, by name, and what each
+//!   needs (cluster size, a known leader, the clock family).
 //! - [`netns`]: a packet-level partition backend (a network namespace per member, nftables
 //!   drop rules per directed pair) for systems the proxy mesh cannot sit between.
 //! - [`process`]: node process supervision (kill -9, restart, pause, resume) that leaves no
@@ -22,6 +24,7 @@ pub mod link;
 pub mod mesh;
 pub mod netns;
 pub mod partition;
+pub mod partition_shape;
 pub mod process;
 pub mod proxy;
 pub mod schedule;

@@ -18,6 +18,7 @@ use node::raft::NodeId;
 pub use crate::fault::{
     can_overlap, parse_families, ClockSkew, Fault, FaultFamily, ParseFamiliesError, Script,
 };
+pub use crate::partition_shape::{PartitionShape, LEADER_ISOLATING_SHAPES, PARTITION_SHAPES};
 
 /// Why a planner could not be built ([`Planner::new`], [`Planner::with_partition_shapes`]).
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
@@ -81,11 +82,12 @@ pub struct PlannerConfig {
 /// uniform pick each time can leave a family out of a whole run).
 ///
 /// # A leader-isolating partition in every run
-/// Until one has been drawn, a partition is one of [`LEADER_ISOLATING_SHAPES`] (among those
-/// enabled; `lagging-rejoin` only when no other of them is, as it runs alone): the leader cut off from every majority is the fault that exercises elections,
-/// stale leaders and lease expiry, and a short run drawing only `halves` or `bridge` might
-/// never isolate the leader. Those shapes aim at the leader, so while none is known the
-/// partition family lets the later families of the round go first (a few times at most).
+/// Until one has been drawn, a partition is one of [`PartitionShape::LEADER_ISOLATING`]
+/// (among those enabled; `lagging-rejoin` only when no other of them is, as it runs alone): the
+/// leader cut off from every majority is the fault that exercises elections, stale leaders and
+/// lease expiry, and a short run drawing only `halves` or `bridge` might never isolate the
+/// leader. Those shapes aim at the leader, so while none is known the partition family lets
+/// the later families of the round go first (a few times at most).
 /// `--partition-shapes` wins: when it allows none of those shapes, nothing is forced.
 ///
 /// # Overlap
@@ -116,7 +118,7 @@ pub struct Planner {
     rng: ChaCha8Rng,
     config: PlannerConfig,
     /// Partition shapes allowed (empty: all); see [`Planner::with_partition_shapes`].
-    only_shapes: Vec<&'static str>,
+    only_shapes: Vec<PartitionShape>,
     /// Whether faults of different families may be active at once.
     overlap: bool,
     /// The families of the current round not yet drawn, in visiting order.
@@ -124,7 +126,7 @@ pub struct Planner {
     /// Whether a partition isolating the leader from a majority has been planned.
     leader_isolated: bool,
     /// A shape that needs the cluster to itself, drawn while other faults were active.
-    waiting_for_quiet: Option<&'static str>,
+    waiting_for_quiet: Option<PartitionShape>,
     /// How often the partition family has let others go first while no leader was known.
     leader_waits: u32,
     /// Whether a power loss of every node has been planned (the first power fault of a run
@@ -135,16 +137,6 @@ pub struct Planner {
     failpoints: FailpointPlanner,
 }
 
-/// The partition shapes that cut the leader off from every majority (`lagging-rejoin` does
-/// in its second step); the first partition of a run is one of them (see [`Planner`]).
-pub const LEADER_ISOLATING_SHAPES: [&str; 5] = [
-    "isolate-leader",
-    "leader-in-minority",
-    "slow-isolated-leader",
-    "isolated-leader-clock-back",
-    "lagging-rejoin",
-];
-
 /// How many tries the leader-isolating partition waits for a known leader before it is drawn
 /// without one (then as a shape that needs no leader; the promise carries to the next
 /// partition).
@@ -153,32 +145,6 @@ const LEADER_WAITS: u32 = 3;
 /// How often a family is redrawn for a fault that fits beside the active ones (targets are
 /// random, so a second draw often avoids a busy node) before the next family is tried.
 const DRAWS_PER_FAMILY: usize = 8;
-
-/// Every partition shape the planner draws from, by the name history events give it.
-/// `slow-isolated-leader` (the leader isolated while its clock runs slow) and
-/// `deaf-leader-fast-follower` and `isolated-leader-clock-back` (the leader isolated while its
-/// wall clock steps back by the largest offset bump) need the clock family enabled; the
-/// leader shapes need a known
-/// leader; `figure-8` and `stale-tail` (scripts the harness plays, see [`Fault::Scripted`])
-/// need five nodes, `deposed-tail` and `new-leader-isolated` (scripts too) three
-/// ([`Script::min_nodes`]).
-pub const PARTITION_SHAPES: [&str; 15] = [
-    "isolate-one",
-    "halves",
-    "majorities-ring",
-    "bridge",
-    "isolate-leader",
-    "leader-in-minority",
-    "one-way-leader-deaf",
-    "lagging-rejoin",
-    "slow-isolated-leader",
-    "deaf-leader-fast-follower",
-    "isolated-leader-clock-back",
-    "figure-8",
-    "stale-tail",
-    "deposed-tail",
-    "new-leader-isolated",
-];
 
 /// One of `choices`; the leader target falls back to one node while no leader is known.
 fn draw_target(choices: &[Target], leader: Option<NodeId>, rng: &mut ChaCha8Rng) -> Target {
@@ -198,35 +164,35 @@ fn draw_rate(rng: &mut ChaCha8Rng, c: &PlannerConfig) -> f64 {
     (rate * 1000.0).round() / 1000.0
 }
 
+/// The order in which [`available_shapes`] lists the shapes (the seeded draw picks by
+/// position, so this order is part of what a seed means).
+const DRAW_ORDER: [PartitionShape; 15] = [
+    PartitionShape::IsolateOne,
+    PartitionShape::Halves,
+    PartitionShape::MajoritiesRing,
+    PartitionShape::Bridge,
+    PartitionShape::IsolateLeader,
+    PartitionShape::LeaderInMinority,
+    PartitionShape::OneWayLeaderDeaf,
+    PartitionShape::LaggingRejoin,
+    PartitionShape::Figure8,
+    PartitionShape::StaleTail,
+    PartitionShape::DeposedTail,
+    PartitionShape::NewLeaderIsolated,
+    PartitionShape::SlowIsolatedLeader,
+    PartitionShape::IsolatedLeaderClockBack,
+    PartitionShape::DeafLeaderFastFollower,
+];
+
 /// Every partition shape that can be drawn for a cluster of `nodes` nodes, given whether a
 /// leader is known (the leader shapes aim at it) and whether the clock family is enabled (the
-/// shapes that combine a partition with a clock change need it).
-fn available_shapes(nodes: usize, leader_known: bool, clock_enabled: bool) -> Vec<&'static str> {
-    let mut names: Vec<&'static str> = vec!["isolate-one", "halves", "majorities-ring", "bridge"];
-    if leader_known {
-        names.extend([
-            "isolate-leader",
-            "leader-in-minority",
-            "one-way-leader-deaf",
-        ]);
-        if nodes >= 3 {
-            names.push("lagging-rejoin");
-        }
-        names.extend(
-            Script::ALL
-                .into_iter()
-                .filter(|s| nodes >= s.min_nodes())
-                .map(Script::as_str),
-        );
-        if clock_enabled {
-            names.push("slow-isolated-leader");
-            names.push("isolated-leader-clock-back");
-            if nodes >= 3 {
-                names.push("deaf-leader-fast-follower");
-            }
-        }
-    }
-    names
+/// shapes that combine a partition with a clock change need it); see
+/// [`PartitionShape::available`].
+fn available_shapes(nodes: usize, leader_known: bool, clock_enabled: bool) -> Vec<PartitionShape> {
+    DRAW_ORDER
+        .into_iter()
+        .filter(|s| s.available(nodes, leader_known, clock_enabled))
+        .collect()
 }
 
 /// A partition of one of `names` (isolate-one when it is empty), drawn from `rng`, with the
@@ -236,15 +202,15 @@ fn partition_fault(
     leader: Option<NodeId>,
     skew_rate: f64,
     bump_ms: f64,
-    names: &[&'static str],
+    names: &[PartitionShape],
     rng: &mut ChaCha8Rng,
-) -> (Fault, &'static str) {
+) -> (Fault, PartitionShape) {
     let fallback = || {
         let fault = Fault::Partition {
-            shape: "isolate-one",
+            shape: PartitionShape::IsolateOne.as_str(),
             grudge: partition::isolate(nodes, nodes[0]).unwrap_or_default(),
         };
-        (fault, "isolate-one")
+        (fault, PartitionShape::IsolateOne)
     };
     // Shapes that need more nodes than we have are redrawn (bounded).
     for _ in 0..8 {
@@ -252,7 +218,7 @@ fn partition_fault(
             return fallback();
         };
         let l = leader.unwrap_or(nodes[0]);
-        if let Some(script) = Script::from_name(name) {
+        if let Some(script) = name.script() {
             let others: Vec<NodeId> = nodes.iter().copied().filter(|&n| n != l).collect();
             let Some(&peer) = others.choose(rng) else {
                 continue;
@@ -267,14 +233,14 @@ fn partition_fault(
             );
         }
         let shape = match name {
-            "isolate-one" => partition::Shape::Isolate { target: None },
-            "halves" => partition::Shape::Halves,
-            "majorities-ring" => partition::Shape::MajoritiesRing,
-            "bridge" => partition::Shape::Bridge,
-            "isolate-leader" => partition::Shape::Isolate { target: Some(l) },
-            "leader-in-minority" => partition::Shape::LeaderInMinority { leader: l },
-            "one-way-leader-deaf" => partition::Shape::OneWayDeaf { target: l },
-            "lagging-rejoin" => {
+            PartitionShape::IsolateOne => partition::Shape::Isolate { target: None },
+            PartitionShape::Halves => partition::Shape::Halves,
+            PartitionShape::MajoritiesRing => partition::Shape::MajoritiesRing,
+            PartitionShape::Bridge => partition::Shape::Bridge,
+            PartitionShape::IsolateLeader => partition::Shape::Isolate { target: Some(l) },
+            PartitionShape::LeaderInMinority => partition::Shape::LeaderInMinority { leader: l },
+            PartitionShape::OneWayLeaderDeaf => partition::Shape::OneWayDeaf { target: l },
+            PartitionShape::LaggingRejoin => {
                 let others: Vec<NodeId> = nodes.iter().copied().filter(|&n| n != l).collect();
                 let Some(&lagging) = others.choose(rng) else {
                     continue;
@@ -289,11 +255,11 @@ fn partition_fault(
                     Fault::Sequence {
                         steps: vec![
                             Fault::Partition {
-                                shape: "lagging-rejoin",
+                                shape: PartitionShape::LaggingRejoin.as_str(),
                                 grudge: g1,
                             },
                             Fault::Partition {
-                                shape: "isolate-leader",
+                                shape: PartitionShape::IsolateLeader.as_str(),
                                 grudge: g2,
                             },
                         ],
@@ -301,7 +267,7 @@ fn partition_fault(
                     name,
                 );
             }
-            "deaf-leader-fast-follower" => {
+            PartitionShape::DeafLeaderFastFollower => {
                 // The leader hears nobody (its messages still arrive, so the others keep
                 // following it) while one follower's clock runs fast enough that it times
                 // out between heartbeats. A correct follower that hears a live leader refuses
@@ -328,7 +294,7 @@ fn partition_fault(
                         parts: vec![
                             Fault::Clock { skews },
                             Fault::Partition {
-                                shape: "one-way-leader-deaf",
+                                shape: PartitionShape::OneWayLeaderDeaf.as_str(),
                                 grudge,
                             },
                         ],
@@ -336,13 +302,13 @@ fn partition_fault(
                     name,
                 );
             }
-            "isolated-leader-clock-back" | "slow-isolated-leader" => {
+            PartitionShape::IsolatedLeaderClockBack | PartitionShape::SlowIsolatedLeader => {
                 // isolated-leader-clock-back: the leader's wall clock steps back (an NTP
                 // step) by the largest offset bump, rate untouched. Timers and leases on the
                 // monotonic clock do not notice; a lease measured on the wall clock stays
                 // "valid" for the bump after the others elected a new leader
                 // (`lease-wall-clock`). slow-isolated-leader: its clock runs slow instead.
-                let skew = if name == "isolated-leader-clock-back" {
+                let skew = if name == PartitionShape::IsolatedLeaderClockBack {
                     ClockSkew {
                         offset_ms: -bump_ms.abs(),
                         rate: 1.0,
@@ -362,19 +328,22 @@ fn partition_fault(
                             skews: BTreeMap::from([(l, skew)]),
                         },
                         Fault::Partition {
-                            shape: "isolate-leader",
+                            shape: PartitionShape::IsolateLeader.as_str(),
                             grudge,
                         },
                     ],
                 };
                 return (fault, name);
             }
-            _ => continue,
+            PartitionShape::Figure8
+            | PartitionShape::StaleTail
+            | PartitionShape::DeposedTail
+            | PartitionShape::NewLeaderIsolated => continue,
         };
         if let Ok(grudge) = shape.grudge(nodes, rng) {
             return (
                 Fault::Partition {
-                    shape: name,
+                    shape: name.as_str(),
                     grudge,
                 },
                 name,
@@ -435,13 +404,12 @@ impl Planner {
     pub fn with_partition_shapes(mut self, names: &[String]) -> Result<Planner, PlanError> {
         let mut only = Vec::new();
         for n in names.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
-            let known = PARTITION_SHAPES.iter().find(|s| **s == n).ok_or_else(|| {
-                PlanError::UnknownPartitionShape {
+            let known =
+                PartitionShape::from_name(n).ok_or_else(|| PlanError::UnknownPartitionShape {
                     name: n.to_string(),
-                }
-            })?;
-            if !only.contains(known) {
-                only.push(*known);
+                })?;
+            if !only.contains(&known) {
+                only.push(known);
             }
         }
         self.only_shapes = only;
@@ -484,7 +452,7 @@ impl Planner {
             // `may_start` holds, so nothing is active: the waiting shape runs now, cast
             // with the leader of this moment. It was the partition family's draw this round.
             let (fault, name) = self.draw_partition(leader, Some(shape));
-            self.accepted(FaultFamily::Partition, name, leader);
+            self.accepted(FaultFamily::Partition, Some(name), leader);
             return Some(fault);
         }
         if self.round.is_empty() {
@@ -516,7 +484,7 @@ impl Planner {
                     if family == FaultFamily::Failpoint {
                         self.failpoints.accepted();
                     }
-                    self.accepted(family, shape.unwrap_or(""), leader);
+                    self.accepted(family, shape, leader);
                     return Some(fault);
                 }
             }
@@ -536,7 +504,7 @@ impl Planner {
         let due = available_shapes(self.config.nodes.len(), true, clock)
             .into_iter()
             .filter(|n| self.only_shapes.is_empty() || self.only_shapes.contains(n))
-            .any(|n| LEADER_ISOLATING_SHAPES.contains(&n));
+            .any(PartitionShape::isolates_leader);
         if due {
             self.leader_waits += 1;
         }
@@ -545,22 +513,27 @@ impl Planner {
 
     /// Books a planned fault: its family leaves the round; a leader-isolating partition
     /// fulfils the run's promise of one.
-    fn accepted(&mut self, family: FaultFamily, shape: &str, leader: Option<NodeId>) {
+    fn accepted(
+        &mut self,
+        family: FaultFamily,
+        shape: Option<PartitionShape>,
+        leader: Option<NodeId>,
+    ) {
         if let Some(i) = self.round.iter().position(|&f| f == family) {
             self.round.remove(i);
         }
-        if leader.is_some() && LEADER_ISOLATING_SHAPES.contains(&shape) {
+        if leader.is_some() && shape.is_some_and(PartitionShape::isolates_leader) {
             self.leader_isolated = true;
         }
     }
 
     /// A partition: of shape `only` if given, else of the enabled shapes, the leader-isolating
-    /// ones until one has been planned. Returns the shape's name too.
+    /// ones until one has been planned. Returns the shape drawn too.
     fn draw_partition(
         &mut self,
         leader: Option<NodeId>,
-        only: Option<&'static str>,
-    ) -> (Fault, &'static str) {
+        only: Option<PartitionShape>,
+    ) -> (Fault, PartitionShape) {
         let clock = self.config.families.contains(&FaultFamily::Clock);
         let rate = draw_rate(&mut self.rng, &self.config);
         let mut names = available_shapes(self.config.nodes.len(), leader.is_some(), clock);
@@ -570,15 +543,18 @@ impl Planner {
         if let Some(only) = only {
             names.retain(|n| *n == only);
         } else if !self.leader_isolated {
-            let mut isolating: Vec<&'static str> = names
+            let mut isolating: Vec<PartitionShape> = names
                 .iter()
                 .copied()
-                .filter(|n| LEADER_ISOLATING_SHAPES.contains(n))
+                .filter(|n| n.isolates_leader())
                 .collect();
             // A sequence runs alone; when a shape that can overlap other faults isolates the
             // leader as well, the promise is kept without stopping the other families.
-            if isolating.iter().any(|n| *n != "lagging-rejoin") {
-                isolating.retain(|n| *n != "lagging-rejoin");
+            if isolating
+                .iter()
+                .any(|n| *n != PartitionShape::LaggingRejoin)
+            {
+                isolating.retain(|n| *n != PartitionShape::LaggingRejoin);
             }
             if !isolating.is_empty() {
                 names = isolating;
@@ -594,12 +570,12 @@ impl Planner {
         )
     }
 
-    /// One fault of `family`, with the partition shape's name when it is a partition.
+    /// One fault of `family`, with the partition shape drawn when it is a partition.
     fn draw(
         &mut self,
         family: FaultFamily,
         leader: Option<NodeId>,
-    ) -> (Fault, Option<&'static str>) {
+    ) -> (Fault, Option<PartitionShape>) {
         let nodes = self.config.nodes.clone();
         let rng = &mut self.rng;
         let fault = match family {
