@@ -3,392 +3,56 @@
 //! heals what it plans and records each start and stop in the history. See [`Planner`] for the
 //! order of families and the overlap rules.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde_json::json;
 
 use crate::failpoint_faults::{FailpointPlanner, FailpointSet};
-use crate::partition::{self, Grudge};
+use crate::partition;
 use crate::targets::{self, Target};
-use node::failpoints::Failpoint;
-use node::raft::{node_name, NodeId};
+use node::raft::NodeId;
 
-/// A family of faults, as named by `--nemesis`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum FaultFamily {
-    /// Network partitions of several shapes (proxy cuts).
-    Partition,
-    /// Every link delayed (fixed plus jitter).
-    Delay,
-    /// Every link drops frames with some probability.
-    Loss,
-    /// kill -9 and, at heal, restart on the same data directory.
-    Kill,
-    /// SIGSTOP and, at heal, SIGCONT.
-    Pause,
-    /// Clock rate skew and offset bumps through the node's admin request.
-    Clock,
-    /// Remove a node and add it back through joint consensus.
-    Membership,
-    /// Power loss: SIGKILL, drop every write not yet durable on the node's lazy filesystem,
-    /// and at heal restart on what is durable. Needs FUSE; not part of `all`.
-    Power,
-    /// Writes and fsyncs on the node's lazy filesystem delayed (with jitter). Needs FUSE;
-    /// not part of `all`.
-    SlowDisk,
-    /// A named failpoint in the node's code set to a delay or a crash (off at heal; a node
-    /// that crashed there is restarted). Needs a system with failpoints; not part of `all`.
-    Failpoint,
-}
+pub use crate::fault::{
+    can_overlap, parse_families, ClockSkew, Fault, FaultFamily, ParseFamiliesError, Script,
+};
+pub use crate::partition_shape::{PartitionShape, LEADER_ISOLATING_SHAPES, PARTITION_SHAPES};
 
-impl FaultFamily {
-    /// Every family, in the order `--nemesis all` lists them.
-    pub const ALL: [FaultFamily; 7] = [
-        FaultFamily::Partition,
-        FaultFamily::Delay,
-        FaultFamily::Loss,
-        FaultFamily::Kill,
-        FaultFamily::Pause,
-        FaultFamily::Clock,
-        FaultFamily::Membership,
-    ];
-
-    /// The families that need the lazy filesystem (FUSE) under every data directory; named
-    /// explicitly, never enabled by `all`.
-    pub const LAZY_FS: [FaultFamily; 2] = [FaultFamily::Power, FaultFamily::SlowDisk];
-
-    /// The family of this name (`all` and `none` are not families).
-    pub fn from_name(name: &str) -> Option<FaultFamily> {
-        FaultFamily::ALL
-            .into_iter()
-            .chain(FaultFamily::LAZY_FS)
-            .chain([FaultFamily::Failpoint])
-            .find(|f| f.as_str() == name)
-    }
-
-    /// Whether this family needs the lazy filesystem under the data directories.
-    pub fn needs_lazy_fs(self) -> bool {
-        FaultFamily::LAZY_FS.contains(&self)
-    }
-
-    /// The name on the command line and in history events.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FaultFamily::Partition => "partition",
-            FaultFamily::Delay => "delay",
-            FaultFamily::Loss => "loss",
-            FaultFamily::Kill => "kill",
-            FaultFamily::Pause => "pause",
-            FaultFamily::Clock => "clock",
-            FaultFamily::Membership => "membership",
-            FaultFamily::Power => "power",
-            FaultFamily::SlowDisk => "slow-disk",
-            FaultFamily::Failpoint => "failpoint",
-        }
-    }
-}
-
-/// Parses `--nemesis`: `none`, `all`, or a comma-separated list of families (order kept,
-/// duplicates removed).
-pub fn parse_families(s: &str) -> Result<Vec<FaultFamily>, String> {
-    let mut out = Vec::new();
-    for part in s.split(',').map(str::trim) {
-        match part {
-            "none" | "" => {}
-            "all" => {
-                for f in FaultFamily::ALL {
-                    if !out.contains(&f) {
-                        out.push(f);
-                    }
-                }
-            }
-            name => {
-                let f = FaultFamily::from_name(name).ok_or_else(|| {
-                    format!(
-                        "unknown nemesis {name:?} (expected none, partition, delay, loss, kill, \
-                         pause, clock, membership, power, slow-disk, failpoint or all)"
-                    )
-                })?;
-                if !out.contains(&f) {
-                    out.push(f);
-                }
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// The scripts of [`Fault::Scripted`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Script {
-    /// The Raft paper's Figure 8: entries of an earlier term reach a majority in a later
-    /// term, and a node holding an entry of a term in between then wins.
-    Figure8,
-    /// A follower holds uncommitted entries of the old leader; a new leader overwrites only
-    /// the first of them, then the old leader wins again and appends after the rest.
-    StaleTail,
-    /// A deposed leader holding a long tail of uncommitted entries of its old term stands
-    /// for election just as the leader of a newer term is cut off: its log is longer but its
-    /// last term older, so the election restriction must keep it from winning.
-    DeposedTail,
-    /// A leader cut off from everyone right after winning, before the entry of its term
-    /// commits, while clients read from it.
-    NewLeaderIsolated,
-}
-
-impl Script {
-    /// Every script, in the order of [`PARTITION_SHAPES`].
-    pub const ALL: [Script; 4] = [
-        Script::Figure8,
-        Script::StaleTail,
-        Script::DeposedTail,
-        Script::NewLeaderIsolated,
-    ];
-
-    /// The partition shape name that draws it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Script::Figure8 => "figure-8",
-            Script::StaleTail => "stale-tail",
-            Script::DeposedTail => "deposed-tail",
-            Script::NewLeaderIsolated => "new-leader-isolated",
-        }
-    }
-
-    /// The script a partition shape name draws, if it names one.
-    pub fn from_name(name: &str) -> Option<Script> {
-        Script::ALL.into_iter().find(|s| s.as_str() == name)
-    }
-
-    /// The smallest cluster the script can be played on: the Figure 8 scripts need a cast of
-    /// four roles with a majority between them; the election-window scripts need a leader,
-    /// the node it is cut off from, and one more to make a majority without it.
-    pub fn min_nodes(self) -> usize {
-        match self {
-            Script::Figure8 | Script::StaleTail => 5,
-            Script::DeposedTail | Script::NewLeaderIsolated => 3,
-        }
-    }
-}
-
-/// One clock change on one node.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct ClockSkew {
-    /// Offset to set (ms), jumping the node's clock by that much.
-    pub offset_ms: f64,
-    /// Rate to set (1.0 = real time).
-    pub rate: f64,
-}
-
-/// A fault, fully described: the harness applies it, heals it, and records it.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Fault {
-    /// Cut the links the grudge names.
-    Partition { shape: &'static str, grudge: Grudge },
-    /// Delay every frame on every link.
-    Delay { fixed_ms: u64, jitter_ms: u64 },
-    /// Delay every frame on these directed links `(from, to)` only.
-    SlowLinks {
-        links: Vec<(NodeId, NodeId)>,
-        fixed_ms: u64,
+/// Why a planner could not be built ([`Planner::new`], [`Planner::with_partition_shapes`]).
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum PlanError {
+    /// The membership family is enabled on fewer than three nodes.
+    #[error("the membership nemesis removes a voter and needs at least 3 nodes, got {nodes}")]
+    MembershipNeedsThreeNodes {
+        /// The cluster's size.
+        nodes: usize,
     },
-    /// Drop each frame on every link with probability `p`.
-    Loss { p: f64 },
-    /// SIGKILL these nodes (restarted at heal).
-    Kill { target: Target, nodes: Vec<NodeId> },
-    /// SIGSTOP these nodes (resumed at heal).
-    Pause { target: Target, nodes: Vec<NodeId> },
-    /// Change these nodes' clocks (reset at heal).
-    Clock { skews: BTreeMap<NodeId, ClockSkew> },
-    /// Remove this node from the voters through joint consensus (added back at heal).
-    Membership { removed: NodeId, was_leader: bool },
-    /// Cut these nodes' power: SIGKILL, then drop what their lazy filesystems hold that is
-    /// not durable (restarted on what is, at heal).
-    Power { target: Target, nodes: Vec<NodeId> },
-    /// Delay every write and fsync on these nodes' lazy filesystems by `min_ms..=max_ms`
-    /// (full speed again at heal).
-    SlowDisk {
-        target: Target,
-        nodes: Vec<NodeId>,
-        min_ms: u64,
-        max_ms: u64,
+    /// The clock rate range is reversed or outside what the node accepts (`lo..=hi`).
+    #[error("need {lo} <= --clock-rate-min <= --clock-rate-max <= {hi}, got {min} and {max}")]
+    ClockRates {
+        /// The node's smallest rate.
+        lo: f64,
+        /// The node's largest rate.
+        hi: f64,
+        /// The configured `--clock-rate-min`.
+        min: f64,
+        /// The configured `--clock-rate-max`.
+        max: f64,
     },
-    /// Set the node failpoint `point` to `action` (the node's syntax, e.g. `50%sleep(200)`,
-    /// `1*panic`) on these nodes; off at heal, and a node that crashed there restarted.
-    Failpoint {
-        point: Failpoint,
-        action: String,
-        target: Target,
-        nodes: Vec<NodeId>,
-        /// Set this long after the fault's earlier parts (0: with them): an election
-        /// window deposes the leader once the followers' backlog has built up.
-        after_ms: u64,
+    /// The configuration names no node.
+    #[error("no nodes")]
+    NoNodes,
+    /// A name given to [`Planner::with_partition_shapes`] is no partition shape.
+    #[error(
+        "unknown partition shape {name:?} (expected some of {})",
+        PARTITION_SHAPES.join(", ")
+    )]
+    UnknownPartitionShape {
+        /// The name as given (trimmed).
+        name: String,
     },
-    /// Several faults at once, applied in order and healed in reverse: for instance the
-    /// leader's clock slowed while it is isolated, so that it believes it still leads for
-    /// longer than the others wait before electing a new leader.
-    Combined { parts: Vec<Fault> },
-    /// A script the harness plays on the live cluster (at least [`Script::min_nodes`]
-    /// nodes), moving from one partition to the next as the nodes report each step done (see
-    /// `harness::scripted`).
-    /// `old` leads at the start and `peer` receives its uncommitted entries (`deposed-tail`
-    /// keeps it on `old`'s side from five nodes only; `new-leader-isolated` casts no peer and
-    /// ignores it); the harness casts the other parts from what the nodes report.
-    Scripted {
-        script: Script,
-        old: NodeId,
-        peer: NodeId,
-    },
-    /// Faults one after another: each step is healed the moment the next is applied. For
-    /// instance a follower isolated until it lags, then let back in at the moment the leader
-    /// is isolated, so that the lagging node stands in the election that follows.
-    Sequence { steps: Vec<Fault> },
-}
-
-impl Fault {
-    /// The family that draws this fault: a combined fault or a sequence with a partition
-    /// part is drawn by the partition family (its shape combines the parts).
-    pub fn family(&self) -> FaultFamily {
-        match self {
-            Fault::Partition { .. } | Fault::Scripted { .. } => FaultFamily::Partition,
-            Fault::Delay { .. } | Fault::SlowLinks { .. } => FaultFamily::Delay,
-            Fault::Loss { .. } => FaultFamily::Loss,
-            Fault::Kill { .. } => FaultFamily::Kill,
-            Fault::Pause { .. } => FaultFamily::Pause,
-            Fault::Clock { .. } => FaultFamily::Clock,
-            Fault::Membership { .. } => FaultFamily::Membership,
-            Fault::Power { .. } => FaultFamily::Power,
-            Fault::SlowDisk { .. } => FaultFamily::SlowDisk,
-            Fault::Failpoint { .. } => FaultFamily::Failpoint,
-            Fault::Combined { parts: faults } | Fault::Sequence { steps: faults } => {
-                let families: Vec<FaultFamily> = faults.iter().map(Fault::family).collect();
-                if families.contains(&FaultFamily::Partition) {
-                    FaultFamily::Partition
-                } else {
-                    families.first().copied().unwrap_or(FaultFamily::Partition)
-                }
-            }
-        }
-    }
-
-    /// The single faults this (combined) fault applies at once, in applying order.
-    pub fn parts(&self) -> Vec<&Fault> {
-        match self {
-            Fault::Combined { parts } => parts.iter().flat_map(Fault::parts).collect(),
-            single => vec![single],
-        }
-    }
-
-    /// The steps of a sequence, one after another (a single step for any other fault).
-    pub fn steps(&self) -> Vec<&Fault> {
-        match self {
-            Fault::Sequence { steps } => steps.iter().collect(),
-            single => vec![single],
-        }
-    }
-
-    /// The history event value: `{"fault": kind, ...}` with node names like `n3`.
-    pub fn describe(&self) -> serde_json::Value {
-        let names = |v: &[NodeId]| v.iter().map(|&n| node_name(n)).collect::<Vec<_>>();
-        match self {
-            Fault::Partition { shape, grudge } => {
-                let mut g = serde_json::Map::new();
-                for (to, froms) in grudge.iter() {
-                    let froms: Vec<NodeId> = froms.iter().copied().collect();
-                    g.insert(node_name(*to), json!(names(&froms)));
-                }
-                json!({"fault": "partition", "shape": shape, "grudge": g})
-            }
-            Fault::Delay {
-                fixed_ms,
-                jitter_ms,
-            } => json!({"fault": "delay", "fixed_ms": fixed_ms, "jitter_ms": jitter_ms}),
-            Fault::SlowLinks { links, fixed_ms } => {
-                let links: Vec<[String; 2]> = links
-                    .iter()
-                    .map(|&(f, t)| [node_name(f), node_name(t)])
-                    .collect();
-                json!({"fault": "delay", "links": links, "fixed_ms": fixed_ms, "jitter_ms": 0})
-            }
-            Fault::Scripted { script, old, peer } => json!({
-                "fault": "script",
-                "script": script.as_str(),
-                "old": node_name(*old),
-                "peer": node_name(*peer)
-            }),
-            Fault::Loss { p } => json!({"fault": "loss", "p": p}),
-            Fault::Kill { target, nodes } => {
-                json!({"fault": "kill", "target": target.as_str(), "nodes": names(nodes)})
-            }
-            Fault::Pause { target, nodes } => {
-                json!({"fault": "pause", "target": target.as_str(), "nodes": names(nodes)})
-            }
-            Fault::Power { target, nodes } => {
-                json!({"fault": "power", "target": target.as_str(), "nodes": names(nodes)})
-            }
-            Fault::SlowDisk {
-                target,
-                nodes,
-                min_ms,
-                max_ms,
-            } => json!({
-                "fault": "slow-disk",
-                "target": target.as_str(),
-                "nodes": names(nodes),
-                "min_ms": min_ms,
-                "max_ms": max_ms
-            }),
-            Fault::Failpoint {
-                point,
-                action,
-                target,
-                nodes,
-                after_ms,
-            } => {
-                let mut v = json!({
-                    "fault": "failpoint",
-                    "point": point.name(),
-                    "action": action,
-                    "target": target.as_str(),
-                    "nodes": names(nodes)
-                });
-                if *after_ms > 0 {
-                    v["after_ms"] = json!(after_ms);
-                }
-                v
-            }
-            Fault::Clock { skews } => {
-                let mut m = serde_json::Map::new();
-                for (n, s) in skews {
-                    m.insert(
-                        node_name(*n),
-                        json!({"offset_ms": s.offset_ms, "rate": s.rate}),
-                    );
-                }
-                json!({"fault": "clock", "nodes": m})
-            }
-            Fault::Combined { parts } => json!({
-                "fault": "combined",
-                "parts": parts.iter().map(Fault::describe).collect::<Vec<_>>()
-            }),
-            Fault::Sequence { steps } => json!({
-                "fault": "sequence",
-                "steps": steps.iter().map(Fault::describe).collect::<Vec<_>>()
-            }),
-            Fault::Membership {
-                removed,
-                was_leader,
-            } => json!({
-                "fault": "membership",
-                "removed": node_name(*removed),
-                "was_leader": was_leader
-            }),
-        }
-    }
 }
 
 /// Options of the planner.
@@ -418,11 +82,12 @@ pub struct PlannerConfig {
 /// uniform pick each time can leave a family out of a whole run).
 ///
 /// # A leader-isolating partition in every run
-/// Until one has been drawn, a partition is one of [`LEADER_ISOLATING_SHAPES`] (among those
-/// enabled; `lagging-rejoin` only when no other of them is, as it runs alone): the leader cut off from every majority is the fault that exercises elections,
-/// stale leaders and lease expiry, and a short run drawing only `halves` or `bridge` might
-/// never isolate the leader. Those shapes aim at the leader, so while none is known the
-/// partition family lets the later families of the round go first (a few times at most).
+/// Until one has been drawn, a partition is one of [`PartitionShape::LEADER_ISOLATING`]
+/// (among those enabled; `lagging-rejoin` only when no other of them is, as it runs alone): the
+/// leader cut off from every majority is the fault that exercises elections, stale leaders and
+/// lease expiry, and a short run drawing only `halves` or `bridge` might never isolate the
+/// leader. Those shapes aim at the leader, so while none is known the partition family lets
+/// the later families of the round go first (a few times at most).
 /// `--partition-shapes` wins: when it allows none of those shapes, nothing is forced.
 ///
 /// # Overlap
@@ -453,7 +118,7 @@ pub struct Planner {
     rng: ChaCha8Rng,
     config: PlannerConfig,
     /// Partition shapes allowed (empty: all); see [`Planner::with_partition_shapes`].
-    only_shapes: Vec<&'static str>,
+    only_shapes: Vec<PartitionShape>,
     /// Whether faults of different families may be active at once.
     overlap: bool,
     /// The families of the current round not yet drawn, in visiting order.
@@ -461,7 +126,7 @@ pub struct Planner {
     /// Whether a partition isolating the leader from a majority has been planned.
     leader_isolated: bool,
     /// A shape that needs the cluster to itself, drawn while other faults were active.
-    waiting_for_quiet: Option<&'static str>,
+    waiting_for_quiet: Option<PartitionShape>,
     /// How often the partition family has let others go first while no leader was known.
     leader_waits: u32,
     /// Whether a power loss of every node has been planned (the first power fault of a run
@@ -472,16 +137,6 @@ pub struct Planner {
     failpoints: FailpointPlanner,
 }
 
-/// The partition shapes that cut the leader off from every majority (`lagging-rejoin` does
-/// in its second step); the first partition of a run is one of them (see [`Planner`]).
-pub const LEADER_ISOLATING_SHAPES: [&str; 5] = [
-    "isolate-leader",
-    "leader-in-minority",
-    "slow-isolated-leader",
-    "isolated-leader-clock-back",
-    "lagging-rejoin",
-];
-
 /// How many tries the leader-isolating partition waits for a known leader before it is drawn
 /// without one (then as a shape that needs no leader; the promise carries to the next
 /// partition).
@@ -490,167 +145,6 @@ const LEADER_WAITS: u32 = 3;
 /// How often a family is redrawn for a fault that fits beside the active ones (targets are
 /// random, so a second draw often avoids a busy node) before the next family is tried.
 const DRAWS_PER_FAMILY: usize = 8;
-
-/// What a fault changes, for the overlap rules.
-#[derive(Default)]
-struct Footprint {
-    /// The families of its parts (a combined fault may span two).
-    families: BTreeSet<FaultFamily>,
-    /// Whether it sets proxy link states.
-    network: bool,
-    /// Whether it must run with no other fault active (scripts and sequences).
-    exclusive: bool,
-    /// Nodes whose process, clock or membership it changes.
-    nodes: BTreeSet<NodeId>,
-    /// Nodes it stops (killed or paused).
-    down: BTreeSet<NodeId>,
-    /// Whether it changes the membership.
-    membership: bool,
-}
-
-impl Footprint {
-    fn of(fault: &Fault) -> Footprint {
-        let mut fp = Footprint::default();
-        fp.add(fault);
-        fp
-    }
-
-    fn add(&mut self, fault: &Fault) {
-        match fault {
-            Fault::Partition { .. } => {
-                self.families.insert(FaultFamily::Partition);
-                self.network = true;
-            }
-            Fault::Delay { .. } | Fault::SlowLinks { .. } => {
-                self.families.insert(FaultFamily::Delay);
-                self.network = true;
-            }
-            Fault::Loss { .. } => {
-                self.families.insert(FaultFamily::Loss);
-                self.network = true;
-            }
-            Fault::Kill { nodes, .. } => {
-                self.families.insert(FaultFamily::Kill);
-                self.nodes.extend(nodes);
-                self.down.extend(nodes);
-            }
-            Fault::Pause { nodes, .. } => {
-                self.families.insert(FaultFamily::Pause);
-                self.nodes.extend(nodes);
-                self.down.extend(nodes);
-            }
-            Fault::Power { nodes, .. } => {
-                self.families.insert(FaultFamily::Power);
-                self.nodes.extend(nodes);
-                self.down.extend(nodes);
-            }
-            Fault::SlowDisk { .. } => {
-                // Only the filesystem's speed: it touches no process, clock or membership,
-                // and a power loss or kill of a slowed node keeps it slow.
-                self.families.insert(FaultFamily::SlowDisk);
-            }
-            Fault::Clock { skews } => {
-                self.families.insert(FaultFamily::Clock);
-                self.nodes.extend(skews.keys());
-            }
-            Fault::Failpoint { action, nodes, .. } => {
-                // A failpoint needs its nodes up to take the admin request; a crash at one
-                // takes them down until the heal restarts them.
-                self.families.insert(FaultFamily::Failpoint);
-                self.nodes.extend(nodes);
-                if crate::failpoint_faults::is_crash(action) {
-                    self.down.extend(nodes);
-                }
-            }
-            Fault::Membership { removed, .. } => {
-                self.families.insert(FaultFamily::Membership);
-                self.nodes.insert(*removed);
-                self.membership = true;
-            }
-            Fault::Combined { parts } => parts.iter().for_each(|p| self.add(p)),
-            Fault::Sequence { steps } => {
-                steps.iter().for_each(|p| self.add(p));
-                self.exclusive = true;
-            }
-            Fault::Scripted { .. } => {
-                // Scripts cut links and slow them.
-                self.families
-                    .extend([FaultFamily::Partition, FaultFamily::Delay]);
-                self.network = true;
-                self.exclusive = true;
-            }
-        }
-    }
-}
-
-/// Whether `candidate` may start while the `active` faults are applied, in a cluster of
-/// `cluster_size` nodes, by the overlap rules of [`Planner`]: always when nothing is active;
-/// never beside a script or sequence; otherwise only with no family in common, at most one
-/// network fault, disjoint nodes touched, and a quorum of voters left running while a
-/// membership change is active.
-pub fn can_overlap(candidate: &Fault, active: &[Fault], cluster_size: usize) -> bool {
-    if active.is_empty() {
-        return true;
-    }
-    let c = Footprint::of(candidate);
-    if c.exclusive {
-        return false;
-    }
-    let mut down = c.down.clone();
-    let mut membership = c.membership;
-    for a in active.iter().map(Footprint::of) {
-        if a.exclusive
-            || !c.families.is_disjoint(&a.families)
-            || (c.network && a.network)
-            || !c.nodes.is_disjoint(&a.nodes)
-        {
-            return false;
-        }
-        down.extend(a.down);
-        membership |= a.membership;
-    }
-    if membership {
-        // One node is out of the voters; the others must keep a majority of them running.
-        let voters = cluster_size.saturating_sub(1);
-        if down.len() + (voters / 2 + 1) > voters {
-            return false;
-        }
-    }
-    true
-}
-
-impl Fault {
-    /// Whether this fault must run with no other fault active (a script or a sequence).
-    pub fn needs_quiet(&self) -> bool {
-        Footprint::of(self).exclusive
-    }
-}
-
-/// Every partition shape the planner draws from, by the name history events give it.
-/// `slow-isolated-leader` (the leader isolated while its clock runs slow) and
-/// `deaf-leader-fast-follower` and `isolated-leader-clock-back` (the leader isolated while its
-/// wall clock steps back by the largest offset bump) need the clock family enabled; the
-/// leader shapes need a known
-/// leader; `figure-8` and `stale-tail` (scripts the harness plays, see [`Fault::Scripted`])
-/// need five nodes, `deposed-tail` and `new-leader-isolated` (scripts too) three
-/// ([`Script::min_nodes`]).
-pub const PARTITION_SHAPES: [&str; 15] = [
-    "isolate-one",
-    "halves",
-    "majorities-ring",
-    "bridge",
-    "isolate-leader",
-    "leader-in-minority",
-    "one-way-leader-deaf",
-    "lagging-rejoin",
-    "slow-isolated-leader",
-    "deaf-leader-fast-follower",
-    "isolated-leader-clock-back",
-    "figure-8",
-    "stale-tail",
-    "deposed-tail",
-    "new-leader-isolated",
-];
 
 /// One of `choices`; the leader target falls back to one node while no leader is known.
 fn draw_target(choices: &[Target], leader: Option<NodeId>, rng: &mut ChaCha8Rng) -> Target {
@@ -670,35 +164,35 @@ fn draw_rate(rng: &mut ChaCha8Rng, c: &PlannerConfig) -> f64 {
     (rate * 1000.0).round() / 1000.0
 }
 
+/// The order in which [`available_shapes`] lists the shapes (the seeded draw picks by
+/// position, so this order is part of what a seed means).
+const DRAW_ORDER: [PartitionShape; 15] = [
+    PartitionShape::IsolateOne,
+    PartitionShape::Halves,
+    PartitionShape::MajoritiesRing,
+    PartitionShape::Bridge,
+    PartitionShape::IsolateLeader,
+    PartitionShape::LeaderInMinority,
+    PartitionShape::OneWayLeaderDeaf,
+    PartitionShape::LaggingRejoin,
+    PartitionShape::Figure8,
+    PartitionShape::StaleTail,
+    PartitionShape::DeposedTail,
+    PartitionShape::NewLeaderIsolated,
+    PartitionShape::SlowIsolatedLeader,
+    PartitionShape::IsolatedLeaderClockBack,
+    PartitionShape::DeafLeaderFastFollower,
+];
+
 /// Every partition shape that can be drawn for a cluster of `nodes` nodes, given whether a
 /// leader is known (the leader shapes aim at it) and whether the clock family is enabled (the
-/// shapes that combine a partition with a clock change need it).
-fn available_shapes(nodes: usize, leader_known: bool, clock_enabled: bool) -> Vec<&'static str> {
-    let mut names: Vec<&'static str> = vec!["isolate-one", "halves", "majorities-ring", "bridge"];
-    if leader_known {
-        names.extend([
-            "isolate-leader",
-            "leader-in-minority",
-            "one-way-leader-deaf",
-        ]);
-        if nodes >= 3 {
-            names.push("lagging-rejoin");
-        }
-        names.extend(
-            Script::ALL
-                .into_iter()
-                .filter(|s| nodes >= s.min_nodes())
-                .map(Script::as_str),
-        );
-        if clock_enabled {
-            names.push("slow-isolated-leader");
-            names.push("isolated-leader-clock-back");
-            if nodes >= 3 {
-                names.push("deaf-leader-fast-follower");
-            }
-        }
-    }
-    names
+/// shapes that combine a partition with a clock change need it); see
+/// [`PartitionShape::available`].
+fn available_shapes(nodes: usize, leader_known: bool, clock_enabled: bool) -> Vec<PartitionShape> {
+    DRAW_ORDER
+        .into_iter()
+        .filter(|s| s.available(nodes, leader_known, clock_enabled))
+        .collect()
 }
 
 /// A partition of one of `names` (isolate-one when it is empty), drawn from `rng`, with the
@@ -708,15 +202,15 @@ fn partition_fault(
     leader: Option<NodeId>,
     skew_rate: f64,
     bump_ms: f64,
-    names: &[&'static str],
+    names: &[PartitionShape],
     rng: &mut ChaCha8Rng,
-) -> (Fault, &'static str) {
+) -> (Fault, PartitionShape) {
     let fallback = || {
         let fault = Fault::Partition {
-            shape: "isolate-one",
+            shape: PartitionShape::IsolateOne.as_str(),
             grudge: partition::isolate(nodes, nodes[0]).unwrap_or_default(),
         };
-        (fault, "isolate-one")
+        (fault, PartitionShape::IsolateOne)
     };
     // Shapes that need more nodes than we have are redrawn (bounded).
     for _ in 0..8 {
@@ -724,7 +218,7 @@ fn partition_fault(
             return fallback();
         };
         let l = leader.unwrap_or(nodes[0]);
-        if let Some(script) = Script::from_name(name) {
+        if let Some(script) = name.script() {
             let others: Vec<NodeId> = nodes.iter().copied().filter(|&n| n != l).collect();
             let Some(&peer) = others.choose(rng) else {
                 continue;
@@ -739,14 +233,14 @@ fn partition_fault(
             );
         }
         let shape = match name {
-            "isolate-one" => partition::Shape::Isolate { target: None },
-            "halves" => partition::Shape::Halves,
-            "majorities-ring" => partition::Shape::MajoritiesRing,
-            "bridge" => partition::Shape::Bridge,
-            "isolate-leader" => partition::Shape::Isolate { target: Some(l) },
-            "leader-in-minority" => partition::Shape::LeaderInMinority { leader: l },
-            "one-way-leader-deaf" => partition::Shape::OneWayDeaf { target: l },
-            "lagging-rejoin" => {
+            PartitionShape::IsolateOne => partition::Shape::Isolate { target: None },
+            PartitionShape::Halves => partition::Shape::Halves,
+            PartitionShape::MajoritiesRing => partition::Shape::MajoritiesRing,
+            PartitionShape::Bridge => partition::Shape::Bridge,
+            PartitionShape::IsolateLeader => partition::Shape::Isolate { target: Some(l) },
+            PartitionShape::LeaderInMinority => partition::Shape::LeaderInMinority { leader: l },
+            PartitionShape::OneWayLeaderDeaf => partition::Shape::OneWayDeaf { target: l },
+            PartitionShape::LaggingRejoin => {
                 let others: Vec<NodeId> = nodes.iter().copied().filter(|&n| n != l).collect();
                 let Some(&lagging) = others.choose(rng) else {
                     continue;
@@ -761,11 +255,11 @@ fn partition_fault(
                     Fault::Sequence {
                         steps: vec![
                             Fault::Partition {
-                                shape: "lagging-rejoin",
+                                shape: PartitionShape::LaggingRejoin.as_str(),
                                 grudge: g1,
                             },
                             Fault::Partition {
-                                shape: "isolate-leader",
+                                shape: PartitionShape::IsolateLeader.as_str(),
                                 grudge: g2,
                             },
                         ],
@@ -773,7 +267,7 @@ fn partition_fault(
                     name,
                 );
             }
-            "deaf-leader-fast-follower" => {
+            PartitionShape::DeafLeaderFastFollower => {
                 // The leader hears nobody (its messages still arrive, so the others keep
                 // following it) while one follower's clock runs fast enough that it times
                 // out between heartbeats. A correct follower that hears a live leader refuses
@@ -800,7 +294,7 @@ fn partition_fault(
                         parts: vec![
                             Fault::Clock { skews },
                             Fault::Partition {
-                                shape: "one-way-leader-deaf",
+                                shape: PartitionShape::OneWayLeaderDeaf.as_str(),
                                 grudge,
                             },
                         ],
@@ -808,13 +302,13 @@ fn partition_fault(
                     name,
                 );
             }
-            "isolated-leader-clock-back" | "slow-isolated-leader" => {
+            PartitionShape::IsolatedLeaderClockBack | PartitionShape::SlowIsolatedLeader => {
                 // isolated-leader-clock-back: the leader's wall clock steps back (an NTP
                 // step) by the largest offset bump, rate untouched. Timers and leases on the
                 // monotonic clock do not notice; a lease measured on the wall clock stays
                 // "valid" for the bump after the others elected a new leader
                 // (`lease-wall-clock`). slow-isolated-leader: its clock runs slow instead.
-                let skew = if name == "isolated-leader-clock-back" {
+                let skew = if name == PartitionShape::IsolatedLeaderClockBack {
                     ClockSkew {
                         offset_ms: -bump_ms.abs(),
                         rate: 1.0,
@@ -834,19 +328,22 @@ fn partition_fault(
                             skews: BTreeMap::from([(l, skew)]),
                         },
                         Fault::Partition {
-                            shape: "isolate-leader",
+                            shape: PartitionShape::IsolateLeader.as_str(),
                             grudge,
                         },
                     ],
                 };
                 return (fault, name);
             }
-            _ => continue,
+            PartitionShape::Figure8
+            | PartitionShape::StaleTail
+            | PartitionShape::DeposedTail
+            | PartitionShape::NewLeaderIsolated => continue,
         };
         if let Ok(grudge) = shape.grudge(nodes, rng) {
             return (
                 Fault::Partition {
-                    shape: name,
+                    shape: name.as_str(),
                     grudge,
                 },
                 name,
@@ -858,12 +355,11 @@ fn partition_fault(
 
 impl Planner {
     /// A planner for `config`, seeded. Fails if a family cannot be planned here.
-    pub fn new(seed: u64, config: PlannerConfig) -> Result<Planner, String> {
+    pub fn new(seed: u64, config: PlannerConfig) -> Result<Planner, PlanError> {
         if config.families.contains(&FaultFamily::Membership) && config.nodes.len() < 3 {
-            return Err(format!(
-                "the membership nemesis removes a voter and needs at least 3 nodes, got {}",
-                config.nodes.len()
-            ));
+            return Err(PlanError::MembershipNeedsThreeNodes {
+                nodes: config.nodes.len(),
+            });
         }
         // The node refuses rates outside its own bounds; a schedule that drew one would
         // only record failed faults.
@@ -872,13 +368,15 @@ impl Planner {
             && config.clock_rate_min <= config.clock_rate_max
             && config.clock_rate_max <= hi)
         {
-            return Err(format!(
-                "need {lo} <= --clock-rate-min <= --clock-rate-max <= {hi}, got {} and {}",
-                config.clock_rate_min, config.clock_rate_max
-            ));
+            return Err(PlanError::ClockRates {
+                lo,
+                hi,
+                min: config.clock_rate_min,
+                max: config.clock_rate_max,
+            });
         }
         if config.nodes.is_empty() {
-            return Err("no nodes".into());
+            return Err(PlanError::NoNodes);
         }
         Ok(Planner {
             rng: ChaCha8Rng::seed_from_u64(seed),
@@ -903,17 +401,15 @@ impl Planner {
 
     /// Draws partitions only of these shapes (names from [`PARTITION_SHAPES`]; empty: all),
     /// to aim a run at one bug.
-    pub fn with_partition_shapes(mut self, names: &[String]) -> Result<Planner, String> {
+    pub fn with_partition_shapes(mut self, names: &[String]) -> Result<Planner, PlanError> {
         let mut only = Vec::new();
         for n in names.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
-            let known = PARTITION_SHAPES.iter().find(|s| **s == n).ok_or_else(|| {
-                format!(
-                    "unknown partition shape {n:?} (expected some of {})",
-                    PARTITION_SHAPES.join(", ")
-                )
-            })?;
-            if !only.contains(known) {
-                only.push(*known);
+            let known =
+                PartitionShape::from_name(n).ok_or_else(|| PlanError::UnknownPartitionShape {
+                    name: n.to_string(),
+                })?;
+            if !only.contains(&known) {
+                only.push(known);
             }
         }
         self.only_shapes = only;
@@ -956,7 +452,7 @@ impl Planner {
             // `may_start` holds, so nothing is active: the waiting shape runs now, cast
             // with the leader of this moment. It was the partition family's draw this round.
             let (fault, name) = self.draw_partition(leader, Some(shape));
-            self.accepted(FaultFamily::Partition, name, leader);
+            self.accepted(FaultFamily::Partition, Some(name), leader);
             return Some(fault);
         }
         if self.round.is_empty() {
@@ -988,7 +484,7 @@ impl Planner {
                     if family == FaultFamily::Failpoint {
                         self.failpoints.accepted();
                     }
-                    self.accepted(family, shape.unwrap_or(""), leader);
+                    self.accepted(family, shape, leader);
                     return Some(fault);
                 }
             }
@@ -1008,7 +504,7 @@ impl Planner {
         let due = available_shapes(self.config.nodes.len(), true, clock)
             .into_iter()
             .filter(|n| self.only_shapes.is_empty() || self.only_shapes.contains(n))
-            .any(|n| LEADER_ISOLATING_SHAPES.contains(&n));
+            .any(PartitionShape::isolates_leader);
         if due {
             self.leader_waits += 1;
         }
@@ -1017,22 +513,27 @@ impl Planner {
 
     /// Books a planned fault: its family leaves the round; a leader-isolating partition
     /// fulfils the run's promise of one.
-    fn accepted(&mut self, family: FaultFamily, shape: &str, leader: Option<NodeId>) {
+    fn accepted(
+        &mut self,
+        family: FaultFamily,
+        shape: Option<PartitionShape>,
+        leader: Option<NodeId>,
+    ) {
         if let Some(i) = self.round.iter().position(|&f| f == family) {
             self.round.remove(i);
         }
-        if leader.is_some() && LEADER_ISOLATING_SHAPES.contains(&shape) {
+        if leader.is_some() && shape.is_some_and(PartitionShape::isolates_leader) {
             self.leader_isolated = true;
         }
     }
 
     /// A partition: of shape `only` if given, else of the enabled shapes, the leader-isolating
-    /// ones until one has been planned. Returns the shape's name too.
+    /// ones until one has been planned. Returns the shape drawn too.
     fn draw_partition(
         &mut self,
         leader: Option<NodeId>,
-        only: Option<&'static str>,
-    ) -> (Fault, &'static str) {
+        only: Option<PartitionShape>,
+    ) -> (Fault, PartitionShape) {
         let clock = self.config.families.contains(&FaultFamily::Clock);
         let rate = draw_rate(&mut self.rng, &self.config);
         let mut names = available_shapes(self.config.nodes.len(), leader.is_some(), clock);
@@ -1042,15 +543,18 @@ impl Planner {
         if let Some(only) = only {
             names.retain(|n| *n == only);
         } else if !self.leader_isolated {
-            let mut isolating: Vec<&'static str> = names
+            let mut isolating: Vec<PartitionShape> = names
                 .iter()
                 .copied()
-                .filter(|n| LEADER_ISOLATING_SHAPES.contains(n))
+                .filter(|n| n.isolates_leader())
                 .collect();
             // A sequence runs alone; when a shape that can overlap other faults isolates the
             // leader as well, the promise is kept without stopping the other families.
-            if isolating.iter().any(|n| *n != "lagging-rejoin") {
-                isolating.retain(|n| *n != "lagging-rejoin");
+            if isolating
+                .iter()
+                .any(|n| *n != PartitionShape::LaggingRejoin)
+            {
+                isolating.retain(|n| *n != PartitionShape::LaggingRejoin);
             }
             if !isolating.is_empty() {
                 names = isolating;
@@ -1066,12 +570,12 @@ impl Planner {
         )
     }
 
-    /// One fault of `family`, with the partition shape's name when it is a partition.
+    /// One fault of `family`, with the partition shape drawn when it is a partition.
     fn draw(
         &mut self,
         family: FaultFamily,
         leader: Option<NodeId>,
-    ) -> (Fault, Option<&'static str>) {
+    ) -> (Fault, Option<PartitionShape>) {
         let nodes = self.config.nodes.clone();
         let rng = &mut self.rng;
         let fault = match family {
@@ -1186,7 +690,12 @@ impl Planner {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
+    use serde_json::json;
+
     use super::*;
+    use crate::partition::Grudge;
 
     fn config(families: Vec<FaultFamily>) -> PlannerConfig {
         PlannerConfig {
@@ -1209,6 +718,7 @@ mod tests {
         assert_eq!(parse_families("all").unwrap().len(), 7);
         assert!(parse_families("partition,flood")
             .unwrap_err()
+            .to_string()
             .contains("flood"));
     }
 
@@ -1303,7 +813,11 @@ mod tests {
         assert!(removed_leader, "the leader is sometimes the one removed");
         let mut small = config(vec![FaultFamily::Membership]);
         small.nodes = vec![1, 2];
-        assert!(Planner::new(1, small).err().unwrap().contains("at least 3"));
+        assert!(Planner::new(1, small)
+            .err()
+            .unwrap()
+            .to_string()
+            .contains("at least 3"));
     }
 
     #[test]
@@ -1427,6 +941,7 @@ mod tests {
             .with_partition_shapes(&["sideways".into()])
             .err()
             .unwrap()
+            .to_string()
             .contains("sideways"));
     }
 

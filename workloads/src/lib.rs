@@ -10,5 +10,8 @@ pub mod driver;
 pub mod fake_node;
 pub mod generator;
 pub mod recorder;
-pub mod register;
-pub mod set;
+
+/// The register workload's generator (at its old path; it lives in [`generator::register`]).
+pub use generator::register;
+/// The set workload's generator (at its old path; it lives in [`generator::set`]).
+pub use generator::set;

@@ -23,7 +23,7 @@ use crate::protocol::{frame_codec, ErrorKind, ErrorReply, Operation, Reply, Requ
 
 use super::conn_limit::{ConnGuard, PortLimits};
 use super::frames::{FrameError, FrameReader};
-use super::raft_loop::{Handle, Input};
+use super::input::{Handle, Input};
 
 /// Responses queued per connection before the connection is considered stuck.
 const RESPONSE_QUEUE: usize = 4096;

@@ -4,12 +4,14 @@
 //! - the *Raft loop* ([`raft_loop`]) is one OS thread that owns the core, the write-ahead log
 //!   and the key-value store. It blocks on fsync, which is what makes group commit work:
 //!   while one batch is being made durable, new proposals queue up and go into the next.
-//! - tokio tasks ([`peer_net`], [`client_server`]) move frames between sockets and the loop.
+//! - tokio tasks ([`peer_net`], [`client_server`]) move frames between sockets and the loop,
+//!   through the loop's [`input::Handle`].
 
 pub mod client_server;
 pub mod config;
 pub mod conn_limit;
 pub mod frames;
+pub mod input;
 pub mod peer_net;
 pub mod raft_loop;
 pub mod wall_lease;

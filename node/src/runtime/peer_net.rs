@@ -18,7 +18,7 @@ use crate::raft::{Message, NodeId};
 
 use super::conn_limit::PortLimits;
 use super::frames::FrameReader;
-use super::raft_loop::{Handle, Input};
+use super::input::{Handle, Input};
 
 /// The largest term a peer message may carry; a message above it is dropped and its
 /// connection closed. Terms only grow by one per election, so no real cluster comes near

@@ -24,37 +24,9 @@ use crate::raft::{
 use crate::runtime::wall_lease::WallLease;
 use crate::storage::{Storage, StorageOptions};
 
+use super::input::{ClientResult, Handle, Input};
 use super::peer_net;
 use super::NodeConfig;
-
-/// The answer to a client request.
-pub type ClientResult = Result<Reply, ErrorReply>;
-
-/// What other threads hand to the Raft loop.
-pub enum Input {
-    /// A message from a peer, already decoded.
-    Peer(Message),
-    /// A client's key-value request (Get, Put, Cas, Add).
-    Client {
-        op: Operation,
-        reply: oneshot::Sender<ClientResult>,
-    },
-    /// An admin status request.
-    Status(oneshot::Sender<Status>),
-}
-
-/// A cheap, clonable way to reach the Raft loop from any thread or task.
-#[derive(Clone)]
-pub struct Handle {
-    tx: std_mpsc::Sender<Input>,
-}
-
-impl Handle {
-    /// Queues an input; false if the loop has stopped.
-    pub fn send(&self, input: Input) -> bool {
-        self.tx.send(input).is_ok()
-    }
-}
 
 /// Opens storage, builds the core and starts the loop thread. Returns once recovery is done,
 /// so a corrupt log is reported before the node claims to be up.
@@ -132,7 +104,7 @@ pub fn start(
             state.run(rx)
         })
         .context("spawning the Raft thread")?;
-    Ok((Handle { tx }, thread))
+    Ok((Handle::new(tx), thread))
 }
 
 /// A client waiting for its write (or log read) at `index` to be applied.

@@ -13,7 +13,7 @@ use rand::Rng;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::generator::{Generator, GeneratorError, IntendedOp};
+use super::op::{Generator, GeneratorError, IntendedOp};
 
 /// How many recent values per key a cas may expect (bounds the generator's memory).
 pub const RECENT_VALUES: usize = 4;

@@ -23,7 +23,7 @@
 
 use node::protocol::ReadMode;
 
-use crate::generator::{Generator, GeneratorError, IntendedOp};
+use super::op::{Generator, GeneratorError, IntendedOp};
 
 /// The key the set workload adds to and reads.
 pub const SET_KEY: &str = "set";
