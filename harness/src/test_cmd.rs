@@ -27,20 +27,6 @@ use crate::exit;
 use crate::system::etcd::EtcdSut;
 use crate::system::{System, SystemKind};
 
-/// The deliberate bugs `node --bug` knows (README: "Deliberate bugs").
-pub const BUGS: [&str; 10] = [
-    "ack-before-persist",
-    "vote-ignores-log",
-    "commit-by-count",
-    "lease-no-margin",
-    "read-index-no-confirm",
-    "follower-read-local",
-    "no-conflict-truncate",
-    "lease-wall-clock",
-    "skip-fsync",
-    "read-before-apply",
-];
-
 /// Mixed into the test's seed for the nemesis planner, so its draws are independent of the
 /// workload generator's.
 const NEMESIS_SEED_SALT: u64 = 0x006e_656d_6573_6973;
@@ -222,11 +208,8 @@ pub fn plan(args: &TestArgs) -> Result<Plan, Failure> {
     .with_partition_shapes(&partition_shapes(args))
     .map_err(|e| usage(format!("--partition-shapes: {e}")))?;
     if let Some(b) = &args.bug {
-        if !BUGS.contains(&b.as_str()) {
-            return Err(usage(format!(
-                "--bug: unknown bug {b:?} (expected one of {})",
-                BUGS.join(", ")
-            )));
+        if let Err(e) = b.parse::<node::bugs::Bug>() {
+            return Err(usage(format!("--bug: {e}")));
         }
     }
     let command =
