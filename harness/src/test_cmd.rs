@@ -17,10 +17,10 @@ use tokio_util::sync::CancellationToken;
 use workloads::checker::{self, CheckOptions, Verdict};
 use workloads::client::ClientConfig;
 use workloads::driver::{self, LargePut, WorkloadConfig};
-use workloads::generator::{self, WorkloadKind as GenWorkload};
+use workloads::generator::{self, WorkloadKind};
 use workloads::recorder::{NemesisPhase, Recorder};
 
-use crate::cli::{TestArgs, WorkloadKind};
+use crate::cli::TestArgs;
 use crate::cluster::{Cluster, ClusterOptions, NodeCommand};
 use crate::convergence::ConvergenceReport;
 use crate::exit;
@@ -682,10 +682,7 @@ async fn drive_observed(
         ..ClientConfig::default()
     };
     let config = WorkloadConfig {
-        workload: match args.workload {
-            WorkloadKind::Register => GenWorkload::Register,
-            WorkloadKind::Set => GenWorkload::Set,
-        },
+        workload: args.workload,
         concurrency: args.concurrency,
         rate: args.rate,
         keys: args.keys,
