@@ -102,7 +102,7 @@ fn check_file(file: &Path, args: &CheckArgs, opts: &CheckOptions) -> (String, i3
             } else {
                 format!("{name}: unknown (no operations)")
             };
-            return (text, Verdict::Unknown.exit_code());
+            return (text, i32::from(Verdict::Unknown.exit_code()));
         }
     }
     let result = result.and_then(|h| {
@@ -141,7 +141,7 @@ fn check_file(file: &Path, args: &CheckArgs, opts: &CheckOptions) -> (String, i3
             Outcome::Set(s) => set_text(&name, s),
         }
     };
-    (text, verdict.exit_code())
+    (text, i32::from(verdict.exit_code()))
 }
 
 fn json_line(name: &str, outcome: &Outcome) -> String {

@@ -1035,7 +1035,7 @@ fn check_and_report(
     let label = verdict.label();
     let per_mode: Vec<String> = read_modes
         .iter()
-        .map(|(m, v)| format!("{m}: {}", verdict_label(&v["valid"])))
+        .map(|(m, v)| format!("{m}: {}", Verdict::from_json(Some(&v["valid"])).label()))
         .collect();
     let mut notes = per_mode;
     if let Some(i) = &interrupted {
@@ -1075,7 +1075,7 @@ fn check_and_report(
     if !args.no_report {
         println!("  report: {}", run_dir.join("index.html").display());
     }
-    Ok((verdict.exit_code() as u8, results))
+    Ok((verdict.exit_code(), results))
 }
 
 /// One line of what the faults did: leader changes, leaderless time, under partition.
@@ -1202,13 +1202,5 @@ fn elements_preview(elements: &[i64]) -> String {
         format!("{}, … ({} more)", head.join(", "), elements.len() - SHOWN)
     } else {
         head.join(", ")
-    }
-}
-
-fn verdict_label(v: &serde_json::Value) -> &'static str {
-    match v {
-        serde_json::Value::Bool(true) => "valid",
-        serde_json::Value::Bool(false) => "INVALID",
-        _ => "unknown",
     }
 }
