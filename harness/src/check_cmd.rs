@@ -15,19 +15,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use workloads::checker::{
-    check_register, check_set, detect_model, CheckOptions, Model, RegisterReport, SetReport,
-    Verdict,
+    check_register, check_set, detect_model, CheckOptions, RegisterReport, SetReport, Verdict,
 };
+use workloads::generator::WorkloadKind;
 use workloads::history::read_history;
-
-/// Which checker to run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum ModelArg {
-    /// Linearizability of read/write/cas per key and per read mode.
-    Register,
-    /// Lost and unexpected elements of unique adds.
-    Set,
-}
 
 /// Options of `harness check`.
 #[derive(Clone, Debug, clap::Args)]
@@ -38,7 +29,7 @@ pub struct CheckArgs {
     /// The model to check against; by default `set` if the history has `add` operations,
     /// else `register`.
     #[arg(long, value_enum)]
-    pub model: Option<ModelArg>,
+    pub model: Option<WorkloadKind>,
     /// Print one JSON object per file per line instead of text.
     #[arg(long)]
     pub json: bool,
@@ -111,19 +102,14 @@ fn check_file(file: &Path, args: &CheckArgs, opts: &CheckOptions) -> (String, i3
             } else {
                 format!("{name}: unknown (no operations)")
             };
-            return (text, Verdict::Unknown.exit_code());
+            return (text, i32::from(Verdict::Unknown.exit_code()));
         }
     }
     let result = result.and_then(|h| {
         let events = h.events;
-        let model = match args.model {
-            Some(ModelArg::Register) => Model::Register,
-            Some(ModelArg::Set) => Model::Set,
-            None => detect_model(&events),
-        };
-        match model {
-            Model::Register => check_register(&events, opts).map(Outcome::Register),
-            Model::Set => check_set(&events).map(|s| Outcome::Set(Box::new(s))),
+        match args.model.unwrap_or_else(|| detect_model(&events)) {
+            WorkloadKind::Register => check_register(&events, opts).map(Outcome::Register),
+            WorkloadKind::Set => check_set(&events).map(|s| Outcome::Set(Box::new(s))),
         }
     });
     let outcome = match result {
@@ -155,7 +141,7 @@ fn check_file(file: &Path, args: &CheckArgs, opts: &CheckOptions) -> (String, i3
             Outcome::Set(s) => set_text(&name, s),
         }
     };
-    (text, verdict.exit_code())
+    (text, i32::from(verdict.exit_code()))
 }
 
 fn json_line(name: &str, outcome: &Outcome) -> String {

@@ -2,7 +2,8 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
+use workloads::generator::WorkloadKind;
 
 /// Jepsen-style fault-injection tests against a cluster of real Raft `node` processes.
 #[derive(Parser, Debug)]
@@ -51,26 +52,6 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-}
-
-/// Which workload a test runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum WorkloadKind {
-    /// Reads, writes and cas over independent keys; checked for linearizability.
-    Register,
-    /// Unique adds and final reads; checked for lost and unexpected elements.
-    Set,
-}
-
-impl WorkloadKind {
-    /// `register` or `set`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WorkloadKind::Register => "register",
-            WorkloadKind::Set => "set",
-        }
-    }
 }
 
 /// Options of `harness test`.

@@ -2,7 +2,6 @@
 //! apply and heal faults, stop. Every process is started through a [`Supervisor`], so none
 //! outlives the harness (panic, error or Ctrl-C).
 
-use node::raft::Role;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -290,27 +289,18 @@ impl Cluster {
             .collect()
     }
 
-    /// The leader the nodes report (highest term among self-declared leaders), if any.
+    /// The leader the nodes report now ([`crate::system::leader_of`] their statuses), if any.
     pub async fn leader(&self) -> Option<NodeId> {
-        nemesis::admin::find_leader(&self.client_addrs())
-            .await
-            .map(|(id, _)| id)
+        crate::system::leader_of(&self.statuses(nemesis::admin::DEFAULT_ADMIN_TIMEOUT).await)
     }
 
     /// Waits until a leader is reported and a majority of nodes agree on it (bounded).
     pub async fn wait_for_leader(&self, timeout: Duration) -> anyhow::Result<NodeId> {
         let start = Instant::now();
-        let majority = self.nodes.len() / 2 + 1;
         while start.elapsed() < timeout {
             let statuses = self.statuses(nemesis::admin::DEFAULT_ADMIN_TIMEOUT).await;
-            if let Some(l) = statuses.iter().find(|s| s.role == Role::Leader) {
-                let agree = statuses
-                    .iter()
-                    .filter(|s| s.leader == Some(l.id) && s.term == l.term)
-                    .count();
-                if agree >= majority {
-                    return Ok(l.id);
-                }
+            if let Some(l) = crate::system::followed_leader(&statuses, self.nodes.len()) {
+                return Ok(l);
             }
             self.check_alive()?;
             tokio::time::sleep(Duration::from_millis(50)).await;

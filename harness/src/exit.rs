@@ -1,11 +1,14 @@
-//! Exit codes (Jepsen's convention; `docs/spec/cli.md`).
+//! Exit codes (Jepsen's convention; `docs/spec/cli.md`). The three verdict codes are
+//! [`Verdict::exit_code`]; this module adds the codes that are not verdicts.
+
+use workloads::checker::Verdict;
 
 /// The history is valid.
-pub const VALID: u8 = 0;
+pub const VALID: u8 = Verdict::Valid.exit_code();
 /// An anomaly was found.
-pub const INVALID: u8 = 1;
+pub const INVALID: u8 = Verdict::Invalid.exit_code();
 /// The checker gave up or the history is incomplete.
-pub const UNKNOWN: u8 = 2;
+pub const UNKNOWN: u8 = Verdict::Unknown.exit_code();
 /// Bad usage (unknown option, bad value).
 pub const BAD_USAGE: u8 = 254;
 /// The harness itself failed (could not start the cluster, I/O error, ...).
@@ -28,6 +31,12 @@ pub fn worst(a: u8, b: u8) -> u8 {
     } else {
         b
     }
+}
+
+/// An exit code as one word: the verdict's [`Verdict::label`] (`valid`, `INVALID`,
+/// `unknown`), else `harness-failed`.
+pub fn label(code: u8) -> &'static str {
+    Verdict::from_exit_code(code).map_or("harness-failed", Verdict::label)
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use crate::exit;
 use crate::soak::runner;
-use crate::test_cmd::BUGS;
+use node::bugs::Bug;
 use scenarios::Scenario;
 
 /// Options of `harness selftest`.
@@ -109,13 +109,13 @@ pub fn select(args: &SelftestArgs) -> Result<Vec<&'static Scenario>, String> {
         Some(list) => {
             let mut v = Vec::new();
             for b in list.split(',').map(str::trim).filter(|b| !b.is_empty()) {
-                if !BUGS.contains(&b) {
+                let Ok(bug) = b.parse::<Bug>() else {
                     return Err(format!(
                         "--bugs: unknown bug {b:?} (expected some of {})",
-                        BUGS.join(", ")
+                        Bug::names()
                     ));
-                }
-                let s = scenarios::scenario(b).ok_or_else(|| format!("no scenario for {b}"))?;
+                };
+                let s = scenarios::scenario(bug).ok_or_else(|| format!("no scenario for {b}"))?;
                 if !v.contains(&s) {
                     v.push(s);
                 }
@@ -176,7 +176,7 @@ fn run_inner(args: &SelftestArgs) -> Result<u8, (u8, String)> {
         let bug_plan = runner::plan(&bug_args).map_err(|e| usage(e.to_string()))?;
         let correct_plan = runner::plan(&correct_args).map_err(|e| usage(e.to_string()))?;
         let mut row = BugResult {
-            bug: sc.bug.into(),
+            bug: sc.bug.to_string(),
             nemesis: sc.nemesis.into(),
             read_mode: sc.read_mode.into(),
             workload: sc.workload.into(),
@@ -331,12 +331,12 @@ mod tests {
 
     #[test]
     fn selects_all_fast_or_named_bugs() {
-        assert_eq!(select(&args(None, false)).unwrap().len(), BUGS.len());
+        assert_eq!(select(&args(None, false)).unwrap().len(), Bug::ALL.len());
         let fast = select(&args(None, true)).unwrap();
         assert!((2..=3).contains(&fast.len()));
         let named = select(&args(Some("commit-by-count,follower-read-local"), false)).unwrap();
         // Quick ones first.
-        assert_eq!(named[0].bug, "follower-read-local");
+        assert_eq!(named[0].bug, Bug::FollowerReadLocal);
         assert!(select(&args(Some("nope"), false))
             .unwrap_err()
             .contains("nope"));

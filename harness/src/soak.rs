@@ -24,11 +24,11 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 
-use crate::cli::WorkloadKind;
 use crate::exit;
 use matrix::{Cell, CellRecord, Shard};
 pub use summary::RunSummary;
 use summary::{Skipped, Summary};
+use workloads::generator::WorkloadKind;
 
 /// Options of `harness soak`.
 #[derive(Args, Debug, Clone)]

@@ -17,29 +17,15 @@ use tokio_util::sync::CancellationToken;
 use workloads::checker::{self, CheckOptions, Verdict};
 use workloads::client::ClientConfig;
 use workloads::driver::{self, LargePut, WorkloadConfig};
-use workloads::generator::{self, WorkloadKind as GenWorkload};
+use workloads::generator::{self, WorkloadKind};
 use workloads::recorder::{NemesisPhase, Recorder};
 
-use crate::cli::{TestArgs, WorkloadKind};
+use crate::cli::TestArgs;
 use crate::cluster::{Cluster, ClusterOptions, NodeCommand};
 use crate::convergence::ConvergenceReport;
 use crate::exit;
 use crate::system::etcd::EtcdSut;
 use crate::system::{System, SystemKind};
-
-/// The deliberate bugs `node --bug` knows (README: "Deliberate bugs").
-pub const BUGS: [&str; 10] = [
-    "ack-before-persist",
-    "vote-ignores-log",
-    "commit-by-count",
-    "lease-no-margin",
-    "read-index-no-confirm",
-    "follower-read-local",
-    "no-conflict-truncate",
-    "lease-wall-clock",
-    "skip-fsync",
-    "read-before-apply",
-];
 
 /// Mixed into the test's seed for the nemesis planner, so its draws are independent of the
 /// workload generator's.
@@ -222,11 +208,8 @@ pub fn plan(args: &TestArgs) -> Result<Plan, Failure> {
     .with_partition_shapes(&partition_shapes(args))
     .map_err(|e| usage(format!("--partition-shapes: {e}")))?;
     if let Some(b) = &args.bug {
-        if !BUGS.contains(&b.as_str()) {
-            return Err(usage(format!(
-                "--bug: unknown bug {b:?} (expected one of {})",
-                BUGS.join(", ")
-            )));
+        if let Err(e) = b.parse::<node::bugs::Bug>() {
+            return Err(usage(format!("--bug: {e}")));
         }
     }
     let command =
@@ -699,10 +682,7 @@ async fn drive_observed(
         ..ClientConfig::default()
     };
     let config = WorkloadConfig {
-        workload: match args.workload {
-            WorkloadKind::Register => GenWorkload::Register,
-            WorkloadKind::Set => GenWorkload::Set,
-        },
+        workload: args.workload,
         concurrency: args.concurrency,
         rate: args.rate,
         keys: args.keys,
@@ -1055,7 +1035,7 @@ fn check_and_report(
     let label = verdict.label();
     let per_mode: Vec<String> = read_modes
         .iter()
-        .map(|(m, v)| format!("{m}: {}", verdict_label(&v["valid"])))
+        .map(|(m, v)| format!("{m}: {}", Verdict::from_json(Some(&v["valid"])).label()))
         .collect();
     let mut notes = per_mode;
     if let Some(i) = &interrupted {
@@ -1095,7 +1075,7 @@ fn check_and_report(
     if !args.no_report {
         println!("  report: {}", run_dir.join("index.html").display());
     }
-    Ok((verdict.exit_code() as u8, results))
+    Ok((verdict.exit_code(), results))
 }
 
 /// One line of what the faults did: leader changes, leaderless time, under partition.
@@ -1222,13 +1202,5 @@ fn elements_preview(elements: &[i64]) -> String {
         format!("{}, … ({} more)", head.join(", "), elements.len() - SHOWN)
     } else {
         head.join(", ")
-    }
-}
-
-fn verdict_label(v: &serde_json::Value) -> &'static str {
-    match v {
-        serde_json::Value::Bool(true) => "valid",
-        serde_json::Value::Bool(false) => "INVALID",
-        _ => "unknown",
     }
 }

@@ -4,7 +4,6 @@
 //! [`Response`] with the same id, all within one timeout. Used by the nemesis to find the
 //! leader ([`status`]) and to skew clocks ([`set_clock`]); never panics on what a node sends.
 
-use node::raft::Role;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -133,26 +132,11 @@ pub async fn set_clock(
     }
 }
 
-/// Asks every node for its status at once and returns the leader with the highest term
-/// among the nodes that say they lead, with that term; `None` when no node answers as leader.
-/// Nodes that fail to answer are skipped (a paused or killed node is normal under faults).
-pub async fn find_leader(
-    nodes: &std::collections::BTreeMap<node::raft::NodeId, SocketAddr>,
-) -> Option<(node::raft::NodeId, u64)> {
-    let asks = nodes.values().map(|&addr| status(addr));
-    futures::future::join_all(asks)
-        .await
-        .into_iter()
-        .filter_map(Result::ok)
-        .filter(|s| s.role == Role::Leader)
-        .map(|s| (s.id, s.term))
-        .max_by_key(|&(id, term)| (term, std::cmp::Reverse(id)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use node::protocol::ErrorKind;
+    use node::raft::Role;
     use tokio::net::TcpListener;
 
     /// A fake node that answers each request with `answer(request)` (raw frames), once per
@@ -215,34 +199,6 @@ mod tests {
         .await;
         let s = status(addr).await.unwrap();
         assert_eq!((s.id, s.leader, s.term), (2, Some(2), 4));
-    }
-
-    fn status_of(id: u64, role: Role, term: u64) -> Status {
-        Status {
-            id,
-            role,
-            term,
-            leader: None,
-            commit_index: 0,
-            applied_index: 0,
-            last_log_index: 0,
-            clock: clock(),
-        }
-    }
-
-    #[tokio::test]
-    async fn find_leader_prefers_the_highest_term() {
-        let old = fake_node(|r| vec![ok(r.id, Reply::Status(status_of(1, Role::Leader, 3)))]).await;
-        let new = fake_node(|r| vec![ok(r.id, Reply::Status(status_of(2, Role::Leader, 5)))]).await;
-        let follower =
-            fake_node(|r| vec![ok(r.id, Reply::Status(status_of(3, Role::Follower, 5)))]).await;
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let dead = l.local_addr().unwrap();
-        drop(l);
-        let nodes = [(1, old), (2, new), (3, follower), (4, dead)].into();
-        assert_eq!(find_leader(&nodes).await, Some((2, 5)));
-        let nodes = [(3, follower), (4, dead)].into();
-        assert_eq!(find_leader(&nodes).await, None);
     }
 
     #[tokio::test]

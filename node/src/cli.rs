@@ -7,8 +7,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
 
+use crate::bugs::Bug;
 use crate::protocol::ReadMode;
-use crate::raft::{parse_node_name, Bugs, NodeId};
+use crate::raft::{parse_node_name, NodeId};
 use crate::runtime::{self, NodeConfig};
 use crate::storage::FsyncPolicy;
 
@@ -59,7 +60,7 @@ pub struct Args {
     fsync: FsyncArg,
     /// A deliberate protocol bug (repeatable); see the README's table.
     #[arg(long = "bug", value_enum)]
-    bugs: Vec<BugArg>,
+    bugs: Vec<Bug>,
     /// How long a request may wait inside the node before it is answered "timeout".
     #[arg(long, default_value_t = 5000)]
     request_timeout_ms: u64,
@@ -129,26 +130,6 @@ enum FsyncArg {
     Never,
 }
 
-/// The deliberate bugs (README: "Deliberate bugs").
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum BugArg {
-    AckBeforePersist,
-    VoteIgnoresLog,
-    CommitByCount,
-    LeaseNoMargin,
-    ReadIndexNoConfirm,
-    FollowerReadLocal,
-    NoConflictTruncate,
-    LeaseWallClock,
-    /// The log is written but never fsynced (as `--fsync never`); everything else is
-    /// correct. Only a power loss (the harness's lazy filesystem) shows it: after kill -9
-    /// the page cache still holds the writes.
-    SkipFsync,
-    /// Read-index, lease and follower reads answered once the commit index reaches the read
-    /// index, without waiting for the store to apply it.
-    ReadBeforeApply,
-}
-
 fn parse_id(s: &str) -> Result<NodeId, String> {
     parse_node_name(s).ok_or_else(|| format!("bad node id {s:?} (expected n1 or 1)"))
 }
@@ -201,14 +182,7 @@ where
         eprintln!("node: --max-clock-drift must be in [0, 1)");
         return ExitCode::from(2);
     }
-    let has = |b| args.bugs.contains(&b);
-    let bugs = Bugs {
-        vote_ignores_log: has(BugArg::VoteIgnoresLog),
-        commit_by_count: has(BugArg::CommitByCount),
-        no_conflict_truncate: has(BugArg::NoConflictTruncate),
-        read_index_no_confirm: has(BugArg::ReadIndexNoConfirm),
-        lease_no_margin: has(BugArg::LeaseNoMargin),
-    };
+    let bugs: std::collections::BTreeSet<Bug> = args.bugs.iter().copied().collect();
     // The core mixes in the id, so the time alone is enough here.
     let seed = args.seed.unwrap_or_else(|| {
         std::time::SystemTime::now()
@@ -232,16 +206,12 @@ where
         default_read_mode: args.read_mode,
         max_clock_drift: args.max_clock_drift,
         fsync: match args.fsync {
-            _ if has(BugArg::SkipFsync) => FsyncPolicy::Never,
+            _ if bugs.contains(&Bug::SkipFsync) => FsyncPolicy::Never,
             FsyncArg::Batch => FsyncPolicy::Batch,
             FsyncArg::PerEntry => FsyncPolicy::PerEntry,
             FsyncArg::Never => FsyncPolicy::Never,
         },
         bugs,
-        ack_before_persist: has(BugArg::AckBeforePersist),
-        follower_read_local: has(BugArg::FollowerReadLocal),
-        lease_wall_clock: has(BugArg::LeaseWallClock),
-        read_before_apply: has(BugArg::ReadBeforeApply),
         test_diverge_puts: std::env::var_os(crate::runtime::config::TEST_DIVERGE_PUTS_ENV)
             .is_some_and(|v| v == "1"),
         request_timeout_ms: args.request_timeout_ms,

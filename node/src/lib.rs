@@ -10,6 +10,7 @@
 //! - [`failpoints`]: named places in the runtime where the harness delays or crashes the node.
 //! - [`runtime`]: drives the core with sockets, files and the clock (the `node` binary).
 
+pub mod bugs;
 pub mod cli;
 pub mod clock;
 pub mod command;

@@ -6,12 +6,13 @@ use super::charts::{latency_cdf, CdfSeries};
 use super::html::{fmt_ms, page, url_segment, verdict_pill};
 use super::index::write_atomic;
 use super::ops::{Digest, Op, Outcome};
-use super::run::{Run, Verdict};
+use super::run::Run;
 use super::stats::{from_digest, quantiles_of, Stats};
 use anyhow::{Context, Result};
 use maud::html;
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
+use workloads::checker::Verdict;
 
 /// One run, loaded for comparison.
 struct Loaded {

@@ -2,8 +2,8 @@
 //! formatting and link encoding. Pages are built with maud, which escapes every interpolated
 //! value, so text from a history can never become markup.
 
-use super::run::Verdict;
 use maud::{html, Markup, PreEscaped, DOCTYPE};
+use workloads::checker::Verdict;
 
 /// The style sheet of every page: inline, so pages work offline and from `file://`.
 pub const CSS: &str = r#"
@@ -54,7 +54,7 @@ pub fn page(title: &str, extra_css: &str, body: Markup) -> Markup {
 
 /// A verdict as a coloured inline label.
 pub fn verdict_pill(v: Verdict) -> Markup {
-    html! { span class={"pill " (v.css())} { (v.label()) } }
+    html! { span class={"pill " (v.as_str())} { (v.label()) } }
 }
 
 /// Milliseconds with precision suited to their size ("0.231", "12.4", "1530").

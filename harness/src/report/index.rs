@@ -1,10 +1,11 @@
 //! `results/index.html` (every run, newest first) and the `results/latest` symlink.
 
 use super::html::{page, url_path};
-use super::run::{Run, Verdict};
+use super::run::Run;
 use anyhow::{bail, Context, Result};
 use maud::html;
 use std::path::{Path, PathBuf};
+use workloads::checker::Verdict;
 
 /// Files whose presence makes a directory a run directory.
 const RUN_MARKERS: [&str; 3] = ["results.json", "test.json", "history.jsonl"];
@@ -70,10 +71,10 @@ pub fn rebuild_results_index(results_dir: &Path) -> Result<()> {
                                 a href={(rel) "/index.html"} { (r.name()) }
                             } @else { (r.name()) }
                         }
-                        td { span class={"pill " (r.results.overall.css())} { (r.results.overall.label()) } }
+                        td { span class={"pill " (r.results.overall.as_str())} { (r.results.overall.label()) } }
                         td {
                             @for (mode, m) in &r.results.read_modes {
-                                span class={"pill " (m.verdict.css())} title=(m.verdict.label()) { (mode) ": " (m.verdict.label()) }
+                                span class={"pill " (m.verdict.as_str())} title=(m.verdict.label()) { (mode) ": " (m.verdict.label()) }
                                 " "
                             }
                         }

@@ -5,52 +5,7 @@
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-
-/// A verdict as shown in reports.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Verdict {
-    /// The checker proved the history correct.
-    Valid,
-    /// The checker could not decide, or no result exists.
-    Unknown,
-    /// An anomaly was found.
-    Invalid,
-}
-
-impl Verdict {
-    /// Reads `true`, `false`, `"unknown"` (and the strings `"valid"`/`"invalid"`); anything
-    /// else is `Unknown`, never `Valid`.
-    pub fn from_json(v: Option<&Value>) -> Verdict {
-        match v {
-            Some(Value::Bool(true)) => Verdict::Valid,
-            Some(Value::Bool(false)) => Verdict::Invalid,
-            Some(Value::String(s)) => match s.to_ascii_lowercase().as_str() {
-                "true" | "valid" => Verdict::Valid,
-                "false" | "invalid" => Verdict::Invalid,
-                _ => Verdict::Unknown,
-            },
-            _ => Verdict::Unknown,
-        }
-    }
-
-    /// `valid`, `INVALID` or `unknown`, as shown to people.
-    pub fn label(self) -> &'static str {
-        match self {
-            Verdict::Valid => "valid",
-            Verdict::Invalid => "INVALID",
-            Verdict::Unknown => "unknown",
-        }
-    }
-
-    /// CSS class for the verdict's colour.
-    pub fn css(self) -> &'static str {
-        match self {
-            Verdict::Valid => "valid",
-            Verdict::Invalid => "invalid",
-            Verdict::Unknown => "unknown",
-        }
-    }
-}
+use workloads::checker::Verdict;
 
 /// The verdict of one read mode.
 #[derive(Clone, Debug, PartialEq)]

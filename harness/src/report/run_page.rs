@@ -518,7 +518,7 @@ fn verdict_header(run: &Run, stats: &Stats, cov: &ShownCoverage) -> Markup {
     let r = &run.results;
     let warnings = cov.coverage.warnings.len();
     html! {
-        div class={"verdict big " (r.overall.css())} { (r.overall.label()) }
+        div class={"verdict big " (r.overall.as_str())} { (r.overall.label()) }
         @if warnings > 0 {
             a.covwarn href="#coverage" { "(" (plural(warnings, "coverage warning", "coverage warnings")) ")" }
         }
@@ -546,7 +546,7 @@ fn verdict_header(run: &Run, stats: &Stats, cov: &ShownCoverage) -> Markup {
         @if !r.read_modes.is_empty() {
             div.badges {
                 @for (mode, m) in &r.read_modes {
-                    div class={"badge " (m.verdict.css())} {
+                    div class={"badge " (m.verdict.as_str())} {
                         b { (mode) }
                         span.v { (m.verdict.label()) }
                         br;

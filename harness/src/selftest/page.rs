@@ -7,8 +7,8 @@ use std::path::Path;
 use maud::{html, Markup};
 
 use super::BugResult;
+use crate::exit;
 use crate::report::html::{page, url_path};
-use crate::soak::runner::code_label;
 
 fn link(p: &Path, text: &str) -> Markup {
     let segs: Vec<String> = p.iter().map(|x| x.to_string_lossy().into_owned()).collect();
@@ -45,7 +45,7 @@ pub fn render(rows: &[BugResult], elapsed: std::time::Duration) -> String {
                         td {
                             @match r.correct_code {
                                 Some(0) => span.pill.valid { "valid" },
-                                Some(c) => span.pill.invalid { (code_label(c)) },
+                                Some(c) => span.pill.invalid { (exit::label(c)) },
                                 None => span.pill.unknown { "not run" },
                             }
                             @if let Some(p) = &r.correct_run { " " (link(p, "report")) }
@@ -53,7 +53,7 @@ pub fn render(rows: &[BugResult], elapsed: std::time::Duration) -> String {
                         td {
                             @for (i, p) in r.bug_runs.iter().enumerate() {
                                 @let c = r.bug_codes.get(i).copied().unwrap_or(255);
-                                (link(p, &format!("{} ({})", i + 1, code_label(c)))) " "
+                                (link(p, &format!("{} ({})", i + 1, exit::label(c)))) " "
                             }
                         }
                         td { (r.note) }

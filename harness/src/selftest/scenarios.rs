@@ -1,11 +1,13 @@
 //! Which fault, read path and workload exposes each deliberate bug of `node --bug`, found
 //! empirically (the measured figures are in the README's table and the selftest page).
 
+use node::bugs::Bug;
+
 /// How to expose one bug: the `harness test` options of its runs (besides seed and bug).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Scenario {
     /// The bug's name, as `node --bug` takes it.
-    pub bug: &'static str,
+    pub bug: Bug,
     /// `--nemesis`.
     pub nemesis: &'static str,
     /// `--read-mode`.
@@ -42,10 +44,10 @@ impl Scenario {
     }
 }
 
-/// One scenario per bug, in the order of `test_cmd::BUGS`.
+/// One scenario per bug, in the order of [`Bug::ALL`].
 pub const SCENARIOS: &[Scenario] = &[
     Scenario {
-        bug: "ack-before-persist",
+        bug: Bug::AckBeforePersist,
         nemesis: "kill",
         read_mode: "log",
         workload: "set",
@@ -56,7 +58,7 @@ pub const SCENARIOS: &[Scenario] = &[
         fast: true,
     },
     Scenario {
-        bug: "vote-ignores-log",
+        bug: Bug::VoteIgnoresLog,
         nemesis: "partition",
         read_mode: "log",
         workload: "set",
@@ -76,7 +78,7 @@ pub const SCENARIOS: &[Scenario] = &[
         fast: false,
     },
     Scenario {
-        bug: "commit-by-count",
+        bug: Bug::CommitByCount,
         nemesis: "partition",
         read_mode: "log",
         workload: "set",
@@ -98,7 +100,7 @@ pub const SCENARIOS: &[Scenario] = &[
         fast: false,
     },
     Scenario {
-        bug: "lease-no-margin",
+        bug: Bug::LeaseNoMargin,
         nemesis: "partition,clock",
         read_mode: "lease",
         workload: "register",
@@ -128,7 +130,7 @@ pub const SCENARIOS: &[Scenario] = &[
         fast: false,
     },
     Scenario {
-        bug: "read-index-no-confirm",
+        bug: Bug::ReadIndexNoConfirm,
         nemesis: "partition,clock",
         read_mode: "read-index",
         workload: "register",
@@ -156,7 +158,7 @@ pub const SCENARIOS: &[Scenario] = &[
         fast: false,
     },
     Scenario {
-        bug: "follower-read-local",
+        bug: Bug::FollowerReadLocal,
         nemesis: "partition",
         read_mode: "follower",
         workload: "register",
@@ -167,7 +169,7 @@ pub const SCENARIOS: &[Scenario] = &[
         fast: true,
     },
     Scenario {
-        bug: "no-conflict-truncate",
+        bug: Bug::NoConflictTruncate,
         nemesis: "partition",
         read_mode: "follower",
         workload: "set",
@@ -189,7 +191,7 @@ pub const SCENARIOS: &[Scenario] = &[
         fast: true,
     },
     Scenario {
-        bug: "lease-wall-clock",
+        bug: Bug::LeaseWallClock,
         nemesis: "partition,clock",
         read_mode: "lease",
         workload: "register",
@@ -221,7 +223,7 @@ pub const SCENARIOS: &[Scenario] = &[
         fast: false,
     },
     Scenario {
-        bug: "skip-fsync",
+        bug: Bug::SkipFsync,
         nemesis: "power",
         read_mode: "log",
         workload: "set",
@@ -232,7 +234,7 @@ pub const SCENARIOS: &[Scenario] = &[
         fast: false,
     },
     Scenario {
-        bug: "read-before-apply",
+        bug: Bug::ReadBeforeApply,
         nemesis: "failpoint",
         read_mode: "read-index",
         workload: "register",
@@ -252,7 +254,7 @@ pub const SCENARIOS: &[Scenario] = &[
 ];
 
 /// The scenario of `bug`, if it has one.
-pub fn scenario(bug: &str) -> Option<&'static Scenario> {
+pub fn scenario(bug: Bug) -> Option<&'static Scenario> {
     SCENARIOS.iter().find(|s| s.bug == bug)
 }
 
@@ -260,17 +262,16 @@ pub fn scenario(bug: &str) -> Option<&'static Scenario> {
 mod tests {
     use super::*;
     use crate::soak::runner;
-    use crate::test_cmd::BUGS;
 
     #[test]
     fn every_bug_has_one_valid_scenario() {
-        assert_eq!(SCENARIOS.len(), BUGS.len());
-        for b in BUGS {
+        assert_eq!(SCENARIOS.len(), Bug::ALL.len());
+        for b in Bug::ALL {
             let s = scenario(b).unwrap_or_else(|| panic!("no scenario for {b}"));
             let mut w = s.words();
             w.extend(["--bug".to_string(), b.to_string()]);
             let a = runner::test_args(&w).unwrap_or_else(|e| panic!("{b}: {e}"));
-            assert_eq!(a.bug.as_deref(), Some(b));
+            assert_eq!(a.bug.as_deref(), Some(b.name()));
             assert!(s.max_runs >= 1 && s.time_limit > 0.0);
         }
         assert!(SCENARIOS.iter().filter(|s| s.fast).count() >= 2);

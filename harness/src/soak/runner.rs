@@ -8,6 +8,7 @@ use clap::Parser;
 use crate::cli::TestArgs;
 use crate::exit;
 use crate::test_cmd::{self, Plan, RunOutcome};
+use workloads::checker::Verdict;
 
 /// `harness test` options parsed from words, so every option keeps the default the command
 /// line gives it (and options added later need no change here).
@@ -83,30 +84,13 @@ pub async fn run_test_retrying(plan: &Plan, seed: u64) -> anyhow::Result<RunOutc
     }
 }
 
-/// A verdict as one word: `valid`, `INVALID`, `unknown`, `harness-failed`.
-pub fn code_label(code: u8) -> &'static str {
-    match code {
-        exit::VALID => "valid",
-        exit::INVALID => "INVALID",
-        exit::UNKNOWN => "unknown",
-        _ => "harness-failed",
-    }
-}
-
 /// One line about what a run found: the verdict per read mode and the first anomaly.
 pub fn one_line(outcome: &RunOutcome) -> String {
-    let mut s = code_label(outcome.code).to_string();
+    let mut s = exit::label(outcome.code).to_string();
     if let Some(modes) = outcome.results["read_modes"].as_object() {
         let per: Vec<String> = modes
             .iter()
-            .map(|(m, v)| {
-                let l = match &v["valid"] {
-                    serde_json::Value::Bool(true) => "valid",
-                    serde_json::Value::Bool(false) => "INVALID",
-                    _ => "unknown",
-                };
-                format!("{m}: {l}")
-            })
+            .map(|(m, v)| format!("{m}: {}", Verdict::from_json(Some(&v["valid"])).label()))
             .collect();
         if !per.is_empty() {
             s.push_str(&format!(" ({})", per.join(", ")));

@@ -114,31 +114,48 @@ pub async fn statuses(system: &dyn System, timeout: Duration) -> Vec<Status> {
         .collect()
 }
 
-/// The leader the members report (the highest term among self-declared leaders), if any.
-pub async fn leader(system: &dyn System) -> Option<NodeId> {
-    statuses(system, nemesis::admin::DEFAULT_ADMIN_TIMEOUT)
-        .await
-        .into_iter()
+/// The leader among `statuses`: the self-declared leader with the highest term (the lowest id
+/// if two claim one term); `None` when none claims to lead. The one rule by which the harness
+/// names "the leader", for every system and for [`crate::cluster::Cluster::leader`].
+pub fn leader_of(statuses: &[Status]) -> Option<NodeId> {
+    statuses
+        .iter()
         .filter(|s| s.role == Role::Leader)
-        .max_by_key(|s| s.term)
+        .max_by_key(|s| (s.term, std::cmp::Reverse(s.id)))
         .map(|s| s.id)
+}
+
+/// The first self-declared leader in `statuses` that a majority of `members` members follow
+/// in its term (counting itself); `None` otherwise. The rule of every "wait for a leader".
+pub fn followed_leader(statuses: &[Status], members: usize) -> Option<NodeId> {
+    let majority = members / 2 + 1;
+    statuses
+        .iter()
+        .filter(|l| l.role == Role::Leader)
+        .find(|l| {
+            statuses
+                .iter()
+                .filter(|s| s.leader == Some(l.id) && s.term == l.term)
+                .count()
+                >= majority
+        })
+        .map(|l| l.id)
+}
+
+/// The leader the members report now ([`leader_of`] their statuses), if any.
+pub async fn leader(system: &dyn System) -> Option<NodeId> {
+    leader_of(&statuses(system, nemesis::admin::DEFAULT_ADMIN_TIMEOUT).await)
 }
 
 /// Waits (bounded by `timeout`) until a member reports itself leader and a majority of the
 /// members follow it in its term.
 pub async fn wait_for_leader(system: &dyn System, timeout: Duration) -> anyhow::Result<NodeId> {
     let start = Instant::now();
-    let majority = system.ids().len() / 2 + 1;
+    let members = system.ids().len();
     while start.elapsed() < timeout {
         let all = statuses(system, nemesis::admin::DEFAULT_ADMIN_TIMEOUT).await;
-        if let Some(l) = all.iter().find(|s| s.role == Role::Leader) {
-            let agree = all
-                .iter()
-                .filter(|s| s.leader == Some(l.id) && s.term == l.term)
-                .count();
-            if agree >= majority {
-                return Ok(l.id);
-            }
+        if let Some(l) = followed_leader(&all, members) {
+            return Ok(l);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -151,4 +168,55 @@ pub async fn wait_for_leader(system: &dyn System, timeout: Duration) -> anyhow::
 /// Where a system keeps its members' data and logs: `run_dir/nodes/`.
 pub fn nodes_dir(run_dir: &Path) -> std::path::PathBuf {
     run_dir.join("nodes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use node::protocol::ClockState;
+
+    fn status(id: NodeId, role: Role, term: u64, leader: Option<NodeId>) -> Status {
+        Status {
+            id,
+            role,
+            term,
+            leader,
+            commit_index: 0,
+            applied_index: 0,
+            last_log_index: 0,
+            clock: ClockState {
+                offset_ms: 0.0,
+                rate: 1.0,
+                now_ms: 5.0,
+            },
+        }
+    }
+
+    #[test]
+    fn the_leader_is_the_highest_term_claimant() {
+        let all = [
+            status(1, Role::Leader, 3, Some(1)),
+            status(2, Role::Leader, 5, Some(2)),
+            status(3, Role::Follower, 5, Some(2)),
+        ];
+        assert_eq!(leader_of(&all), Some(2));
+        assert_eq!(leader_of(&all[2..]), None);
+        let tie = [
+            status(3, Role::Leader, 4, Some(3)),
+            status(2, Role::Leader, 4, Some(2)),
+        ];
+        assert_eq!(leader_of(&tie), Some(2));
+    }
+
+    #[test]
+    fn a_followed_leader_needs_a_majority_in_its_term() {
+        let all = [
+            status(1, Role::Leader, 3, Some(1)),
+            status(2, Role::Leader, 5, Some(2)),
+            status(3, Role::Follower, 5, Some(2)),
+        ];
+        assert_eq!(followed_leader(&all, 3), Some(2));
+        assert_eq!(followed_leader(&all, 5), None);
+        assert_eq!(followed_leader(&all[..1], 1), Some(1));
+    }
 }

@@ -1,10 +1,11 @@
 //! The node's configuration, as given on its command line.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
+use crate::bugs::Bug;
 use crate::protocol::ReadMode;
-use crate::raft::{Bugs, NodeId};
+use crate::raft::NodeId;
 use crate::storage::FsyncPolicy;
 
 /// `NODE_TEST_DIVERGE_PUTS=1` in a node's environment sets [`NodeConfig::test_diverge_puts`].
@@ -40,19 +41,10 @@ pub struct NodeConfig {
     pub default_read_mode: ReadMode,
     pub max_clock_drift: f64,
     pub fsync: FsyncPolicy,
-    pub bugs: Bugs,
-    /// Deliberate bug `ack-before-persist`: send messages before the fsync of the batch.
-    pub ack_before_persist: bool,
-    /// Deliberate bug `follower-read-local`: follower reads answered without asking the leader.
-    pub follower_read_local: bool,
-    /// Deliberate bug `lease-wall-clock`: the leader's lease is measured on the wall-clock
-    /// reading (which the clock offset jumps) instead of the monotonic one, so a backward
-    /// jump keeps a lease "valid" after the followers' stickiness has run out.
-    pub lease_wall_clock: bool,
-    /// Deliberate bug `read-before-apply`: read-index, lease and follower reads are answered
-    /// once the commit index reaches the read index, without waiting for the store to apply
-    /// it, so a read can miss a write that is committed (and acknowledged by another leader).
-    pub read_before_apply: bool,
+    /// The deliberate bugs this node runs with (`--bug`, repeatable); empty for a correct
+    /// node. The core's switches are derived by [`crate::bugs::raft_bugs`]; `skip-fsync` is
+    /// applied to [`NodeConfig::fsync`] by the command line; the runtime asks [`NodeConfig::has`].
+    pub bugs: BTreeSet<Bug>,
     /// Test-only fault, never a protocol bug: this replica's state machine applies every put
     /// as `value + 1`, so its data silently diverges from the other members' while the
     /// protocol itself runs correctly. Set only through the environment variable
@@ -66,6 +58,13 @@ pub struct NodeConfig {
     pub seed: u64,
     /// Limits on the connections to both ports (see [`ConnLimits`]).
     pub limits: ConnLimits,
+}
+
+impl NodeConfig {
+    /// Whether the deliberate bug `bug` is on.
+    pub fn has(&self, bug: Bug) -> bool {
+        self.bugs.contains(&bug)
+    }
 }
 
 /// Limits on the connections to the node's ports, which anyone who reaches them can open.

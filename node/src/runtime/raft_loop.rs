@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::bugs::Bug;
 use crate::clock::{Clock, Ticker};
 use crate::command;
 use crate::failpoints::{crash, Effect, Failpoint, Failpoints};
@@ -61,7 +62,7 @@ pub fn start(
     rc.heartbeat_ticks = config.heartbeat_ticks;
     rc.election_ticks_min = config.election_ticks_min;
     rc.election_ticks_max = config.election_ticks_max;
-    rc.bugs = config.bugs;
+    rc.bugs = crate::bugs::raft_bugs(&config.bugs);
     rc.max_clock_drift = config.max_clock_drift;
     let kv = match &recovered.snapshot {
         Some(s) => KvStore::from_snapshot(&s.data, s.meta.index)
@@ -259,7 +260,7 @@ impl RaftLoop {
         let now = self.clock.mono_ms();
         for _ in 0..self.ticker.due(now) {
             self.raft.tick();
-            if self.config.lease_wall_clock {
+            if self.config.has(Bug::LeaseWallClock) {
                 self.wall_lease
                     .on_tick(self.raft.ticks(), self.clock.now_ms());
             }
@@ -283,7 +284,7 @@ impl RaftLoop {
     /// Whether a lease read may be answered locally: the core's lease on the monotonic
     /// clock, or with the `lease-wall-clock` bug the same lease measured on the wall clock.
     fn lease_holds(&self) -> bool {
-        if self.config.lease_wall_clock {
+        if self.config.has(Bug::LeaseWallClock) {
             let tick_ms = self.config.tick_ms as f64;
             self.wall_lease
                 .holds(self.raft.lease(), tick_ms, self.clock.now_ms())
@@ -526,7 +527,7 @@ impl RaftLoop {
         match mode {
             ReadMode::Stale => self.answer_read(read),
             ReadMode::Log => self.propose(Command::Read { key: read.key }, read.reply),
-            ReadMode::Follower if !is_leader && self.config.follower_read_local => {
+            ReadMode::Follower if !is_leader && self.config.has(Bug::FollowerReadLocal) => {
                 self.answer_read(read)
             }
             ReadMode::Lease if is_leader && self.lease_holds() => {
@@ -535,7 +536,7 @@ impl RaftLoop {
                 // be committed but not yet in the store. Read no earlier than the commit
                 // index at the time the read is accepted.
                 let index = self.raft.log().committed();
-                if self.config.read_before_apply {
+                if self.config.has(Bug::ReadBeforeApply) {
                     // Deliberate bug: answered from the store as it is.
                     self.answer_read(read);
                 } else {
@@ -617,7 +618,7 @@ impl RaftLoop {
             if writing {
                 self.failpoints.block(Failpoint::BeforePersist);
             }
-            let buggy = self.config.ack_before_persist;
+            let buggy = self.config.has(Bug::AckBeforePersist);
             if buggy {
                 // Deliberate bug: acknowledge first; the log reaches the disk only now and then.
                 self.send_all(&rd.messages);
@@ -659,7 +660,7 @@ impl RaftLoop {
             }
             for rs in &rd.read_states {
                 if let Some(pr) = self.pending_read_index.remove(&rs.ctx) {
-                    if self.config.read_before_apply {
+                    if self.config.has(Bug::ReadBeforeApply) {
                         // Deliberate bug: the commit index reached the read index, so the
                         // read is answered without waiting for the store to apply it.
                         self.answer_read(pr);
@@ -961,7 +962,7 @@ fn first_read_ctx() -> u64 {
 mod tests {
     use super::*;
     use crate::protocol::{WriteId, MAX_FRAME_BYTES};
-    use crate::raft::{Bugs, Entry, HardState, MessageBody};
+    use crate::raft::{Entry, HardState, MessageBody};
     use crate::storage::FsyncPolicy;
 
     /// The largest command the loop proposes still travels alone in one peer frame, encoded
@@ -1023,11 +1024,7 @@ mod tests {
             default_read_mode: ReadMode::Lease,
             max_clock_drift: 0.1,
             fsync: FsyncPolicy::Never,
-            bugs: Bugs::default(),
-            ack_before_persist: false,
-            follower_read_local: false,
-            lease_wall_clock: false,
-            read_before_apply: false,
+            bugs: Default::default(),
             test_diverge_puts: false,
             request_timeout_ms: 1000,
             seed: 7,
@@ -1353,7 +1350,9 @@ mod tests {
         for bug in [false, true] {
             // A lease of 179 ticks of 10 ms: it outlasts the deferral by far.
             let mut t = leader_with_lease_over_an_unapplied_write(|c| {
-                c.read_before_apply = bug;
+                if bug {
+                    c.bugs.insert(Bug::ReadBeforeApply);
+                }
                 c.election_ticks_min = 200;
                 c.election_ticks_max = 400;
             });

@@ -25,6 +25,7 @@ pub use set::{
 pub use validate::validate;
 pub use verdict::Verdict;
 
+use crate::generator::WorkloadKind;
 use crate::history::{Event, EventType};
 use std::time::Duration;
 
@@ -70,24 +71,15 @@ impl CheckOptions {
     }
 }
 
-/// Which checker a history is for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Model {
-    /// read / write / cas on independent keys, checked for linearizability.
-    Register,
-    /// unique adds and final reads, checked for lost and unexpected elements.
-    Set,
-}
-
-/// `Set` if the history has any client `add` invocation, else `Register`.
-pub fn detect_model(events: &[Event]) -> Model {
+/// Which workload (and so which checker) a history is for: `Set` if it has any client `add`
+/// invocation, else `Register`.
+pub fn detect_model(events: &[Event]) -> WorkloadKind {
     let has_add = events
         .iter()
         .any(|e| e.kind == EventType::Invoke && e.f == "add");
     if has_add {
-        Model::Set
+        WorkloadKind::Set
     } else {
-        Model::Register
+        WorkloadKind::Register
     }
 }

@@ -23,8 +23,12 @@ pub use op::{Generator, GeneratorError, IntendedOp};
 use register::RegisterGenerator;
 use set::SetGenerator;
 
-/// Which workload to run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Which workload to run, and so which checker judges its history: the one definition of the
+/// register/set choice (`harness test --workload`, `harness soak --workload`, `harness check
+/// --model`, and [`crate::checker::detect_model`]). Its name is [`WorkloadKind::as_str`] on the
+/// command line and in JSON.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum WorkloadKind {
     /// Reads, writes and cas over independent keys (checked for linearizability).
     Register,
