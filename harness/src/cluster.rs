@@ -289,9 +289,9 @@ impl Cluster {
             .collect()
     }
 
-    /// The leader the nodes report now ([`crate::system::leader_of`] their statuses), if any.
+    /// The leader the nodes report now ([`crate::leader::leader_of`] their statuses), if any.
     pub async fn leader(&self) -> Option<NodeId> {
-        crate::system::leader_of(&self.statuses(nemesis::admin::DEFAULT_ADMIN_TIMEOUT).await)
+        crate::leader::leader_of(&self.statuses(nemesis::admin::DEFAULT_ADMIN_TIMEOUT).await)
     }
 
     /// Waits until a leader is reported and a majority of nodes agree on it (bounded).
@@ -299,7 +299,7 @@ impl Cluster {
         let start = Instant::now();
         while start.elapsed() < timeout {
             let statuses = self.statuses(nemesis::admin::DEFAULT_ADMIN_TIMEOUT).await;
-            if let Some(l) = crate::system::followed_leader(&statuses, self.nodes.len()) {
+            if let Some(l) = crate::leader::followed_leader(&statuses, self.nodes.len()) {
                 return Ok(l);
             }
             self.check_alive()?;

@@ -1,7 +1,7 @@
 //! The harness: Jepsen-style tests against a cluster of real `node` processes.
 //!
 //! - [`cli`]: the command line (`docs/spec/cli.md`).
-//! - [`test_cmd`]: `harness test`: cluster, workload, nemesis, check, report.
+//! - [`test`]: `harness test`: cluster, workload, nemesis, check, report.
 //! - [`faults`]: the fault schedule as played on a live cluster.
 //! - [`cluster`]: node processes behind the proxy mesh; applying and healing faults.
 //! - [`check_cmd`]: `harness check`.
@@ -26,6 +26,7 @@ pub mod coverage;
 pub mod exit;
 pub mod faults;
 pub mod interrupt;
+pub mod leader;
 pub mod observer;
 pub mod report;
 pub mod run_dir;
@@ -33,4 +34,4 @@ pub mod scripted;
 pub mod selftest;
 pub mod soak;
 pub mod system;
-pub mod test_cmd;
+pub mod test;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use harness::cli::{Cli, Command};
-use harness::{check_cmd, exit, report, run_dir, test_cmd};
+use harness::{check_cmd, exit, report, run_dir, test};
 
 fn main() -> ExitCode {
     // `harness node ...` is the node itself: hand it the raw arguments before clap sees them.
@@ -31,7 +31,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let code = match cli.command {
-        Command::Test(args) => test_cmd::run(&args),
+        Command::Test(args) => test::run(&args),
         Command::Check(args) => check_cmd::run(&args).clamp(0, 255) as u8,
         Command::Report { run_dir } => match report::build_run_report(&run_dir) {
             Ok(warnings) => {

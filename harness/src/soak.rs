@@ -118,7 +118,7 @@ fn cell_args(
     args: &SoakArgs,
     cell: &Cell,
     runs_dir: &Path,
-) -> Result<crate::cli::TestArgs, SoakError> {
+) -> Result<crate::test::TestArgs, SoakError> {
     let mut w: Vec<String> = [
         "--nodes",
         &cell.nodes.to_string(),

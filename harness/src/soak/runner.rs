@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 
 use clap::Parser;
 
-use crate::cli::TestArgs;
 use crate::exit;
-use crate::test_cmd::{self, Plan, RunOutcome};
+use crate::test::TestArgs;
+use crate::test::{self, Plan, RunOutcome};
 use workloads::checker::Verdict;
 
 /// `harness test` options parsed from words, so every option keeps the default the command
@@ -42,7 +42,7 @@ pub fn test_args(words: &[String]) -> Result<TestArgs, RunnerError> {
 
 /// Validates options as `harness test` does.
 pub fn plan(args: &TestArgs) -> Result<Plan, RunnerError> {
-    test_cmd::plan(args).map_err(|f| RunnerError::Plan {
+    test::plan(args).map_err(|f| RunnerError::Plan {
         code: f.code,
         message: f.message,
     })
@@ -53,7 +53,7 @@ pub fn plan(args: &TestArgs) -> Result<Plan, RunnerError> {
 pub fn reproduce_command(args: &TestArgs, seed: u64) -> String {
     let mut a = args.clone();
     a.results_dir = PathBuf::from("results");
-    let mut s = test_cmd::command_line(&a, seed);
+    let mut s = test::command_line(&a, seed);
     if let Some(n) = &args.node_bin {
         s.push_str(&format!(" --node-bin {}", n.display()));
     }
@@ -66,7 +66,7 @@ pub fn reproduce_command(args: &TestArgs, seed: u64) -> String {
 pub async fn run_test_retrying(plan: &Plan, seed: u64) -> anyhow::Result<RunOutcome> {
     let mut attempt = 0;
     loop {
-        let o = test_cmd::run_test(plan, seed).await?;
+        let o = test::run_test(plan, seed).await?;
         let start_failure = o.code == exit::HARNESS_FAILED
             && o.results.is_null()
             && o.elapsed < std::time::Duration::from_secs(10);

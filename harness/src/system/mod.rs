@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use futures::future::BoxFuture;
 use nemesis::schedule::{Fault, FaultFamily};
 use node::protocol::{ReadMode, Status};
-use node::raft::{NodeId, Role};
+use node::raft::NodeId;
 use workloads::client::KvClients;
 
 /// The systems `--system` names.
@@ -114,33 +114,7 @@ pub async fn statuses(system: &dyn System, timeout: Duration) -> Vec<Status> {
         .collect()
 }
 
-/// The leader among `statuses`: the self-declared leader with the highest term (the lowest id
-/// if two claim one term); `None` when none claims to lead. The one rule by which the harness
-/// names "the leader", for every system and for [`crate::cluster::Cluster::leader`].
-pub fn leader_of(statuses: &[Status]) -> Option<NodeId> {
-    statuses
-        .iter()
-        .filter(|s| s.role == Role::Leader)
-        .max_by_key(|s| (s.term, std::cmp::Reverse(s.id)))
-        .map(|s| s.id)
-}
-
-/// The first self-declared leader in `statuses` that a majority of `members` members follow
-/// in its term (counting itself); `None` otherwise. The rule of every "wait for a leader".
-pub fn followed_leader(statuses: &[Status], members: usize) -> Option<NodeId> {
-    let majority = members / 2 + 1;
-    statuses
-        .iter()
-        .filter(|l| l.role == Role::Leader)
-        .find(|l| {
-            statuses
-                .iter()
-                .filter(|s| s.leader == Some(l.id) && s.term == l.term)
-                .count()
-                >= majority
-        })
-        .map(|l| l.id)
-}
+pub use crate::leader::{followed_leader, leader_of};
 
 /// The leader the members report now ([`leader_of`] their statuses), if any.
 pub async fn leader(system: &dyn System) -> Option<NodeId> {
@@ -168,55 +142,4 @@ pub async fn wait_for_leader(system: &dyn System, timeout: Duration) -> anyhow::
 /// Where a system keeps its members' data and logs: `run_dir/nodes/`.
 pub fn nodes_dir(run_dir: &Path) -> std::path::PathBuf {
     run_dir.join("nodes")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use node::protocol::ClockState;
-
-    fn status(id: NodeId, role: Role, term: u64, leader: Option<NodeId>) -> Status {
-        Status {
-            id,
-            role,
-            term,
-            leader,
-            commit_index: 0,
-            applied_index: 0,
-            last_log_index: 0,
-            clock: ClockState {
-                offset_ms: 0.0,
-                rate: 1.0,
-                now_ms: 5.0,
-            },
-        }
-    }
-
-    #[test]
-    fn the_leader_is_the_highest_term_claimant() {
-        let all = [
-            status(1, Role::Leader, 3, Some(1)),
-            status(2, Role::Leader, 5, Some(2)),
-            status(3, Role::Follower, 5, Some(2)),
-        ];
-        assert_eq!(leader_of(&all), Some(2));
-        assert_eq!(leader_of(&all[2..]), None);
-        let tie = [
-            status(3, Role::Leader, 4, Some(3)),
-            status(2, Role::Leader, 4, Some(2)),
-        ];
-        assert_eq!(leader_of(&tie), Some(2));
-    }
-
-    #[test]
-    fn a_followed_leader_needs_a_majority_in_its_term() {
-        let all = [
-            status(1, Role::Leader, 3, Some(1)),
-            status(2, Role::Leader, 5, Some(2)),
-            status(3, Role::Follower, 5, Some(2)),
-        ];
-        assert_eq!(followed_leader(&all, 3), Some(2));
-        assert_eq!(followed_leader(&all, 5), None);
-        assert_eq!(followed_leader(&all[..1], 1), Some(1));
-    }
 }

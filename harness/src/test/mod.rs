@@ -20,12 +20,14 @@ use workloads::driver::{self, LargePut, WorkloadConfig};
 use workloads::generator::{self, WorkloadKind};
 use workloads::recorder::{NemesisPhase, Recorder};
 
-use crate::cli::TestArgs;
+pub mod args;
+
 use crate::cluster::{Cluster, ClusterOptions, NodeCommand};
 use crate::convergence::ConvergenceReport;
 use crate::exit;
 use crate::system::etcd::EtcdSut;
 use crate::system::{System, SystemKind};
+pub use args::TestArgs;
 
 /// Mixed into the test's seed for the nemesis planner, so its draws are independent of the
 /// workload generator's.
