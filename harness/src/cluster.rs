@@ -509,9 +509,10 @@ impl Cluster {
         Ok(())
     }
 
-    /// Heals one fault (links, killed or paused processes, clocks, membership); the parts
-    /// of a combined one in reverse order.
-    pub async fn heal(&self, fault: &Fault) -> anyhow::Result<()> {
+    /// Heals one fault (links, killed or paused processes, clocks, membership, failpoints);
+    /// the parts of a combined one in reverse order. Returns what only the heal can tell of
+    /// what the fault did (a failpoint's fires and crashes, see [`Cluster::heal_failpoint`]).
+    pub async fn heal(&self, fault: &Fault) -> anyhow::Result<Option<serde_json::Value>> {
         match fault {
             Fault::Sequence { steps } => {
                 for step in steps.iter().rev() {
@@ -522,6 +523,9 @@ impl Cluster {
                 for p in parts.iter().rev() {
                     Box::pin(self.heal(p)).await?;
                 }
+            }
+            Fault::Failpoint { point, nodes, .. } => {
+                return self.heal_failpoint(*point, nodes).await.map(Some);
             }
             Fault::Partition { .. }
             | Fault::Delay { .. }
@@ -545,11 +549,8 @@ impl Cluster {
                 }
             }
             Fault::Membership { .. } => self.change_membership(&self.ids()).await?,
-            Fault::Failpoint { point, nodes, .. } => {
-                self.heal_failpoint(*point, nodes).await?;
-            }
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Sets failpoint `name` of node `id` to `action`; the node's answer lists every point.
@@ -574,7 +575,7 @@ impl Cluster {
     /// their data directories). Returns what the window did, for the fault's stop event:
     /// `{"fired": {"n1": 3}, "crashed": ["n2"]}` (`fired` counts since each node started, so
     /// a node that crashed and restarted reports the fires of its new process).
-    pub async fn heal_failpoint(
+    async fn heal_failpoint(
         &self,
         point: node::failpoints::Failpoint,
         nodes: &[NodeId],

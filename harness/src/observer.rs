@@ -214,8 +214,8 @@ impl ChangeFilter {
 /// The observer task's settings.
 #[derive(Clone, Debug)]
 pub struct Observer {
-    /// Every node polled, with its client (admin) address.
-    pub nodes: Vec<(NodeId, SocketAddr)>,
+    /// Every node polled.
+    pub nodes: Vec<NodeId>,
     /// Time between the starts of two polls of the cluster.
     pub interval: Duration,
     /// Where the lines go (`RUN_DIR/cluster.jsonl`); created or truncated.
@@ -243,17 +243,11 @@ impl Observer {
         stop: CancellationToken,
     ) -> JoinHandle<anyhow::Result<Vec<Observation>>> {
         let obs = Observer {
-            nodes,
+            nodes: nodes.iter().map(|&(id, _)| id).collect(),
             interval: interval.max(Duration::from_millis(1)),
             path,
             t0,
         };
-        tokio::spawn(async move { obs.run(stop).await })
-    }
-
-    /// The polling loop of [`Observer::spawn`], on the current task.
-    pub async fn run(self, stop: CancellationToken) -> anyhow::Result<Vec<Observation>> {
-        let nodes = self.nodes.clone();
         let poll = move |id: NodeId, timeout: Duration| {
             let addr = nodes.iter().find(|(n, _)| *n == id).map(|(_, a)| *a);
             async move {
@@ -264,11 +258,11 @@ impl Observer {
             }
             .boxed()
         };
-        self.poll_with(stop, poll).await
+        tokio::spawn(async move { obs.poll_with(stop, poll).await })
     }
 
-    /// The polling loop, asking each member of `system` through [`System::status`]
-    /// (`nodes`' addresses are not used), on the current task.
+    /// The polling loop, asking each member of `system` through [`System::status`], on the
+    /// current task.
     pub async fn run_on(
         self,
         system: &dyn crate::system::System,
@@ -302,7 +296,7 @@ impl Observer {
                 _ = stop.cancelled() => break,
                 _ = ticker.tick() => {}
             }
-            let polls = self.nodes.iter().map(|&(id, _)| {
+            let polls = self.nodes.iter().map(|&id| {
                 let ask = status(id, timeout);
                 async move {
                     let r = ask.await;

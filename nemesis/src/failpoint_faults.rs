@@ -111,19 +111,8 @@ pub struct FailpointPlanner {
 impl FailpointPlanner {
     /// A planner over `set` (an empty set draws from every point).
     pub fn new(set: FailpointSet) -> FailpointPlanner {
-        let choices = match set {
-            FailpointSet::Given(c) => c,
-            FailpointSet::Drawn(points) => points
-                .into_iter()
-                .map(|point| FailpointChoice {
-                    point,
-                    action: None,
-                    target: None,
-                })
-                .collect(),
-        };
-        let choices = if choices.is_empty() {
-            Failpoint::ALL
+        let drawn = |points: Vec<Failpoint>| {
+            points
                 .into_iter()
                 .map(|point| FailpointChoice {
                     point,
@@ -131,8 +120,11 @@ impl FailpointPlanner {
                     target: None,
                 })
                 .collect()
-        } else {
-            choices
+        };
+        let choices = match set {
+            FailpointSet::Given(c) if !c.is_empty() => c,
+            FailpointSet::Drawn(points) if !points.is_empty() => drawn(points),
+            _ => drawn(Failpoint::ALL.to_vec()),
         };
         FailpointPlanner {
             choices,

@@ -313,6 +313,18 @@ impl EtcdSut {
     fn nodes_of(&self, nodes: &[NodeId]) -> anyhow::Result<Vec<usize>> {
         nodes.iter().map(|&id| self.index(id)).collect()
     }
+
+    /// Does `act` to the process of each member of `nodes` (kill, pause, restart, resume).
+    fn on_processes(
+        &self,
+        nodes: &[NodeId],
+        act: impl Fn(&mut EtcdCluster, usize) -> Result<(), launcher::LaunchError>,
+    ) -> anyhow::Result<()> {
+        for i in self.nodes_of(nodes)? {
+            self.with_cluster(|c| act(c, i))?;
+        }
+        Ok(())
+    }
 }
 
 impl System for EtcdSut {
@@ -390,16 +402,8 @@ impl System for EtcdSut {
     ) -> BoxFuture<'a, anyhow::Result<Option<serde_json::Value>>> {
         async move {
             match fault {
-                Fault::Kill { nodes, .. } => {
-                    for i in self.nodes_of(nodes)? {
-                        self.with_cluster(|c| c.kill(i))?;
-                    }
-                }
-                Fault::Pause { nodes, .. } => {
-                    for i in self.nodes_of(nodes)? {
-                        self.with_cluster(|c| c.pause(i))?;
-                    }
-                }
+                Fault::Kill { nodes, .. } => self.on_processes(nodes, EtcdCluster::kill)?,
+                Fault::Pause { nodes, .. } => self.on_processes(nodes, EtcdCluster::pause)?,
                 Fault::Membership { removed, .. } => self.remove(self.index(*removed)?).await?,
                 Fault::Partition { grudge, .. } => {
                     // A partition replaces whatever cut the links before, as on the mesh.
@@ -439,16 +443,8 @@ impl System for EtcdSut {
     ) -> BoxFuture<'a, anyhow::Result<Option<serde_json::Value>>> {
         async move {
             match fault {
-                Fault::Kill { nodes, .. } => {
-                    for i in self.nodes_of(nodes)? {
-                        self.with_cluster(|c| c.restart(i))?;
-                    }
-                }
-                Fault::Pause { nodes, .. } => {
-                    for i in self.nodes_of(nodes)? {
-                        self.with_cluster(|c| c.resume(i))?;
-                    }
-                }
+                Fault::Kill { nodes, .. } => self.on_processes(nodes, EtcdCluster::restart)?,
+                Fault::Pause { nodes, .. } => self.on_processes(nodes, EtcdCluster::resume)?,
                 Fault::Membership { removed, .. } => self.add_back(self.index(*removed)?).await?,
                 Fault::Partition { .. } | Fault::Loss { .. } => self.net()?.heal_all()?,
                 Fault::Combined { parts } => {

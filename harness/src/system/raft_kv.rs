@@ -52,14 +52,7 @@ impl System for Cluster {
         &'a self,
         fault: &'a Fault,
     ) -> BoxFuture<'a, anyhow::Result<Option<serde_json::Value>>> {
-        async move {
-            // A failpoint's heal reports what the window did (fires, crashes).
-            if let Fault::Failpoint { point, nodes, .. } = fault {
-                return self.heal_failpoint(*point, nodes).await.map(Some);
-            }
-            Cluster::heal(self, fault).await.map(|()| None)
-        }
-        .boxed()
+        Cluster::heal(self, fault).boxed()
     }
 
     fn heal_all(&self) -> BoxFuture<'_, anyhow::Result<()>> {

@@ -630,11 +630,7 @@ async fn drive(
     // Watches every member until the members are compared (or the run fails).
     let observer_stop = CancellationToken::new();
     let observer = crate::observer::Observer {
-        nodes: cluster
-            .ids()
-            .into_iter()
-            .map(|id| (id, std::net::SocketAddr::from(([127, 0, 0, 1], 0))))
-            .collect(),
+        nodes: cluster.ids(),
         interval: Duration::from_millis(args.observe_interval.max(1)),
         path: run_dir.join("cluster.jsonl"),
         t0: recorder.start(),
