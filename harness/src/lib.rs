@@ -1,8 +1,8 @@
 //! The harness: Jepsen-style tests against a cluster of real `node` processes.
 //!
 //! - [`cli`]: the command line (`docs/spec/cli.md`).
-//! - [`test`]: `harness test`: cluster, workload, nemesis, check, report.
-//! - [`faults`]: the fault schedule as played on a live cluster.
+//! - [`test`]: `harness test` as a pipeline: plan, run, drive (workload and faults), check,
+//!   report; soak and self-test run through it.
 //! - [`cluster`]: node processes behind the proxy mesh; applying and healing faults.
 //! - [`check_cmd`]: `harness check`.
 //! - [`report`]: charts and HTML pages from a run directory.
@@ -14,7 +14,6 @@
 //! - [`soak`]: `harness soak`: many short seeded runs over a matrix (or one shard of it);
 //!   summary page, JUnit; `harness soak-merge` joins shards.
 
-pub mod active_faults;
 pub mod anomaly_context;
 pub mod availability;
 pub mod bench_disk;
@@ -24,13 +23,11 @@ pub mod cluster;
 pub mod convergence;
 pub mod coverage;
 pub mod exit;
-pub mod faults;
 pub mod interrupt;
 pub mod leader;
 pub mod observer;
 pub mod report;
 pub mod run_dir;
-pub mod scripted;
 pub mod selftest;
 pub mod soak;
 pub mod system;

@@ -65,6 +65,13 @@ pub fn create(results_dir: &Path, test: &str) -> anyhow::Result<PathBuf> {
     )
 }
 
+/// A path relative to `base` when it lies under it (for links in pages), else as is.
+pub fn relative_to(path: &Path, base: &Path) -> PathBuf {
+    path.strip_prefix(base)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|_| path.to_path_buf())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

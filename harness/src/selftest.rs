@@ -19,7 +19,7 @@ use clap::Args;
 use serde::Serialize;
 
 use crate::exit;
-use crate::soak::runner;
+use crate::test::runner;
 use node::bugs::Bug;
 use scenarios::Scenario;
 
@@ -215,7 +215,8 @@ fn run_inner(args: &SelftestArgs) -> Result<u8, (u8, String)> {
             row.seconds += o.elapsed.as_secs_f64();
             row.seed = Some(seed);
             row.bug_codes.push(o.code);
-            row.bug_runs.push(runner::relative_to(&o.run_dir, &dir));
+            row.bug_runs
+                .push(crate::run_dir::relative_to(&o.run_dir, &dir));
             eprintln!(
                 "harness selftest:   {} seed {seed}: {}",
                 sc.bug,
@@ -243,7 +244,7 @@ fn run_inner(args: &SelftestArgs) -> Result<u8, (u8, String)> {
                 }
                 row.correct = runner::one_line(&o);
                 row.correct_code = Some(o.code);
-                row.correct_run = Some(runner::relative_to(&o.run_dir, &dir));
+                row.correct_run = Some(crate::run_dir::relative_to(&o.run_dir, &dir));
             }
         }
         rows.push(row);

@@ -16,7 +16,6 @@ pub mod junit;
 pub mod matrix;
 pub mod merge;
 pub mod page;
-pub mod runner;
 pub mod summary;
 
 use std::path::{Path, PathBuf};
@@ -25,6 +24,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 
 use crate::exit;
+use crate::test::runner;
 use matrix::{Cell, CellRecord, Shard};
 pub use summary::RunSummary;
 use summary::{Skipped, Summary};
@@ -328,7 +328,7 @@ fn run_inner(args: &SoakArgs) -> Result<u8, SoakError> {
                     );
                 }
             }
-            Some(runner::relative_to(&outcome.run_dir, &soak_dir))
+            Some(crate::run_dir::relative_to(&outcome.run_dir, &soak_dir))
         };
         let s = RunSummary {
             cell: cell.name(),

@@ -29,7 +29,7 @@ fn run_script(script: &str, last_step: &str, workload: &str) -> Run {
     let seed = std::env::var("TEST_SEED").unwrap_or_else(|_| "1".into());
     let began = Instant::now();
     let out = common::harness()
-        .env("RUST_LOG", "harness::faults=info,harness::scripted=info")
+        .env("RUST_LOG", "harness::test::faults=info")
         .args([
             "test",
             "--nodes",

@@ -261,7 +261,7 @@ pub fn scenario(bug: Bug) -> Option<&'static Scenario> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::soak::runner;
+    use crate::test::runner;
 
     #[test]
     fn every_bug_has_one_valid_scenario() {

@@ -1,10 +1,12 @@
 //! The options of `harness test` (see `docs/spec/cli.md`: these names are a contract), parsed
 //! by clap and shared by `soak` and `selftest`, which build them for each run.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 use workloads::generator::WorkloadKind;
+
+use crate::system::SystemKind;
 
 /// Options of `harness test`.
 #[derive(Args, Debug, Clone, serde::Serialize)]
@@ -137,4 +139,74 @@ pub struct TestArgs {
     /// With --system etcd: the etcd binary (Debian: apt-get install etcd-server).
     #[arg(long, default_value = "etcd")]
     pub etcd_bin: PathBuf,
+}
+
+impl TestArgs {
+    /// The reproduce command of a run.
+    pub fn command_line(&self, seed: u64) -> String {
+        let args = self;
+        let mut s = format!(
+        "harness test --nodes {} --concurrency {} --time-limit {} --rate {} --workload {} --keys {} \
+         --read-mode {} --nemesis {} --nemesis-interval {} --seed {}",
+        args.nodes,
+        args.concurrency,
+        args.time_limit,
+        args.rate,
+        args.workload.as_str(),
+        args.keys,
+        args.read_mode,
+        args.nemesis,
+        args.nemesis_interval,
+        seed
+    );
+        if let Some(b) = &args.bug {
+            s.push_str(&format!(" --bug {b}"));
+        }
+        if args.system != SystemKind::RaftKv {
+            s.push_str(&format!(" --system {}", args.system.as_str()));
+            if args.etcd_bin != Path::new("etcd") {
+                s.push_str(&format!(" --etcd-bin {}", args.etcd_bin.display()));
+            }
+        }
+        if let Some(f) = &args.failpoints {
+            s.push_str(&format!(" --failpoints '{f}'"));
+        }
+        if args.op_timeout != 1.0 {
+            s.push_str(&format!(" --op-timeout {}", args.op_timeout));
+        }
+        if args.clock_rate_min != 0.95 || args.clock_rate_max != 1.05 {
+            s.push_str(&format!(
+                " --clock-rate-min {} --clock-rate-max {}",
+                args.clock_rate_min, args.clock_rate_max
+            ));
+        }
+        if args.check_all {
+            s.push_str(" --check-all");
+        }
+        if args.key_bytes != 0 {
+            s.push_str(&format!(" --key-bytes {}", args.key_bytes));
+        }
+        if let Some(b) = args.large_put_bytes {
+            s.push_str(&format!(" --large-put-bytes {b}"));
+        }
+        if args.clock_bump_ms != 250.0 {
+            s.push_str(&format!(" --clock-bump-ms {}", args.clock_bump_ms));
+        }
+        if let Some(p) = &args.partition_shapes {
+            s.push_str(&format!(" --partition-shapes {p}"));
+        }
+        if args.recovery_time != 10.0 {
+            s.push_str(&format!(" --recovery-time {}", args.recovery_time));
+        }
+        if args.no_overlap {
+            s.push_str(" --no-overlap");
+        }
+        if args.power_tear {
+            s.push_str(" --power-tear");
+        }
+        if args.results_dir != Path::new("results") {
+            s.push_str(&format!(" --results-dir {}", args.results_dir.display()));
+        }
+        s
+    }
 }

@@ -12,11 +12,15 @@ use std::time::{Duration, Instant};
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use nemesis::schedule::{Fault, Planner};
+use serde_json::json;
 use tokio_util::sync::CancellationToken;
-use workloads::recorder::Recorder;
+use workloads::recorder::{NemesisPhase, Recorder};
 
-use crate::active_faults::ActiveFaults;
 use crate::system::{self, System};
+use active::ActiveFaults;
+
+pub mod active;
+pub mod scripted;
 
 /// Sleeps until `until` or the deadline or a stop, whichever comes first; false when the run
 /// is over (deadline passed or stopped).
@@ -29,7 +33,7 @@ async fn wait(until: Instant, deadline: Instant, stop: &CancellationToken) -> bo
 }
 
 /// Plays one fault: applies it (a sequence step by step, each step healed as the next is
-/// applied; a script through `crate::scripted`), holds it for `holds` (one duration per step),
+/// applied; a script through `scripted`), holds it for `holds` (one duration per step),
 /// heals it. Ends early, healed, at the deadline or a stop. Every part applied is healed
 /// before this returns, even when applying a later part failed.
 async fn play(
@@ -41,8 +45,7 @@ async fn play(
     stop: &CancellationToken,
 ) -> anyhow::Result<()> {
     if let Fault::Scripted { script, old, peer } = fault {
-        let reached =
-            crate::scripted::run(cluster, recorder, script, old, peer, deadline, stop).await?;
+        let reached = scripted::run(cluster, recorder, script, old, peer, deadline, stop).await?;
         tracing::info!("{} script: {reached:?}", script.as_str());
         return Ok(());
     }
@@ -180,4 +183,39 @@ pub async fn run_schedule(
         ended(id, r, &mut active, &mut next_try, &mut planner);
     }
     first_err.map_or(Ok(()), Err)
+}
+
+/// How long the final heal may take before the workload is stopped regardless (a heal that
+/// hangs is reported by the availability checker, not waited on forever).
+pub const HEAL_BUDGET: Duration = Duration::from_secs(90);
+
+/// What the final heal did.
+#[derive(Clone, Debug)]
+pub struct FinalHeal {
+    /// When it ended (ns on the history's clock), completed or not.
+    pub at_ns: u64,
+    /// Why it did not complete, if it did not.
+    pub error: Option<String>,
+}
+
+/// Heals every fault the system may still carry, within [`HEAL_BUDGET`], and records it as the
+/// nemesis stop `heal-all` (with the error when it did not complete), so the availability
+/// checker measures recovery from this moment.
+pub async fn heal_all(cluster: &dyn System, recorder: &Recorder) -> FinalHeal {
+    let healed = tokio::time::timeout(HEAL_BUDGET, cluster.heal_all()).await;
+    let error = match healed {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(format!("{e:#}")),
+        Err(_) => Some(format!("still healing after {} s", HEAL_BUDGET.as_secs())),
+    };
+    let mut desc = json!({"fault": "heal-all"});
+    if let Some(e) = &error {
+        desc["error"] = json!(e);
+        eprintln!("harness: the final heal did not complete: {e}");
+    }
+    recorder.nemesis(NemesisPhase::Stop, desc);
+    FinalHeal {
+        at_ns: recorder.now_ns(),
+        error,
+    }
 }

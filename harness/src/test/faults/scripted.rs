@@ -26,7 +26,7 @@ use node::raft::NodeId;
 use tokio_util::sync::CancellationToken;
 use workloads::recorder::Recorder;
 
-use crate::active_faults::ActiveFaults;
+use super::active::ActiveFaults;
 use crate::system::{self, System};
 
 /// How often the nodes are asked for their status while a step is awaited.

@@ -1,0 +1,87 @@
+//! What `harness test` prints while it runs and when it ends: a progress line every few
+//! seconds, then the verdict, the coverage line, the first anomalies and the report's path.
+
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+use workloads::recorder::Recorder;
+
+/// Prints progress: a line every 5 s (every second on a terminal).
+pub fn progress_task(
+    recorder: Recorder,
+    time_limit: Duration,
+    stop: CancellationToken,
+    quiet: bool,
+) -> tokio::task::JoinHandle<()> {
+    let tty = std::io::stderr().is_terminal();
+    let every = if tty {
+        Duration::from_secs(1)
+    } else {
+        Duration::from_secs(5)
+    };
+    tokio::spawn(async move {
+        let start = Instant::now();
+        // Bounded by the time limit plus slack; aborted by the caller at the end.
+        while !quiet
+            && start.elapsed() < time_limit + Duration::from_secs(30)
+            && !stop.is_cancelled()
+        {
+            tokio::time::sleep(every).await;
+            let c = recorder.counts();
+            let faults: Vec<String> = recorder.open_faults().keys().cloned().collect();
+            eprintln!(
+                "harness: {:>5.1}/{:.0} s  ops {:>6}  ok {:>6}  fail {:>5}  info {:>5}  faults: {}",
+                start.elapsed().as_secs_f64(),
+                time_limit.as_secs_f64(),
+                c.total.invoke,
+                c.total.ok,
+                c.total.fail,
+                c.total.info,
+                if faults.is_empty() {
+                    "none".into()
+                } else {
+                    faults.join(", ")
+                }
+            );
+        }
+    })
+}
+
+/// One line of what the faults did: leader changes, leaderless time, under partition.
+pub fn coverage_line(c: &crate::coverage::Coverage) -> String {
+    fn known<T: std::fmt::Display>(v: Option<T>) -> String {
+        v.map_or_else(|| "?".into(), |x| x.to_string())
+    }
+    let mut s = format!(
+        "faults: {} windows, {} leader changes, max term {}, {} s without a leader",
+        c.windows.len(),
+        known(c.leader_changes),
+        known(c.max_term),
+        known(c.leaderless_s),
+    );
+    if let Some(share) = c.partition_leaderless_share() {
+        s.push_str(&format!(
+            " ({:.0}% of the time under partition)",
+            share * 100.0
+        ));
+    }
+    if !c.failpoints.is_empty() {
+        let fired = c
+            .failpoints
+            .iter()
+            .filter(|u| u.fired.is_some_and(|f| f > 0))
+            .count();
+        let crashes: u64 = c.failpoints.iter().map(|u| u.crashed).sum();
+        s.push_str(&format!(
+            "; {} failpoints set, {fired} fired, {crashes} crashes ({})",
+            c.failpoints.len(),
+            c.failpoints
+                .iter()
+                .map(|u| u.point.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    s
+}
