@@ -6,79 +6,39 @@
 use node::raft::Role;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use serde::Serialize;
 use serde_json::Value;
 use workloads::history::Event;
 
 use crate::coverage::Window;
 use crate::observer::Observation;
-
-/// One fault active during the anomaly's operation.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct ActiveFault {
-    /// The fault's kind (`partition`, `kill`, ...).
-    pub fault: String,
-    /// The partition's shape, when it has one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub shape: Option<String>,
-    /// Its window, seconds from the start of the test (`end_s` absent if never healed).
-    pub start_s: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub end_s: Option<f64>,
-    /// The fault in words, relative to the answering node where that helps ("n2 on the
-    /// minority side {n2}, cut off from n1, n3").
-    pub summary: String,
-}
-
-/// The context of one anomaly, as results.json's `anomalies[i].context`.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct AnomalyContext {
-    /// The span looked at: the anomalous operation's invocation to completion (seconds).
-    pub from_s: f64,
-    pub to_s: f64,
-    /// The node that answered the operation, when known.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub node: Option<String>,
-    /// Faults whose windows overlap the span.
-    pub faults: Vec<ActiveFault>,
-    /// The cluster's leader at the end of the span (highest term claimed), when observed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub leader: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub term: Option<u64>,
-    /// How the answering node saw itself then ("leader of term 2", "follower of n1, term 3").
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub node_view: Option<String>,
-    /// All of the above in one sentence.
-    pub text: String,
-}
+use crate::results::Anomaly;
+pub use crate::results::{ActiveFault, AnomalyContext};
 
 /// The context of `anomaly` (an element of results.json's `anomalies`) over its `span_ns`
 /// ([from, to] in history ns) if it has one, else over its `op` (invocation to completion),
 /// else over the lines it cites; `None` when it has none of these.
 pub fn of(
-    anomaly: &Value,
+    anomaly: &Anomaly,
     events: &[Event],
     windows: &[Window],
     observations: &[Observation],
 ) -> Option<AnomalyContext> {
     let time_of: HashMap<u64, u64> = events.iter().map(|e| (e.index, e.time)).collect();
-    let op = &anomaly["op"];
-    let explicit = anomaly["span_ns"]
-        .as_array()
-        .and_then(|a| Some((a.first()?.as_u64()?, a.get(1)?.as_u64()?)));
-    let (span, node) = match (op["invoke_index"].as_u64(), op["complete_index"].as_u64()) {
-        _ if explicit.is_some() => (explicit, None),
-        (Some(i), c) => {
+    let (span, node) = match (anomaly.span_ns, anomaly.op_lines()) {
+        (Some([from, to]), _) => (Some((from, to)), None),
+        (None, Some((i, c, node))) => {
             let from = *time_of.get(&i)?;
             let to = c.and_then(|c| time_of.get(&c).copied()).unwrap_or(from);
-            (Some((from, to)), op["node"].as_str().map(String::from))
+            (Some((from, to)), node)
         }
-        _ => {
-            let times: Vec<u64> = anomaly["ops"]
-                .as_array()?
+        (None, None) => {
+            if anomaly.ops.is_empty() {
+                return None;
+            }
+            let times: Vec<u64> = anomaly
+                .ops
                 .iter()
-                .filter_map(|i| i.as_u64().and_then(|i| time_of.get(&i).copied()))
+                .filter_map(|i| time_of.get(i).copied())
                 .collect();
             let span = times.iter().min().zip(times.iter().max());
             (span.map(|(a, b)| (*a, *b)), None)
@@ -286,7 +246,9 @@ mod tests {
             obs(4.0, "n3", Role::Follower, 3, Some("n1")),
             obs(5.0, "n1", Role::Follower, 4, None),
         ];
-        let anomaly = json!({"op": {"invoke_index": 10, "complete_index": 11, "node": "n2"}});
+        let anomaly = Anomaly::from_value(
+            json!({"op": {"invoke_index": 10, "complete_index": 11, "node": "n2"}}),
+        );
         let c = of(&anomaly, &events, &windows, &observations).unwrap();
         assert_eq!(c.faults.len(), 1, "only the partition overlaps");
         assert_eq!(
@@ -308,9 +270,15 @@ mod tests {
     #[test]
     fn no_fault_and_no_operation_are_said_plainly() {
         let events = vec![ev(1, 1.0)];
-        let anomaly = json!({"op": {"invoke_index": 1, "node": "n2"}});
+        let anomaly = Anomaly::from_value(json!({"op": {"invoke_index": 1, "node": "n2"}}));
         let c = of(&anomaly, &events, &[], &[]).unwrap();
         assert_eq!(c.text, "no fault was active");
-        assert!(of(&json!({"key": "set"}), &events, &[], &[]).is_none());
+        assert!(of(
+            &Anomaly::from_value(json!({"key": "set"})),
+            &events,
+            &[],
+            &[]
+        )
+        .is_none());
     }
 }

@@ -7,6 +7,7 @@
 //! - [`check_cmd`]: `harness check`.
 //! - [`report`]: charts and HTML pages from a run directory.
 //! - [`run_dir`]: the results layout.
+//! - [`results`]: `results.json`, one type written by the run and read by everything else.
 //! - [`exit`]: exit codes.
 //! - [`observer`]: every member's status polled into `cluster.jsonl` during a run.
 //! - [`coverage`]: what the faults did (leader changes, leaderless time, per fault window).
@@ -27,6 +28,7 @@ pub mod interrupt;
 pub mod leader;
 pub mod observer;
 pub mod report;
+pub mod results;
 pub mod run_dir;
 pub mod selftest;
 pub mod soak;

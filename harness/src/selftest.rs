@@ -300,7 +300,7 @@ pub fn table(rows: &[BugResult]) -> String {
 }
 
 fn write_outputs(dir: &Path, rows: &[BugResult], elapsed: Duration) -> anyhow::Result<()> {
-    use crate::report::index::write_atomic;
+    use crate::run_dir::write_atomic;
     let json = serde_json::json!({
         "elapsed_s": elapsed.as_secs_f64(),
         "passed": rows.iter().all(BugResult::ok),

@@ -445,7 +445,7 @@ impl Outputs<'_> {
 /// Writes `summary.json`, `index.html` and `junit.xml` into `dir`, and the JUnit XML also to
 /// `junit` when given; each file atomically, so readers never see half of one.
 pub fn write_summary_files(s: &Summary, dir: &Path, junit: Option<&Path>) -> anyhow::Result<()> {
-    use crate::report::index::write_atomic;
+    use crate::run_dir::write_atomic;
     let mut bytes = serde_json::to_vec_pretty(s)?;
     bytes.push(b'\n');
     write_atomic(&dir.join("summary.json"), &bytes)?;

@@ -1,6 +1,6 @@
-//! The module import graph has no circle inside `harness/src`, `workloads/src` and
-//! `node/src/runtime`: each top-level module of those trees may use the others only one way,
-//! so a reader can follow a test from the command line down without coming back up. A
+//! The module import graph has no circle inside `harness/src` (nor among the stages of
+//! `harness/src/test`), `workloads/src` and `node/src/runtime`: each top-level module of those
+//! trees may use the others only one way, so a reader can follow a test from the command line down without coming back up. A
 //! module's references are its `crate::<module>` (for `node/src/runtime`, `super::<module>`)
 //! paths outside comments and outside its `#[cfg(test)] mod tests`.
 
@@ -104,6 +104,8 @@ fn no_import_circle_in_harness_workloads_or_the_node_runtime() {
         ("harness/src", "crate::"),
         ("workloads/src", "crate::"),
         ("node/src/runtime", "super::"),
+        // The stages of `harness test` (plan, runner, drive, faults, check, terminal).
+        ("harness/src/test", "super::"),
     ] {
         let g = graph(&root.join(dir), prefix);
         assert!(g.len() >= 5, "{dir}: only {} modules found", g.len());

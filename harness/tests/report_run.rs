@@ -257,21 +257,30 @@ fn add_run_outcome(dir: &Path) {
         final_heal_ns: None,
     };
     let coverage = harness::coverage::compute(&events, &observations, &input);
-    let path = dir.join("results.json");
-    let mut results: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    results["coverage"] = serde_json::to_value(&coverage).unwrap();
+    let mut results = harness::results::Results::read(dir).unwrap();
     // Each anomaly in its context, over the whole run (so every fault window is in it).
-    for a in results["anomalies"].as_array_mut().unwrap() {
-        a["span_ns"] = json!([0u64, 60_000_000_000u64]);
-        let ctx = harness::anomaly_context::of(a, &events, &coverage.windows, &observations)
-            .expect("a span gives a context");
-        a["context"] = serde_json::to_value(ctx).unwrap();
+    for a in &mut results.anomalies {
+        a.span_ns = Some([0, 60_000_000_000]);
+        a.context = Some(
+            harness::anomaly_context::of(a, &events, &coverage.windows, &observations)
+                .expect("a span gives a context"),
+        );
     }
-    results["interrupted"] = json!({"at_s": 7.0, "signal": "SIGINT"});
-    results["checkers"]["availability"] = json!({"valid": false, "first_ok_write_after_heal_s": null,
-        "anomalies": [{"explanation": "no ok write <script> in the recovery period"}]});
-    results["checkers"]["convergence"] = json!({"valid": true, "anomalies": []});
-    std::fs::write(&path, results.to_string()).unwrap();
+    results.coverage = Some(coverage);
+    results.interrupted = Some(harness::results::Interrupted {
+        at_s: Some(7.0),
+        signal: Some("SIGINT".into()),
+    });
+    results.checkers.insert(
+        "availability".into(),
+        json!({"valid": false, "first_ok_write_after_heal_s": null,
+        "anomalies": [{"explanation": "no ok write <script> in the recovery period"}]}),
+    );
+    results.checkers.insert(
+        "convergence".into(),
+        json!({"valid": true, "anomalies": []}),
+    );
+    results.write(dir).unwrap();
 }
 
 /// Width and height of a PNG, after decoding every pixel (so a truncated file fails).

@@ -4,10 +4,10 @@
 
 use super::charts::{latency_cdf, CdfSeries};
 use super::html::{fmt_ms, page, url_segment, verdict_pill};
-use super::index::write_atomic;
 use super::ops::{Digest, Op, Outcome};
 use super::run::Run;
 use super::stats::{from_digest, quantiles_of, Stats};
+use crate::run_dir::write_atomic;
 use anyhow::{Context, Result};
 use maud::html;
 use std::collections::BTreeMap;
@@ -35,7 +35,7 @@ impl Loaded {
                 .results
                 .read_modes
                 .get(mode)
-                .map(|m| m.verdict)
+                .map(|m| m.valid)
                 .unwrap_or(Verdict::Unknown),
             None => self.run.results.overall,
         }

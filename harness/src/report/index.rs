@@ -2,6 +2,7 @@
 
 use super::html::{page, url_path};
 use super::run::Run;
+use crate::run_dir::write_atomic;
 use anyhow::{bail, Context, Result};
 use maud::html;
 use std::path::{Path, PathBuf};
@@ -74,7 +75,7 @@ pub fn rebuild_results_index(results_dir: &Path) -> Result<()> {
                         td { span class={"pill " (r.results.overall.as_str())} { (r.results.overall.label()) } }
                         td {
                             @for (mode, m) in &r.results.read_modes {
-                                span class={"pill " (m.verdict.as_str())} title=(m.verdict.label()) { (mode) ": " (m.verdict.label()) }
+                                span class={"pill " (m.valid.as_str())} title=(m.valid.label()) { (mode) ": " (m.valid.label()) }
                                 " "
                             }
                         }
@@ -126,19 +127,6 @@ pub fn update_latest(results_dir: &Path, run_dir: &Path) -> Result<()> {
     #[cfg(not(unix))]
     bail!("symlinks are only supported on unix");
     std::fs::rename(&tmp, &latest).with_context(|| format!("replacing {}", latest.display()))?;
-    Ok(())
-}
-
-/// Writes a file through a temporary file and a rename, so a reader never sees half a page.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
 

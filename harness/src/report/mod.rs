@@ -90,12 +90,12 @@ pub fn build_run_report(run_dir: &Path) -> Result<Vec<String>> {
         .filter_map(|ix| anchors.get(ix))
         .filter_map(|id| id.strip_prefix("op-").and_then(|n| n.parse().ok()))
         .collect();
-    index::write_atomic(
+    crate::run_dir::write_atomic(
         &run_dir.join("timeline.html"),
         timeline::render(&run, &digest, &highlight).as_bytes(),
     )?;
     // The run page last: it lists the files that exist, the timeline included.
-    index::write_atomic(
+    crate::run_dir::write_atomic(
         &run_dir.join("index.html"),
         run_page::render(&run, &events, &digest, &stats, &coverage).as_bytes(),
     )?;

@@ -7,43 +7,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use workloads::checker::Verdict;
 
-/// The verdict of one read mode.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ModeResult {
-    /// The verdict for writes plus the reads of this mode.
-    pub verdict: Verdict,
-    /// How many reads of this mode were checked, if the checker said.
-    pub reads: Option<u64>,
-    /// How many anomalies the checker reported for this mode.
-    pub anomalies: usize,
-}
-
-/// One anomaly reported by a checker.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Anomaly {
-    /// The key, if any.
-    pub key: Option<String>,
-    /// The read mode, if any.
-    pub read_mode: Option<String>,
-    /// The checker's explanation.
-    pub explanation: String,
-    /// History line indexes of the operations involved.
-    pub ops: Vec<u64>,
-    /// What was going on then (faults, the answering node's side, the leader): the
-    /// `context.text` the harness wrote, if any.
-    pub context: Option<String>,
-    /// The invocation line of the operation that cannot be placed (`op.invoke_index`).
-    pub focus: Option<u64>,
-}
-
-/// A run stopped by a signal before its end (`results.json`'s `"interrupted"`).
-#[derive(Clone, Debug, PartialEq)]
-pub struct Interrupted {
-    /// Seconds since the test started, if recorded.
-    pub at_s: Option<f64>,
-    /// The signal's name (`SIGINT`, ...), if recorded.
-    pub signal: Option<String>,
-}
+use crate::results::Results;
+pub use crate::results::{Anomaly, Interrupted, ModeResult};
 
 /// What `results.json` says, tolerantly parsed.
 #[derive(Clone, Debug, PartialEq)]
@@ -52,7 +17,7 @@ pub struct RunResults {
     pub present: bool,
     /// The overall verdict.
     pub overall: Verdict,
-    /// Per read mode.
+    /// Per read mode (its verdict, reads, anomalies).
     pub read_modes: BTreeMap<String, ModeResult>,
     /// Per checker: its verdict and its full JSON.
     pub checkers: BTreeMap<String, (Verdict, Value)>,
@@ -87,71 +52,37 @@ impl RunResults {
     pub fn no_operations(&mut self) {
         self.overall = Verdict::Unknown;
         for m in self.read_modes.values_mut() {
-            m.verdict = Verdict::Unknown;
+            m.valid = Verdict::Unknown;
         }
         self.override_reason = Some("no operations".into());
     }
 
-    /// Parses the JSON of `results.json`; unknown shapes degrade to `unknown`.
+    /// The report's view of a [`Results`]: every anomaly (the run's and each mode's) once,
+    /// each checker with its verdict.
+    pub fn from_results(r: Results) -> RunResults {
+        RunResults {
+            present: true,
+            overall: r.valid,
+            anomalies: r.all_anomalies(),
+            checkers: r
+                .checkers
+                .iter()
+                .map(|(name, c)| (name.clone(), (r.checker_verdict(name), c.clone())))
+                .collect(),
+            read_modes: r.read_modes,
+            coverage: r.coverage,
+            interrupted: r.interrupted,
+            override_reason: None,
+        }
+    }
+
+    /// Parses the JSON of `results.json` (see [`Results`]: unknown shapes degrade to
+    /// `unknown`); a value that is not an object reads as missing.
     pub fn from_json(v: &Value) -> RunResults {
-        let mut r = RunResults::missing();
-        r.present = true;
-        r.overall = Verdict::from_json(v.get("valid"));
-        let mut anomalies: Vec<Anomaly> = Vec::new();
-        let mut push = |a: Anomaly| {
-            if !anomalies.contains(&a) {
-                anomalies.push(a);
-            }
-        };
-        if let Some(Value::Array(list)) = v.get("anomalies") {
-            for a in list {
-                push(anomaly(a, None));
-            }
+        match Results::from_value(v.clone()) {
+            Ok(r) => RunResults::from_results(r),
+            Err(_) => RunResults::missing(),
         }
-        if let Some(Value::Object(modes)) = v.get("read_modes") {
-            for (mode, m) in modes {
-                let list = match m.get("anomalies") {
-                    Some(Value::Array(l)) => l.as_slice(),
-                    _ => &[],
-                };
-                for a in list {
-                    push(anomaly(a, Some(mode)));
-                }
-                r.read_modes.insert(
-                    mode.clone(),
-                    ModeResult {
-                        verdict: Verdict::from_json(m.get("valid")),
-                        reads: m.get("reads").and_then(Value::as_u64),
-                        anomalies: list.len(),
-                    },
-                );
-            }
-        }
-        if let Some(Value::Object(cs)) = v.get("checkers") {
-            for (name, c) in cs {
-                r.checkers.insert(
-                    name.clone(),
-                    (Verdict::from_json(c.get("valid")), c.clone()),
-                );
-            }
-        }
-        r.anomalies = anomalies;
-        // A coverage of another shape is left out (the report recomputes it from the files).
-        r.coverage = v
-            .get("coverage")
-            .and_then(|c| serde_json::from_value(c.clone()).ok());
-        r.interrupted = match v.get("interrupted") {
-            Some(i @ Value::Object(_)) => Some(Interrupted {
-                at_s: i.get("at_s").and_then(Value::as_f64),
-                signal: i.get("signal").and_then(Value::as_str).map(str::to_string),
-            }),
-            Some(Value::Bool(true)) => Some(Interrupted {
-                at_s: None,
-                signal: None,
-            }),
-            _ => None,
-        };
-        r
     }
 
     /// The anomalies a checker's JSON lists under `"anomalies"` (none if it lists none).
@@ -161,43 +92,9 @@ impl RunResults {
             .get(checker)
             .and_then(|(_, c)| c.get("anomalies"))
         {
-            Some(Value::Array(list)) => list.iter().map(|a| anomaly(a, None)).collect(),
+            Some(Value::Array(list)) => list.iter().cloned().map(Anomaly::from_value).collect(),
             _ => Vec::new(),
         }
-    }
-}
-
-/// Parses one anomaly object; a bare string becomes the explanation.
-fn anomaly(v: &Value, mode: Option<&String>) -> Anomaly {
-    let s = |k: &str| match v.get(k) {
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(Value::Null) | None => None,
-        Some(other) => Some(other.to_string()),
-    };
-    let ops = match v.get("ops") {
-        Some(Value::Array(xs)) => xs.iter().filter_map(Value::as_u64).collect(),
-        _ => Vec::new(),
-    };
-    let explanation = match v {
-        Value::String(t) => t.clone(),
-        _ => s("explanation")
-            .or_else(|| s("type"))
-            .unwrap_or_else(|| v.to_string()),
-    };
-    Anomaly {
-        key: s("key"),
-        read_mode: s("read_mode").or_else(|| mode.cloned()),
-        explanation,
-        ops,
-        focus: v
-            .get("op")
-            .and_then(|o| o.get("invoke_index"))
-            .and_then(Value::as_u64),
-        context: v
-            .get("context")
-            .and_then(|c| c.get("text"))
-            .and_then(Value::as_str)
-            .map(String::from),
     }
 }
 
@@ -262,9 +159,9 @@ impl Run {
             Some(Value::Object(m)) => TestInfo { raw: m },
             _ => TestInfo::default(),
         };
-        let results = match read("results.json") {
-            Some(v @ Value::Object(_)) => RunResults::from_json(&v),
-            _ => RunResults::missing(),
+        let results = match Results::read(dir) {
+            Ok(r) => RunResults::from_results(r),
+            Err(_) => RunResults::missing(),
         };
         Run {
             dir: dir.to_path_buf(),
@@ -315,10 +212,10 @@ mod tests {
         });
         let r = RunResults::from_json(&v);
         assert_eq!(r.overall, Verdict::Invalid);
-        assert_eq!(r.read_modes["lease"].verdict, Verdict::Invalid);
+        assert_eq!(r.read_modes["lease"].valid, Verdict::Invalid);
         assert_eq!(r.read_modes["lease"].reads, Some(10));
-        assert_eq!(r.read_modes["log"].verdict, Verdict::Unknown);
-        assert_eq!(r.read_modes["stale"].verdict, Verdict::Unknown);
+        assert_eq!(r.read_modes["log"].valid, Verdict::Unknown);
+        assert_eq!(r.read_modes["stale"].valid, Verdict::Unknown);
         assert_eq!(r.anomalies.len(), 2, "{:?}", r.anomalies);
         assert_eq!(r.anomalies[0].ops, vec![3, 7]);
         assert_eq!(r.anomalies[1].explanation, "free text");

@@ -484,11 +484,11 @@ fn anomalies_section(run: &Run, events: &[Event], d: &Digest) -> Markup {
                 b { "#" (i + 1) }
                 @if let Some(k) = &a.key { " · key " code { (k) } }
                 @if let Some(m) = &a.read_mode { " · read mode " b { (m) } }
-                @if let Some(c) = &a.context { p.context { b { "Context: " } (c) } }
+                @if let Some(c) = &a.context { p.context { b { "Context: " } (c.text) } }
                 p.explain { (a.explanation) }
                 @if !a.ops.is_empty() {
                     @let cited: Vec<&Op> = op_lines(&a.ops, &pairs).iter().filter_map(|ix| by_invoke.get(ix).copied()).collect();
-                    (super::anomaly_diagram::render(&cited, a.focus))
+                    (super::anomaly_diagram::render(&cited, a.focus()))
                     p.note {
                         "Lines cited by the checker (bold below; click to see them in the timeline): "
                         @for (j, ix) in a.ops.iter().enumerate() {
@@ -546,14 +546,14 @@ fn verdict_header(run: &Run, stats: &Stats, cov: &ShownCoverage) -> Markup {
         @if !r.read_modes.is_empty() {
             div.badges {
                 @for (mode, m) in &r.read_modes {
-                    div class={"badge " (m.verdict.as_str())} {
+                    div class={"badge " (m.valid.as_str())} {
                         b { (mode) }
-                        span.v { (m.verdict.label()) }
+                        span.v { (m.valid.label()) }
                         br;
                         small {
                             @if let Some(n) = m.reads { (n) " reads · " }
                             @else if let Some(g) = stats.by_read_mode.get(mode) { (g.counts.total) " reads · " }
-                            (plural(m.anomalies, "anomaly", "anomalies"))
+                            (plural(m.anomalies.len(), "anomaly", "anomalies"))
                         }
                     }
                 }

@@ -9,81 +9,24 @@ use anyhow::Context;
 use serde_json::json;
 use workloads::checker::{self, CheckOptions, Verdict};
 use workloads::generator::WorkloadKind;
+use workloads::history::Event;
 
 use super::drive::Driven;
 use super::plan::Plan;
-use super::runner::write_json;
+use crate::results::{Anomaly, Interrupted, ModeResult, Results};
 
-/// Checks the history, writes results.json and the report, updates the results index.
+/// Checks the history, writes `results.json` and the report, updates the results index and
+/// prints the verdict; returns the exit code and what was written.
 pub(super) fn check_and_report(
     plan: &Plan,
     seed: u64,
     run_dir: &Path,
-    events: &[workloads::history::Event],
+    events: &[Event],
     driven: &Driven,
     interrupted: Option<Interrupted>,
-) -> anyhow::Result<(u8, serde_json::Value)> {
+) -> anyhow::Result<(u8, Results)> {
     let args = &plan.args;
-    let opts = CheckOptions {
-        timeout: Duration::from_secs_f64(args.check_timeout),
-        all_anomalies: args.check_all,
-        ..CheckOptions::default()
-    };
-    let stats = crate::report::compute(events);
-    let (verdict, read_modes, checkers, anomalies) = match args.workload {
-        WorkloadKind::Register => {
-            let r = checker::check_register(events, &opts).context("checking the history")?;
-            let modes: serde_json::Map<String, serde_json::Value> = r
-                .read_modes
-                .iter()
-                .map(|(m, rep)| {
-                    (
-                        m.clone(),
-                        json!({"valid": rep.valid, "reads": rep.reads, "anomalies": rep.anomalies}),
-                    )
-                })
-                .collect();
-            let anomalies: Vec<_> = r.anomalies().cloned().collect();
-            (r.valid, modes, json!({"linearizable": r}), json!(anomalies))
-        }
-        WorkloadKind::Set => {
-            let s = checker::check_set(events).context("checking the history")?;
-            let mode = plan.read_modes[0].as_str().to_string();
-            let mut modes = serde_json::Map::new();
-            modes.insert(
-                mode.clone(),
-                json!({"valid": s.valid, "reads": s.reads, "anomalies": []}),
-            );
-            let mut anomalies = Vec::new();
-            if s.lost.count > 0 {
-                let mut a = json!({"key": "set", "read_mode": mode, "explanation":
-                    lost_explanation(&s),
-                    "ops": s.bad_reads});
-                // The span the loss happened in: from the first lost acknowledgement to
-                // the first read that missed a lost element (the faults in between are
-                // the suspects).
-                let from = s.lost_details.iter().map(|d| d.ack_time).min();
-                let to = s.lost_details.iter().map(|d| d.first_missing_time).min();
-                if let (Some(from), Some(to)) = (from, to) {
-                    a["span_ns"] = json!([from, to.max(from)]);
-                }
-                anomalies.push(a);
-            }
-            if s.stale_linearizable_reads > 0 {
-                anomalies.push(json!({"key": "set", "read_mode": mode, "explanation":
-                    stale_explanation(&s),
-                    "ops": s.bad_reads}));
-            }
-            if s.unexpected.count > 0 {
-                anomalies.push(json!({"key": "set", "read_mode": mode, "explanation":
-                    format!("{} elements read were never added: {}", s.unexpected.count, elements_preview(&s.unexpected.elements)),
-                    "ops": s.bad_reads}));
-            }
-            (s.valid, modes, json!({"set": s}), json!(anomalies))
-        }
-    };
-    let (mut checkers, mut anomalies) = (checkers, anomalies);
-    let mut verdict = verdict;
+    let mut results = check_history(plan, events)?;
     if let Some(heal_at_ns) = driven.heal_at_ns {
         let reads_in_run = match args.workload {
             WorkloadKind::Register => plan.read_modes.iter().map(|m| m.as_str().into()).collect(),
@@ -99,51 +42,46 @@ pub(super) fn check_and_report(
                 cut_short: driven.cut_short,
             },
         );
-        verdict = verdict.worst(a.valid);
+        results.valid = results.valid.worst(a.valid);
         for an in &a.anomalies {
-            push_anomaly(&mut anomalies, "availability", None, &an.explanation);
+            results
+                .anomalies
+                .push(Anomaly::of_run("availability", None, &an.explanation));
         }
         let mut a = serde_json::to_value(&a)?;
         if !driven.heal_errors_during_run.is_empty() {
             a["heal_errors_during_run"] = json!(driven.heal_errors_during_run);
         }
-        checkers["availability"] = a;
+        results.checkers.insert("availability".into(), a);
     }
     let convergence = match &driven.convergence {
         Some(c) => c.clone(),
         None => crate::convergence::ConvergenceReport::not_run("the run was interrupted"),
     };
-    verdict = verdict.worst(convergence.valid);
+    results.valid = results.valid.worst(convergence.valid);
     if driven.convergence.is_some() {
         for an in &convergence.anomalies {
-            push_anomaly(
-                &mut anomalies,
+            results.anomalies.push(Anomaly::of_run(
                 "convergence",
                 an.key.as_deref(),
                 &an.explanation,
-            );
+            ));
         }
     }
-    checkers["convergence"] = json!(convergence);
+    results
+        .checkers
+        .insert("convergence".into(), serde_json::to_value(&convergence)?);
     // An interrupted run covers only what was recorded: never valid.
-    if interrupted.is_some() && verdict == Verdict::Valid {
-        verdict = Verdict::Unknown;
+    if interrupted.is_some() && results.valid == Verdict::Valid {
+        results.valid = Verdict::Unknown;
     }
-    let mut results = json!({
-        "valid": verdict,
-        "read_modes": read_modes,
-        "checkers": checkers,
-        "anomalies": anomalies,
-        "stats": stats,
-        "seed": seed,
-        "test": plan.test_name,
-        "system": args.system.as_str(),
-        "system_version": driven.system_version,
-        "command_line": args.command_line(seed),
-    });
-    if let Some(i) = &interrupted {
-        results["interrupted"] = json!(i);
-    }
+    results.interrupted = interrupted;
+    results.stats = serde_json::to_value(crate::report::compute(events))?;
+    results.seed = Some(seed);
+    results.test = Some(plan.test_name.clone());
+    results.system = Some(args.system.as_str().to_string());
+    results.system_version = Some(driven.system_version.clone());
+    results.command_line = Some(args.command_line(seed));
     let coverage = crate::coverage::compute(
         events,
         &driven.observations,
@@ -156,18 +94,11 @@ pub(super) fn check_and_report(
         },
     );
     // Each anomaly in its context: the faults active then, the leader, the node's view.
-    if let Some(list) = results["anomalies"].as_array_mut() {
-        for a in list.iter_mut() {
-            let ctx =
-                crate::anomaly_context::of(a, events, &coverage.windows, &driven.observations);
-            if let (Some(ctx), Some(obj)) = (ctx, a.as_object_mut()) {
-                obj.insert("context".into(), serde_json::to_value(ctx)?);
-            }
-        }
+    for a in &mut results.anomalies {
+        a.context = crate::anomaly_context::of(a, events, &coverage.windows, &driven.observations);
     }
-    let anomalies = results["anomalies"].clone();
-    results["coverage"] = serde_json::to_value(&coverage)?;
-    write_json(&run_dir.join("results.json"), &results)?;
+    results.coverage = Some(coverage);
+    results.write(run_dir)?;
     if !args.no_report {
         if let Err(e) = crate::report::build_run_report(run_dir) {
             eprintln!("harness: report failed: {e:#}");
@@ -177,73 +108,92 @@ pub(super) fn check_and_report(
     if let Err(e) = crate::report::rebuild_results_index(&args.results_dir) {
         eprintln!("harness: results index failed: {e:#}");
     }
-    let label = verdict.label();
-    let per_mode: Vec<String> = read_modes
-        .iter()
-        .map(|(m, v)| format!("{m}: {}", Verdict::from_json(Some(&v["valid"])).label()))
-        .collect();
-    let mut notes = per_mode;
-    if let Some(i) = &interrupted {
-        notes.push(format!("interrupted by {} at {:.1} s", i.signal, i.at_s));
-    }
-    match coverage.warnings.len() {
-        0 => {}
-        1 => notes.push("1 coverage warning".into()),
-        n => notes.push(format!("{n} coverage warnings")),
-    }
-    println!(
-        "{}: {label} ({}) seed {seed}",
-        plan.test_name,
-        notes.join(", ")
-    );
-    for w in &coverage.warnings {
-        println!("  coverage warning: {w}");
-    }
-    println!("  {}", super::terminal::coverage_line(&coverage));
-    for a in anomalies.as_array().into_iter().flatten().take(3) {
-        println!(
-            "  anomaly on {} ({}): {}",
-            a["key"].as_str().unwrap_or("?"),
-            a["read_mode"].as_str().unwrap_or("?"),
-            a["explanation"]
-                .as_str()
-                .unwrap_or("")
-                .lines()
-                .next()
-                .unwrap_or("")
-        );
-        if let Some(c) = a["context"]["text"].as_str() {
-            println!("    context: {c}");
+    let report = (!args.no_report).then(|| run_dir.join("index.html"));
+    super::terminal::print_verdict(&plan.test_name, seed, &results, report.as_deref());
+    Ok((results.valid.exit_code(), results))
+}
+
+/// The workload's checker over the history: the verdict, one entry per read mode, the
+/// checker's report and its anomalies (the rest of [`Results`] is left empty).
+fn check_history(plan: &Plan, events: &[Event]) -> anyhow::Result<Results> {
+    let args = &plan.args;
+    let opts = CheckOptions {
+        timeout: Duration::from_secs_f64(args.check_timeout),
+        all_anomalies: args.check_all,
+        ..CheckOptions::default()
+    };
+    let mut results = Results::default();
+    match args.workload {
+        WorkloadKind::Register => {
+            let r = checker::check_register(events, &opts).context("checking the history")?;
+            let typed = |a: &checker::Anomaly| -> anyhow::Result<Anomaly> {
+                Ok(Anomaly::from_value(serde_json::to_value(a)?))
+            };
+            for (m, rep) in &r.read_modes {
+                results.read_modes.insert(
+                    m.clone(),
+                    ModeResult {
+                        valid: rep.valid,
+                        reads: Some(rep.reads as u64),
+                        anomalies: rep.anomalies.iter().map(typed).collect::<Result<_, _>>()?,
+                    },
+                );
+            }
+            results.anomalies = r.anomalies().map(typed).collect::<Result<_, _>>()?;
+            results.valid = r.valid;
+            results
+                .checkers
+                .insert("linearizable".into(), serde_json::to_value(&r)?);
+        }
+        WorkloadKind::Set => {
+            let s = checker::check_set(events).context("checking the history")?;
+            let mode = plan.read_modes[0].as_str().to_string();
+            results.read_modes.insert(
+                mode.clone(),
+                ModeResult {
+                    valid: s.valid,
+                    reads: Some(s.reads as u64),
+                    anomalies: Vec::new(),
+                },
+            );
+            let set_anomaly = |explanation: String| {
+                let mut a = Anomaly::explained(explanation);
+                a.key = Some("set".into());
+                a.read_mode = Some(mode.clone());
+                a.ops = s.bad_reads.clone();
+                a
+            };
+            if s.lost.count > 0 {
+                let mut a = set_anomaly(lost_explanation(&s));
+                // The span the loss happened in: from the first lost acknowledgement to
+                // the first read that missed a lost element (the faults in between are
+                // the suspects).
+                let from = s.lost_details.iter().map(|d| d.ack_time).min();
+                let to = s.lost_details.iter().map(|d| d.first_missing_time).min();
+                if let (Some(from), Some(to)) = (from, to) {
+                    a.span_ns = Some([from, to.max(from)]);
+                }
+                results.anomalies.push(a);
+            }
+            if s.stale_linearizable_reads > 0 {
+                results.anomalies.push(set_anomaly(stale_explanation(&s)));
+            }
+            if s.unexpected.count > 0 {
+                results.anomalies.push(set_anomaly(format!(
+                    "{} elements read were never added: {}",
+                    s.unexpected.count,
+                    elements_preview(&s.unexpected.elements)
+                )));
+            }
+            results.valid = s.valid;
+            results
+                .checkers
+                .insert("set".into(), serde_json::to_value(&s)?);
         }
     }
-    // --no-report writes no page: print no path to one.
-    if !args.no_report {
-        println!("  report: {}", run_dir.join("index.html").display());
-    }
-    Ok((verdict.exit_code(), results))
+    Ok(results)
 }
 
-/// A run stopped by a signal: which and when (seconds since the test start).
-#[derive(Clone, Copy, Debug, serde::Serialize)]
-pub(super) struct Interrupted {
-    pub(super) at_s: f64,
-    pub(super) signal: &'static str,
-}
-
-/// Adds a checker's anomaly to the run's list (`anomalies` in results.json).
-fn push_anomaly(
-    anomalies: &mut serde_json::Value,
-    checker: &str,
-    key: Option<&str>,
-    explanation: &str,
-) {
-    if let Some(list) = anomalies.as_array_mut() {
-        list.push(json!({"checker": checker, "key": key.unwrap_or(checker), "read_mode": "-", "explanation": explanation}));
-    }
-}
-
-/// The first elements of a (possibly huge) list, for one-line explanations; the full lists
-/// are in `results.json` under `checkers.set`.
 /// The set checker's lost elements in words: how many, then the first few one by one.
 fn lost_explanation(s: &checker::SetReport) -> String {
     const SHOWN: usize = 10;
@@ -302,6 +252,8 @@ fn stale_explanation(s: &checker::SetReport) -> String {
     )
 }
 
+/// The first elements of a (possibly huge) list, for one-line explanations; the full lists
+/// are in `results.json` under `checkers.set`.
 fn elements_preview(elements: &[i64]) -> String {
     const SHOWN: usize = 20;
     let head: Vec<String> = elements.iter().take(SHOWN).map(i64::to_string).collect();

@@ -9,14 +9,13 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Parser;
 use serde_json::json;
-use workloads::checker::Verdict;
 use workloads::recorder::Recorder;
 
-use super::check::Interrupted;
 use super::plan::Plan;
 use super::TestArgs;
 use crate::cluster::{Cluster, ClusterOptions};
 use crate::exit;
+use crate::results::{Interrupted, Results};
 use crate::system::etcd::EtcdSut;
 use crate::system::{System, SystemKind};
 
@@ -34,7 +33,7 @@ fn git_commit() -> Option<String> {
 pub(super) fn write_json(path: &Path, value: &serde_json::Value) -> anyhow::Result<()> {
     let mut bytes = serde_json::to_vec_pretty(value)?;
     bytes.push(b'\n');
-    crate::report::index::write_atomic(path, &bytes)
+    crate::run_dir::write_atomic(path, &bytes)
 }
 
 /// What one run of `harness test` found.
@@ -46,8 +45,8 @@ pub struct RunOutcome {
     pub run_dir: PathBuf,
     /// The seed used.
     pub seed: u64,
-    /// `results.json` as written (`Null` if the run failed before checking).
-    pub results: serde_json::Value,
+    /// `results.json` as written (`None` if the run failed before checking).
+    pub results: Option<Results>,
     /// The reproduce command.
     pub command_line: String,
     /// Wall-clock time of the whole run.
@@ -66,7 +65,7 @@ pub async fn run_test(plan: &Plan, seed: u64) -> anyhow::Result<RunOutcome> {
         code: exit::HARNESS_FAILED,
         run_dir: run_dir.clone(),
         seed,
-        results: serde_json::Value::Null,
+        results: None,
         command_line: args.command_line(seed),
         elapsed: Duration::ZERO,
     };
@@ -185,13 +184,15 @@ pub async fn run_test(plan: &Plan, seed: u64) -> anyhow::Result<RunOutcome> {
 
     let events = recorder.events();
     let interrupted = crate::interrupt::received().map(|(signal, at)| Interrupted {
-        at_s: (at.saturating_duration_since(recorder.start()).as_secs_f64() * 10.0).round() / 10.0,
-        signal,
+        at_s: Some(
+            (at.saturating_duration_since(recorder.start()).as_secs_f64() * 10.0).round() / 10.0,
+        ),
+        signal: Some(signal.to_string()),
     });
     let (code, results) =
         super::check::check_and_report(plan, seed, &run_dir, &events, &driven, interrupted)?;
     outcome.code = code;
-    outcome.results = results;
+    outcome.results = Some(results);
     outcome.elapsed = started.elapsed();
     Ok(outcome)
 }
@@ -254,7 +255,7 @@ pub async fn run_test_retrying(plan: &Plan, seed: u64) -> anyhow::Result<RunOutc
     loop {
         let o = run_test(plan, seed).await?;
         let start_failure = o.code == exit::HARNESS_FAILED
-            && o.results.is_null()
+            && o.results.is_none()
             && o.elapsed < std::time::Duration::from_secs(10);
         if !start_failure || attempt >= 2 {
             return Ok(o);
@@ -273,29 +274,18 @@ pub async fn run_test_retrying(plan: &Plan, seed: u64) -> anyhow::Result<RunOutc
 /// One line about what a run found: the verdict per read mode and the first anomaly.
 pub fn one_line(outcome: &RunOutcome) -> String {
     let mut s = exit::label(outcome.code).to_string();
-    if let Some(modes) = outcome.results["read_modes"].as_object() {
-        let per: Vec<String> = modes
-            .iter()
-            .map(|(m, v)| format!("{m}: {}", Verdict::from_json(Some(&v["valid"])).label()))
-            .collect();
-        if !per.is_empty() {
-            s.push_str(&format!(" ({})", per.join(", ")));
-        }
+    let Some(results) = &outcome.results else {
+        return s;
+    };
+    let per = results.modes_line();
+    if !per.is_empty() {
+        s.push_str(&format!(" ({})", per.join(", ")));
     }
-    if let Some(a) = outcome.results["anomalies"]
-        .as_array()
-        .and_then(|a| a.first())
-    {
-        let first = a["explanation"]
-            .as_str()
-            .unwrap_or("")
-            .lines()
-            .next()
-            .unwrap_or("");
+    if let Some(a) = results.anomalies.first() {
         s.push_str(&format!(
             "; on {}: {}",
-            a["key"].as_str().unwrap_or("?"),
-            first.chars().take(200).collect::<String>()
+            a.key.as_deref().unwrap_or("?"),
+            a.headline().chars().take(200).collect::<String>()
         ));
     }
     s

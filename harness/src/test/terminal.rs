@@ -2,10 +2,13 @@
 //! seconds, then the verdict, the coverage line, the first anomalies and the report's path.
 
 use std::io::IsTerminal;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 use workloads::recorder::Recorder;
+
+use crate::results::Results;
 
 /// Prints progress: a line every 5 s (every second on a terminal).
 pub fn progress_task(
@@ -84,4 +87,53 @@ pub fn coverage_line(c: &crate::coverage::Coverage) -> String {
         ));
     }
     s
+}
+
+/// The verdict as the run ends: `<test>: <verdict> (<per mode>, <notes>) seed <seed>`, the
+/// coverage warnings, what the faults did, the first three anomalies with their context,
+/// and the report's path (none with `--no-report`).
+pub fn print_verdict(test_name: &str, seed: u64, results: &Results, report: Option<&Path>) {
+    let mut notes = results.modes_line();
+    if let Some(i) = &results.interrupted {
+        notes.push(format!(
+            "interrupted by {} at {:.1} s",
+            i.signal.as_deref().unwrap_or("a signal"),
+            i.at_s.unwrap_or(0.0)
+        ));
+    }
+    let warnings = results
+        .coverage
+        .as_ref()
+        .map(|c| c.warnings.as_slice())
+        .unwrap_or_default();
+    match warnings.len() {
+        0 => {}
+        1 => notes.push("1 coverage warning".into()),
+        n => notes.push(format!("{n} coverage warnings")),
+    }
+    println!(
+        "{test_name}: {} ({}) seed {seed}",
+        results.valid.label(),
+        notes.join(", ")
+    );
+    for w in warnings {
+        println!("  coverage warning: {w}");
+    }
+    if let Some(c) = &results.coverage {
+        println!("  {}", coverage_line(c));
+    }
+    for a in results.anomalies.iter().take(3) {
+        println!(
+            "  anomaly on {} ({}): {}",
+            a.key.as_deref().unwrap_or("?"),
+            a.read_mode.as_deref().unwrap_or("?"),
+            a.headline()
+        );
+        if let Some(c) = &a.context {
+            println!("    context: {}", c.text);
+        }
+    }
+    if let Some(r) = report {
+        println!("  report: {}", r.display());
+    }
 }

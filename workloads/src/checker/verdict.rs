@@ -1,7 +1,7 @@
 //! The three-valued verdict: the one definition shared by every checker and by the harness's
 //! `check`, `test`, `report`, `soak` and `selftest` (its label, its exit code, its JSON form).
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// The outcome of a check. Serializes as `true`, `false` or `"unknown"` (Jepsen's convention,
 /// and the `valid` field of `results.json`). Ordered by severity: `Valid < Unknown < Invalid`,
@@ -94,6 +94,15 @@ impl Serialize for Verdict {
     }
 }
 
+impl<'de> Deserialize<'de> for Verdict {
+    /// Reads what [`Verdict::from_json`] reads; never fails: a value of any other shape is
+    /// `Unknown` (never `Valid`), so a results file of an unexpected shape still loads.
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = serde_json::Value::deserialize(d)?;
+        Ok(Verdict::from_json(Some(&v)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,5 +136,17 @@ mod tests {
         }
         assert_eq!(Verdict::from_json(None), Verdict::Unknown);
         assert_eq!(Verdict::from_exit_code(255), None);
+    }
+
+    #[test]
+    fn deserializes_what_it_serializes_and_anything_else_as_unknown() {
+        for v in [Verdict::Valid, Verdict::Invalid, Verdict::Unknown] {
+            let back: Verdict = serde_json::from_value(serde_json::to_value(v).unwrap()).unwrap();
+            assert_eq!(back, v);
+        }
+        let odd: Verdict = serde_json::from_value(serde_json::json!({"x": 1})).unwrap();
+        assert_eq!(odd, Verdict::Unknown);
+        let odd: Verdict = serde_json::from_value(serde_json::json!(1)).unwrap();
+        assert_eq!(odd, Verdict::Unknown);
     }
 }
