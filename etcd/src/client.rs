@@ -179,13 +179,21 @@ pub fn b64(s: &[u8]) -> String {
     B64.encode(s)
 }
 
+/// The JSON of a range of one key, or with `prefix` of every key under it (`key` and, with
+/// `prefix`, `range_end`, both base64).
+fn key_range(key: &str, prefix: bool) -> Json {
+    let mut range = json!({ "key": b64(key.as_bytes()) });
+    if prefix {
+        range["range_end"] = json!(b64(&prefix_range_end(key.as_bytes())));
+    }
+    range
+}
+
 /// The JSON of a linearizable (`serializable: false`) or serializable range of one key, or
 /// of every key under a prefix.
 pub fn range_body(key: &str, prefix: bool, serializable: bool) -> Json {
-    let mut body = json!({ "key": b64(key.as_bytes()), "serializable": serializable });
-    if prefix {
-        body["range_end"] = json!(b64(&prefix_range_end(key.as_bytes())));
-    }
+    let mut body = key_range(key, prefix);
+    body["serializable"] = json!(serializable);
     body
 }
 
@@ -213,13 +221,9 @@ pub fn cas_body(key: &str, expected: Option<&str>, new: &str) -> Json {
 /// time) instead of serving it through ReadIndex.
 /// With `prefix`, the read covers every key under `key`.
 pub fn log_read_body(key: &str, prefix: bool, scratch_key: &str) -> Json {
-    let mut range = json!({ "key": b64(key.as_bytes()) });
-    if prefix {
-        range["range_end"] = json!(b64(&prefix_range_end(key.as_bytes())));
-    }
     json!({
         "success": [
-            { "request_range": range },
+            { "request_range": key_range(key, prefix) },
             { "request_put": { "key": b64(scratch_key.as_bytes()), "value": b64(b"1") } },
         ],
     })
@@ -279,12 +283,13 @@ fn all_pairs(resp: Json) -> Result<Vec<(String, String)>, EtcdError> {
         .collect()
 }
 
-/// The range answer that is a transaction's first response.
-fn txn_range(resp: &Json) -> Result<&Json, EtcdError> {
+/// The range answer that is a transaction's first response; `what` names the transaction in
+/// the error when there is none.
+fn txn_range<'a>(resp: &'a Json, what: &str) -> Result<&'a Json, EtcdError> {
     resp.get("responses")
         .and_then(|r| r.get(0))
         .and_then(|r| r.get("response_range"))
-        .ok_or_else(|| EtcdError::Malformed(format!("transaction without a range: {resp}")))
+        .ok_or_else(|| EtcdError::Malformed(format!("{what} without a range: {resp}")))
 }
 
 /// Parses a status answer.
@@ -528,15 +533,7 @@ impl EtcdClient {
         serializable: bool,
         deadline: Instant,
     ) -> Result<Option<String>, EtcdError> {
-        let resp = self
-            .call(
-                m,
-                "/v3/kv/range",
-                &range_body(key, false, serializable),
-                deadline,
-            )
-            .await?;
-        first_value(&resp)
+        first_value(&self.range(m, key, false, serializable, deadline).await?)
     }
 
     /// Every `(key, value)` under `prefix`, in key order.
@@ -547,15 +544,20 @@ impl EtcdClient {
         serializable: bool,
         deadline: Instant,
     ) -> Result<Vec<(String, String)>, EtcdError> {
-        let resp = self
-            .call(
-                m,
-                "/v3/kv/range",
-                &range_body(prefix, true, serializable),
-                deadline,
-            )
-            .await?;
-        all_pairs(resp)
+        all_pairs(self.range(m, prefix, true, serializable, deadline).await?)
+    }
+
+    /// The range answer of [`range_body`] (`key`, or every key under it with `prefix`).
+    async fn range(
+        &mut self,
+        m: usize,
+        key: &str,
+        prefix: bool,
+        serializable: bool,
+        deadline: Instant,
+    ) -> Result<Json, EtcdError> {
+        let body = range_body(key, prefix, serializable);
+        self.call(m, "/v3/kv/range", &body, deadline).await
     }
 
     /// Compare-and-set in one transaction (see [`cas_body`]).
@@ -581,15 +583,7 @@ impl EtcdClient {
         scratch_key: &str,
         deadline: Instant,
     ) -> Result<Option<String>, EtcdError> {
-        let resp = self
-            .call(
-                m,
-                "/v3/kv/txn",
-                &log_read_body(key, false, scratch_key),
-                deadline,
-            )
-            .await?;
-        first_value(txn_range(&resp)?)
+        first_value(&self.log_range(m, key, false, scratch_key, deadline).await?)
     }
 
     /// Reads every `(key, value)` under `prefix` through the log (see [`log_read_body`]).
@@ -600,15 +594,25 @@ impl EtcdClient {
         scratch_key: &str,
         deadline: Instant,
     ) -> Result<Vec<(String, String)>, EtcdError> {
-        let resp = self
-            .call(
-                m,
-                "/v3/kv/txn",
-                &log_read_body(prefix, true, scratch_key),
-                deadline,
-            )
-            .await?;
-        all_pairs(txn_range(&resp)?.clone())
+        all_pairs(
+            self.log_range(m, prefix, true, scratch_key, deadline)
+                .await?,
+        )
+    }
+
+    /// The range answer inside the answer to [`log_read_body`] (`key`, or every key under it
+    /// with `prefix`).
+    async fn log_range(
+        &mut self,
+        m: usize,
+        key: &str,
+        prefix: bool,
+        scratch_key: &str,
+        deadline: Instant,
+    ) -> Result<Json, EtcdError> {
+        let body = log_read_body(key, prefix, scratch_key);
+        let resp = self.call(m, "/v3/kv/txn", &body, deadline).await?;
+        txn_range(&resp, "transaction").cloned()
     }
 
     /// Member `m`'s status.
@@ -660,10 +664,8 @@ impl EtcdClient {
         id: u64,
         deadline: Instant,
     ) -> Result<(), EtcdError> {
-        let body = json!({ "ID": id.to_string() });
-        self.call(m, "/v3/cluster/member/remove", &body, deadline)
+        self.member_call(m, "/v3/cluster/member/remove", id, deadline)
             .await
-            .map(drop)
     }
 
     /// Adds a learner with `peer_url` (asking member `m`); returns it (its id is what
@@ -693,10 +695,21 @@ impl EtcdClient {
         id: u64,
         deadline: Instant,
     ) -> Result<(), EtcdError> {
-        let body = json!({ "ID": id.to_string() });
-        self.call(m, "/v3/cluster/member/promote", &body, deadline)
+        self.member_call(m, "/v3/cluster/member/promote", id, deadline)
             .await
-            .map(drop)
+    }
+
+    /// POSTs `{"ID": id}` (a member id, as a decimal string) to `path` at member `m`,
+    /// dropping the answer.
+    async fn member_call(
+        &mut self,
+        m: usize,
+        path: &str,
+        id: u64,
+        deadline: Instant,
+    ) -> Result<(), EtcdError> {
+        let body = json!({ "ID": id.to_string() });
+        self.call(m, path, &body, deadline).await.map(drop)
     }
 }
 
@@ -713,14 +726,9 @@ pub fn parse_cas(resp: &Json, new: &str) -> Result<CasResult, EtcdError> {
             current: Some(new.to_string()),
         });
     }
-    let range = resp
-        .get("responses")
-        .and_then(|r| r.get(0))
-        .and_then(|r| r.get("response_range"))
-        .ok_or_else(|| EtcdError::Malformed(format!("cas failure without a range: {resp}")))?;
     Ok(CasResult {
         swapped,
-        current: first_value(range)?,
+        current: first_value(txn_range(resp, "cas failure")?)?,
     })
 }
 

@@ -33,27 +33,30 @@ pub fn followed_leader(statuses: &[Status], members: usize) -> Option<NodeId> {
         .map(|l| l.id)
 }
 
+/// A status reply for tests: member `id` in `role` at `term`, following `leader`, with its
+/// commit, applied and last log index at 10 and an unskewed clock (offset 0, rate 1, now 0).
+#[cfg(test)]
+pub(crate) fn test_status(id: NodeId, role: Role, term: u64, leader: Option<NodeId>) -> Status {
+    Status {
+        id,
+        role,
+        term,
+        leader,
+        commit_index: 10,
+        applied_index: 10,
+        last_log_index: 10,
+        clock: node::protocol::ClockState {
+            offset_ms: 0.0,
+            rate: 1.0,
+            now_ms: 0.0,
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::test_status as status;
     use super::*;
-    use node::protocol::ClockState;
-
-    fn status(id: NodeId, role: Role, term: u64, leader: Option<NodeId>) -> Status {
-        Status {
-            id,
-            role,
-            term,
-            leader,
-            commit_index: 0,
-            applied_index: 0,
-            last_log_index: 0,
-            clock: ClockState {
-                offset_ms: 0.0,
-                rate: 1.0,
-                now_ms: 5.0,
-            },
-        }
-    }
 
     #[test]
     fn the_leader_is_the_highest_term_claimant() {

@@ -337,9 +337,10 @@ fn write_lines(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::leader::test_status as status;
     use bytes::Bytes;
     use futures::{SinkExt, StreamExt};
-    use node::protocol::{frame_codec, ClockState, Reply, Request, Response, Status};
+    use node::protocol::{frame_codec, Reply, Request, Response, Status};
     use std::sync::{Arc, Mutex};
     use tokio::net::TcpListener;
     use tokio_util::codec::Framed;
@@ -455,23 +456,6 @@ mod tests {
             }
         });
         addr
-    }
-
-    fn status(id: NodeId, role: Role, term: u64, leader: Option<NodeId>) -> Status {
-        Status {
-            id,
-            role,
-            term,
-            leader,
-            commit_index: 10,
-            applied_index: 10,
-            last_log_index: 10,
-            clock: ClockState {
-                offset_ms: 0.0,
-                rate: 1.0,
-                now_ms: 0.0,
-            },
-        }
     }
 
     #[tokio::test]

@@ -28,10 +28,11 @@ fn run_script(script: &str, last_step: &str, workload: &str) -> Run {
     let results = dir.path().join("results");
     let seed = std::env::var("TEST_SEED").unwrap_or_else(|_| "1".into());
     let began = Instant::now();
-    let out = common::harness()
-        .env("RUST_LOG", "harness::test::faults=info")
-        .args([
-            "test",
+    let mut cmd = common::harness();
+    cmd.env("RUST_LOG", "harness::test::faults=info");
+    let out = common::harness_test(
+        cmd,
+        &[
             "--nodes",
             "3",
             "--time-limit",
@@ -54,44 +55,30 @@ fn run_script(script: &str, last_step: &str, workload: &str) -> Run {
             "4",
             "--no-report",
             "--quiet",
-            "--seed",
-            &seed,
-            "--results-dir",
-        ])
-        .arg(&results)
-        .output()
-        .expect("run harness");
-    let took = began.elapsed();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        ],
+        &seed,
+        &results,
     );
-    assert_eq!(out.status.code(), Some(0), "{script} seed {seed}:\n{text}");
+    let took = began.elapsed();
+    let text = out.output();
+    assert_eq!(out.code, Some(0), "{script} seed {seed}:\n{text}");
     assert!(took < RUN_BOUND, "{script} seed {seed}: took {took:?}");
     assert!(
         text.contains(&format!("{script} script: Done")),
         "{script} seed {seed}: the script never got through its last step:\n{text}"
     );
 
-    let history = std::fs::read_to_string(common::latest(&results).join("history.jsonl")).unwrap();
-    let events: Vec<Value> = history
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let nemesis = || events.iter().filter(|e| e["process"] == "nemesis");
-    let starts = nemesis().filter(|e| e["f"] == "start").count();
-    // The final heal-all is a stop without a start.
-    let stops = nemesis()
-        .filter(|e| e["f"] == "stop" && e["value"]["fault"] != "heal-all")
-        .count();
+    let events = common::history(&common::latest(&results));
+    let (starts, stops) = common::nemesis_starts_and_stops(&events);
     assert!(starts > 0, "{script} seed {seed}: no nemesis events");
     assert_eq!(
         starts, stops,
         "{script} seed {seed}: every start has its stop"
     );
     assert!(
-        nemesis().any(|e| e["f"] == "start" && e["value"]["shape"] == last_step),
+        events.iter().any(|e| e["process"] == "nemesis"
+            && e["f"] == "start"
+            && e["value"]["shape"] == last_step),
         "{script} seed {seed}: no {last_step:?} in the history"
     );
     Run { text, events }

@@ -18,35 +18,24 @@ fn etcd_on_path() -> bool {
     ok
 }
 
+/// Runs `harness test --system etcd ARGS` with `seed`: its exit code, its output (after the
+/// seed), its results (`null` unless it exited 0 or 1) and its results directory.
 fn run(args: &[&str], seed: u64) -> (Option<i32>, String, serde_json::Value, tempfile::TempDir) {
     let t = tempfile::tempdir().unwrap();
-    let out = common::harness()
-        .args(["test", "--system", "etcd"])
-        .args(args)
-        .args(["--seed", &seed.to_string(), "--results-dir"])
-        .arg(t.path())
-        .output()
-        .unwrap();
-    let text = format!(
-        "seed {seed}\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let results = if matches!(out.status.code(), Some(0) | Some(1)) {
-        let run = common::latest(t.path());
-        serde_json::from_str(&std::fs::read_to_string(run.join("results.json")).unwrap()).unwrap()
+    let args = [&["--system", "etcd"], args].concat();
+    let out = common::harness_test(common::harness(), &args, &seed.to_string(), t.path());
+    let text = format!("seed {seed}\n{}\n{}", out.stdout, out.stderr);
+    let results = if matches!(out.code, Some(0) | Some(1)) {
+        common::results_json(&common::latest(t.path()))
     } else {
         serde_json::Value::Null
     };
-    (out.status.code(), text, results, t)
+    (out.code, text, results, t)
 }
 
 fn nemesis_events(dir: &Path, fault: &str) -> Vec<serde_json::Value> {
-    let run = common::latest(dir);
-    std::fs::read_to_string(run.join("history.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+    common::history(&common::latest(dir))
+        .into_iter()
         .filter(|e| e["process"] == "nemesis" && e["value"]["fault"] == fault)
         .collect()
 }

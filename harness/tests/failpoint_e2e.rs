@@ -5,32 +5,29 @@
 
 mod common;
 
-use std::path::Path;
+use serde_json::Value;
 
-fn results(run: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(run.join("results.json")).unwrap()).unwrap()
+/// Runs `harness test ARGS --no-report` with `seed`: its exit code, its output (after the
+/// seed) and its results (`null` after an exit 254).
+fn run(args: &[&str], seed: u64) -> (Option<i32>, String, Value) {
+    let t = tempfile::tempdir().unwrap();
+    let args = [args, &["--no-report"]].concat();
+    let out = common::harness_test(common::harness(), &args, &seed.to_string(), t.path());
+    let text = format!("seed {seed}\n{}\n{}", out.stdout, out.stderr);
+    let r = if out.code == Some(254) {
+        Value::Null
+    } else {
+        common::results_json(&common::latest(t.path()))
+    };
+    (out.code, text, r)
 }
 
-fn run(args: &[&str], seed: u64) -> (Option<i32>, String, serde_json::Value) {
-    let t = tempfile::tempdir().unwrap();
-    let out = common::harness()
-        .arg("test")
-        .args(args)
-        .args(["--seed", &seed.to_string(), "--no-report", "--results-dir"])
-        .arg(t.path())
-        .output()
-        .unwrap();
-    let text = format!(
-        "seed {seed}\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r = if out.status.code() == Some(254) {
-        serde_json::Value::Null
-    } else {
-        results(&common::latest(t.path()))
-    };
-    (out.status.code(), text, r)
+/// The failpoints a run's coverage lists (none if it lists none).
+fn failpoint_uses(r: &Value) -> Vec<Value> {
+    r["coverage"]["failpoints"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
 }
 
 /// The acceptance's crash case, short: the leader crashes after persisting a batch and before
@@ -60,10 +57,7 @@ fn a_crash_after_persist_before_send_on_the_leader_loses_no_add() {
         seed,
     );
     assert_eq!(code, Some(0), "{text}");
-    let uses = r["coverage"]["failpoints"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let uses = failpoint_uses(&r);
     let crashes: u64 = uses.iter().map(|u| u["crashed"].as_u64().unwrap()).sum();
     assert!(crashes >= 1, "no crash happened: {uses:?}\n{text}");
     assert_eq!(r["checkers"]["set"]["lost"]["count"], 0, "{text}");
@@ -91,10 +85,7 @@ fn the_default_draw_sets_several_points_and_counts_their_fires() {
         seed,
     );
     assert_eq!(code, Some(0), "{text}");
-    let uses = r["coverage"]["failpoints"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let uses = failpoint_uses(&r);
     assert!(uses.len() >= 3, "{uses:?}\n{text}");
     let fired = uses
         .iter()

@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -15,22 +14,14 @@ fn need_fuse() {
     }
 }
 
-fn history(run: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(run.join("history.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 #[test]
 fn skip_fsync_is_caught_by_a_power_loss_and_every_mount_is_gone_after() {
     need_fuse();
     let seed = 1;
     let t = tempfile::tempdir().unwrap();
-    let out = common::harness()
-        .args([
-            "test",
+    let out = common::harness_test(
+        common::harness(),
+        &[
             "--nodes",
             "3",
             "--workload",
@@ -47,27 +38,19 @@ fn skip_fsync_is_caught_by_a_power_loss_and_every_mount_is_gone_after() {
             "3",
             "--bug",
             "skip-fsync",
-            "--seed",
-            &seed.to_string(),
-            "--results-dir",
-        ])
-        .arg(t.path())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "seed {seed}: {stdout}\n{stderr}"
+        ],
+        &seed.to_string(),
+        t.path(),
     );
+    let (stdout, stderr) = (&out.stdout, &out.stderr);
+    assert_eq!(out.code, Some(1), "seed {seed}: {stdout}\n{stderr}");
     assert!(stdout.contains("(lost)"), "seed {seed}: {stdout}");
     assert!(
         lazyfs::mounts::find(t.path()).is_empty(),
         "seed {seed}: a mount is left"
     );
     let run = common::latest(t.path());
-    let power: Vec<_> = history(&run)
+    let power: Vec<_> = common::history(&run)
         .into_iter()
         .filter(|e| e["process"] == "nemesis" && e["value"]["fault"] == "power")
         .collect();

@@ -31,7 +31,7 @@ use node::protocol::{ClockState, ReadMode, Status, Value};
 use node::raft::{NodeId, Role};
 use workloads::client::KvClients;
 
-use super::System;
+use super::{FaultFuture, LocalRead, System};
 
 /// Why etcd cannot take each family or read mode it refuses; `None`: supported.
 fn refusal(f: FaultFamily) -> Option<&'static str> {
@@ -396,10 +396,7 @@ impl System for EtcdSut {
         .boxed()
     }
 
-    fn apply<'a>(
-        &'a self,
-        fault: &'a Fault,
-    ) -> BoxFuture<'a, anyhow::Result<Option<serde_json::Value>>> {
+    fn apply<'a>(&'a self, fault: &'a Fault) -> FaultFuture<'a> {
         async move {
             match fault {
                 Fault::Kill { nodes, .. } => self.on_processes(nodes, EtcdCluster::kill)?,
@@ -437,10 +434,7 @@ impl System for EtcdSut {
         .boxed()
     }
 
-    fn heal<'a>(
-        &'a self,
-        fault: &'a Fault,
-    ) -> BoxFuture<'a, anyhow::Result<Option<serde_json::Value>>> {
+    fn heal<'a>(&'a self, fault: &'a Fault) -> FaultFuture<'a> {
         async move {
             match fault {
                 Fault::Kill { nodes, .. } => self.on_processes(nodes, EtcdCluster::restart)?,
@@ -485,11 +479,7 @@ impl System for EtcdSut {
         .boxed()
     }
 
-    fn read_local<'a>(
-        &'a self,
-        id: NodeId,
-        key: &'a str,
-    ) -> BoxFuture<'a, Result<Option<Value>, String>> {
+    fn read_local<'a>(&'a self, id: NodeId, key: &'a str) -> LocalRead<'a> {
         async move {
             let i = self.index(id).map_err(|e| e.to_string())?;
             let mut c = self.client();

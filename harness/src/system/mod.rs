@@ -39,6 +39,14 @@ impl SystemKind {
     }
 }
 
+/// What [`System::apply`] and [`System::heal`] return: once the fault is applied (healed),
+/// what it did that only then can be said (`None`: nothing), or why it could not be.
+pub type FaultFuture<'a> = BoxFuture<'a, anyhow::Result<Option<serde_json::Value>>>;
+
+/// What [`System::read_local`] returns: the value a member holds for a key (`None`: absent),
+/// or why it could not be read.
+pub type LocalRead<'a> = BoxFuture<'a, Result<Option<node::protocol::Value>, String>>;
+
 /// A system under test, started: its members, their faults, their status, its clients.
 /// Every method is bounded in time; none panics on a member that is down.
 pub trait System: Send + Sync {
@@ -57,25 +65,15 @@ pub trait System: Send + Sync {
     fn status(&self, id: NodeId, timeout: Duration) -> BoxFuture<'_, Option<Status>>;
     /// Applies a single fault; returns what it did that its description cannot say in
     /// advance (merged into its start event).
-    fn apply<'a>(
-        &'a self,
-        fault: &'a Fault,
-    ) -> BoxFuture<'a, anyhow::Result<Option<serde_json::Value>>>;
+    fn apply<'a>(&'a self, fault: &'a Fault) -> FaultFuture<'a>;
     /// Heals a fault; returns what the fault did, when only the heal can tell (merged into
     /// its stop event as `outcome`).
-    fn heal<'a>(
-        &'a self,
-        fault: &'a Fault,
-    ) -> BoxFuture<'a, anyhow::Result<Option<serde_json::Value>>>;
+    fn heal<'a>(&'a self, fault: &'a Fault) -> FaultFuture<'a>;
     /// Heals everything (links, processes, clocks, membership), whatever is active.
     fn heal_all(&self) -> BoxFuture<'_, anyhow::Result<()>>;
     /// Reads `key` from member `id`'s own state, without asking a leader (for the
     /// convergence check once the cluster is quiet). `Err` says why it could not.
-    fn read_local<'a>(
-        &'a self,
-        id: NodeId,
-        key: &'a str,
-    ) -> BoxFuture<'a, Result<Option<node::protocol::Value>, String>>;
+    fn read_local<'a>(&'a self, id: NodeId, key: &'a str) -> LocalRead<'a>;
     /// Sends one write of `key` to member `id` without waiting for its answer (the
     /// scripted nemeses need entries in one leader's log).
     fn send_write(&self, id: NodeId, key: &str);

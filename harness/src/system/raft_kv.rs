@@ -6,11 +6,11 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use nemesis::schedule::Fault;
-use node::protocol::{Operation, ReadMode, Reply, Status, Value, WriteId};
+use node::protocol::{Operation, ReadMode, Reply, Status, WriteId};
 use node::raft::NodeId;
 use workloads::client::KvClients;
 
-use super::System;
+use super::{FaultFuture, LocalRead, System};
 use crate::cluster::Cluster;
 
 /// How long a convergence read of one member may take.
@@ -41,17 +41,11 @@ impl System for Cluster {
         Cluster::status(self, id, timeout).boxed()
     }
 
-    fn apply<'a>(
-        &'a self,
-        fault: &'a Fault,
-    ) -> BoxFuture<'a, anyhow::Result<Option<serde_json::Value>>> {
+    fn apply<'a>(&'a self, fault: &'a Fault) -> FaultFuture<'a> {
         Cluster::apply(self, fault).boxed()
     }
 
-    fn heal<'a>(
-        &'a self,
-        fault: &'a Fault,
-    ) -> BoxFuture<'a, anyhow::Result<Option<serde_json::Value>>> {
+    fn heal<'a>(&'a self, fault: &'a Fault) -> FaultFuture<'a> {
         Cluster::heal(self, fault).boxed()
     }
 
@@ -59,11 +53,7 @@ impl System for Cluster {
         Cluster::heal_all(self).boxed()
     }
 
-    fn read_local<'a>(
-        &'a self,
-        id: NodeId,
-        key: &'a str,
-    ) -> BoxFuture<'a, Result<Option<Value>, String>> {
+    fn read_local<'a>(&'a self, id: NodeId, key: &'a str) -> LocalRead<'a> {
         async move {
             let addr = self.client_addr(id).map_err(|e| e.to_string())?;
             let op = Operation::Get {
