@@ -170,11 +170,12 @@ fn run_inner(args: &SelftestArgs) -> Result<u8, (u8, String)> {
         if let Some(n) = &args.node_bin {
             words.extend(["--node-bin".into(), n.display().to_string()]);
         }
-        let correct_args = runner::test_args(&words).map_err(|e| usage(e.to_string()))?;
+        let correct_args =
+            crate::test::args::test_args(&words).map_err(|e| usage(e.to_string()))?;
         let mut bug_args = correct_args.clone();
         bug_args.bug = Some(sc.bug.to_string());
-        let bug_plan = runner::plan(&bug_args).map_err(|e| usage(e.to_string()))?;
-        let correct_plan = runner::plan(&correct_args).map_err(|e| usage(e.to_string()))?;
+        let bug_plan = crate::test::plan(&bug_args).map_err(|e| usage(e.to_string()))?;
+        let correct_plan = crate::test::plan(&correct_args).map_err(|e| usage(e.to_string()))?;
         let mut row = BugResult {
             bug: sc.bug.to_string(),
             nemesis: sc.nemesis.into(),

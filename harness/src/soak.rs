@@ -149,8 +149,8 @@ fn cell_args(
         w.extend(["--node-bin".into(), n.display().to_string()]);
     }
     w.extend(["--results-dir".into(), runs_dir.display().to_string()]);
-    let t = runner::test_args(&w).map_err(|e| SoakError::Usage(e.to_string()))?;
-    runner::plan(&t).map_err(|e| SoakError::Usage(format!("cell {}: {e}", cell.name())))?;
+    let t = crate::test::args::test_args(&w).map_err(|e| SoakError::Usage(e.to_string()))?;
+    crate::test::plan(&t).map_err(|e| SoakError::Usage(format!("cell {}: {e}", cell.name())))?;
     Ok(t)
 }
 
@@ -300,7 +300,7 @@ fn run_inner(args: &SoakArgs) -> Result<u8, SoakError> {
             .as_secs_f64()
             .clamp(5.0, 120.0);
         targs.check_timeout = check_s;
-        let plan = runner::plan(&targs).map_err(|e| SoakError::Usage(e.to_string()))?;
+        let plan = crate::test::plan(&targs).map_err(|e| SoakError::Usage(e.to_string()))?;
         let seed = base_seed.wrapping_add(i);
         let reproduce = runner::reproduce_command(&targs, seed);
         let outcome = rt.block_on(runner::run_test_retrying(&plan, seed))?;

@@ -261,7 +261,6 @@ pub fn scenario(bug: Bug) -> Option<&'static Scenario> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test::runner;
 
     #[test]
     fn every_bug_has_one_valid_scenario() {
@@ -270,7 +269,7 @@ mod tests {
             let s = scenario(b).unwrap_or_else(|| panic!("no scenario for {b}"));
             let mut w = s.words();
             w.extend(["--bug".to_string(), b.to_string()]);
-            let a = runner::test_args(&w).unwrap_or_else(|e| panic!("{b}: {e}"));
+            let a = crate::test::args::test_args(&w).unwrap_or_else(|e| panic!("{b}: {e}"));
             assert_eq!(a.bug.as_deref(), Some(b.name()));
             assert!(s.max_runs >= 1 && s.time_limit > 0.0);
         }

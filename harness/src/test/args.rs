@@ -1,12 +1,11 @@
 //! The options of `harness test` (see `docs/spec/cli.md`: these names are a contract), parsed
 //! by clap and shared by `soak` and `selftest`, which build them for each run.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use clap::Args;
+use clap::{Args, CommandFactory, Parser};
+use serde_json::Value;
 use workloads::generator::WorkloadKind;
-
-use crate::system::SystemKind;
 
 /// Options of `harness test`.
 #[derive(Args, Debug, Clone, serde::Serialize)]
@@ -141,72 +140,202 @@ pub struct TestArgs {
     pub etcd_bin: PathBuf,
 }
 
+/// `harness test` options parsed from words, so every option keeps the default the command
+/// line gives it (and options added later need no change where options are built).
+#[derive(Parser, Debug)]
+#[command(name = "test", no_binary_name = true)]
+struct Wrapped {
+    #[command(flatten)]
+    args: TestArgs,
+}
+
+/// Why words are not valid `harness test` options.
+#[derive(Debug, thiserror::Error)]
+#[error("bad test options {words:?}: {message}")]
+pub struct ArgsError {
+    /// The words given.
+    pub words: Vec<String>,
+    /// clap's first line about them.
+    pub message: String,
+}
+
+/// Parses words as `harness test` options (without the `harness test` prefix).
+pub fn test_args(words: &[String]) -> Result<TestArgs, ArgsError> {
+    Wrapped::try_parse_from(words)
+        .map(|w| w.args)
+        .map_err(|e| ArgsError {
+            words: words.to_vec(),
+            message: e.to_string().lines().next().unwrap_or("").to_string(),
+        })
+}
+
+/// Options always written in a reproduce command, default or not, so that it reads as a
+/// description of the run.
+const ALWAYS_SHOWN: [&str; 9] = [
+    "nodes",
+    "concurrency",
+    "time_limit",
+    "rate",
+    "workload",
+    "keys",
+    "read_mode",
+    "nemesis",
+    "nemesis_interval",
+];
+
+/// Options a reproduce command leaves out: how many runs and how they are shown, not what
+/// one run does (`seed` is written from the run's own seed).
+const NEVER_SHOWN: [&str; 4] = ["seed", "test_count", "quiet", "no_report"];
+
 impl TestArgs {
-    /// The reproduce command of a run.
-    pub fn command_line(&self, seed: u64) -> String {
-        let args = self;
-        let mut s = format!(
-        "harness test --nodes {} --concurrency {} --time-limit {} --rate {} --workload {} --keys {} \
-         --read-mode {} --nemesis {} --nemesis-interval {} --seed {}",
-        args.nodes,
-        args.concurrency,
-        args.time_limit,
-        args.rate,
-        args.workload.as_str(),
-        args.keys,
-        args.read_mode,
-        args.nemesis,
-        args.nemesis_interval,
-        seed
-    );
-        if let Some(b) = &args.bug {
-            s.push_str(&format!(" --bug {b}"));
-        }
-        if args.system != SystemKind::RaftKv {
-            s.push_str(&format!(" --system {}", args.system.as_str()));
-            if args.etcd_bin != Path::new("etcd") {
-                s.push_str(&format!(" --etcd-bin {}", args.etcd_bin.display()));
+    /// The options as clap gives them when none is given on the command line.
+    pub fn defaults() -> TestArgs {
+        test_args(&[]).expect("every option of harness test has a default or is optional")
+    }
+
+    /// The words after `harness test` that reproduce one run with `seed`: the options that
+    /// describe the run, then `--seed`, then every other option whose value differs from its
+    /// default. The defaults are clap's (one definition): parsing these words gives back these
+    /// options, with `seed` set.
+    pub fn reproduce_words(&self, seed: u64) -> Vec<String> {
+        let mine = serde_json::to_value(self).unwrap_or(Value::Null);
+        let defaults = serde_json::to_value(TestArgs::defaults()).unwrap_or(Value::Null);
+        let command = Wrapped::command();
+        let option = |id: &str| -> Vec<String> {
+            let Some(arg) = command.get_arguments().find(|a| a.get_id() == id) else {
+                return Vec::new();
+            };
+            let long = format!("--{}", arg.get_long().unwrap_or(id));
+            match &mine[id] {
+                Value::Null => Vec::new(),
+                Value::Bool(true) => vec![long],
+                Value::Bool(false) => Vec::new(),
+                v => vec![long, word(v)],
+            }
+        };
+        let mut words: Vec<String> = ALWAYS_SHOWN.iter().flat_map(|id| option(id)).collect();
+        words.extend(["--seed".to_string(), seed.to_string()]);
+        for arg in command.get_arguments() {
+            let id = arg.get_id().as_str();
+            if ALWAYS_SHOWN.contains(&id) || NEVER_SHOWN.contains(&id) {
+                continue;
+            }
+            if mine[id] != defaults[id] {
+                words.extend(option(id));
             }
         }
-        if let Some(f) = &args.failpoints {
-            s.push_str(&format!(" --failpoints '{f}'"));
-        }
-        if args.op_timeout != 1.0 {
-            s.push_str(&format!(" --op-timeout {}", args.op_timeout));
-        }
-        if args.clock_rate_min != 0.95 || args.clock_rate_max != 1.05 {
-            s.push_str(&format!(
-                " --clock-rate-min {} --clock-rate-max {}",
-                args.clock_rate_min, args.clock_rate_max
-            ));
-        }
-        if args.check_all {
-            s.push_str(" --check-all");
-        }
-        if args.key_bytes != 0 {
-            s.push_str(&format!(" --key-bytes {}", args.key_bytes));
-        }
-        if let Some(b) = args.large_put_bytes {
-            s.push_str(&format!(" --large-put-bytes {b}"));
-        }
-        if args.clock_bump_ms != 250.0 {
-            s.push_str(&format!(" --clock-bump-ms {}", args.clock_bump_ms));
-        }
-        if let Some(p) = &args.partition_shapes {
-            s.push_str(&format!(" --partition-shapes {p}"));
-        }
-        if args.recovery_time != 10.0 {
-            s.push_str(&format!(" --recovery-time {}", args.recovery_time));
-        }
-        if args.no_overlap {
-            s.push_str(" --no-overlap");
-        }
-        if args.power_tear {
-            s.push_str(" --power-tear");
-        }
-        if args.results_dir != Path::new("results") {
-            s.push_str(&format!(" --results-dir {}", args.results_dir.display()));
+        words
+    }
+
+    /// The reproduce command of a run: `harness test` and [`TestArgs::reproduce_words`],
+    /// each word quoted for a POSIX shell where it needs to be.
+    pub fn command_line(&self, seed: u64) -> String {
+        let mut s = String::from("harness test");
+        for w in self.reproduce_words(seed) {
+            s.push(' ');
+            s.push_str(&shell_quote(&w));
         }
         s
+    }
+}
+
+/// An option's value as the command line writes it: a string as is, a number as Rust prints
+/// it (so `60.0` is `60`, as clap's default shows it).
+fn word(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => match (n.as_u64(), n.as_i64(), n.as_f64()) {
+            (Some(u), _, _) => u.to_string(),
+            (None, Some(i), _) => i.to_string(),
+            (None, None, Some(f)) => f.to_string(),
+            _ => n.to_string(),
+        },
+        other => other.to_string(),
+    }
+}
+
+/// `w` as a POSIX shell reads it back as one word: as is when it holds only characters no
+/// shell treats specially, else in single quotes.
+fn shell_quote(w: &str) -> String {
+    let plain = !w.is_empty()
+        && w.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.,:/=+@%".contains(c));
+    if plain {
+        w.to_string()
+    } else {
+        format!("'{}'", w.replace('\'', "'\\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_string).collect()
+    }
+
+    /// Every option, as JSON, for comparing two parses.
+    fn json(a: &TestArgs) -> Value {
+        serde_json::to_value(a).unwrap()
+    }
+
+    #[test]
+    fn parses_with_defaults_and_rejects_unknown_options() {
+        let a = test_args(&words("--nodes 3 --nemesis kill --bug commit-by-count")).unwrap();
+        assert_eq!(a.nodes, 3);
+        assert_eq!(a.nemesis, "kill");
+        assert_eq!(a.read_mode, "read-index");
+        assert_eq!(a.bug.as_deref(), Some("commit-by-count"));
+        let e = test_args(&words("--flood 3")).unwrap_err();
+        assert!(e.to_string().contains("flood"), "{e}");
+    }
+
+    #[test]
+    fn the_reproduce_words_parse_back_to_the_same_options() {
+        for given in [
+            "",
+            "--nodes 3 --time-limit 12.5 --workload set --read-mode all --nemesis partition,kill",
+            "--bug read-index-no-confirm --op-timeout 2.5 --clock-rate-min 0.9 --check-all \
+             --key-bytes 64 --clock-bump-ms 100 --partition-shapes halves,bridge \
+             --recovery-time 4 --no-overlap --observe-interval 50 --check-timeout 20 \
+             --results-dir /tmp/somewhere --node-bin /bin/node",
+            "--nemesis power --power-tear --large-put-bytes 4190000",
+            "--nemesis failpoint --failpoints after-persist-before-send=1*panic@leader",
+            "--system etcd --etcd-bin /usr/bin/etcd --read-mode follower,log",
+        ] {
+            let a = test_args(&words(given)).unwrap();
+            let back = test_args(&a.reproduce_words(42)).unwrap();
+            let mut expected = a.clone();
+            expected.seed = Some(42);
+            assert_eq!(json(&back), json(&expected), "{given}");
+        }
+    }
+
+    #[test]
+    fn defaults_are_left_out_and_the_run_is_described() {
+        let a = TestArgs::defaults();
+        assert_eq!(
+            a.command_line(7),
+            "harness test --nodes 5 --concurrency 10 --time-limit 60 --rate 100 \
+             --workload register --keys 8 --read-mode read-index --nemesis none \
+             --nemesis-interval 5 --seed 7"
+        );
+        let a = test_args(&words("--op-timeout 2 --quiet --no-report --test-count 3")).unwrap();
+        let c = a.command_line(7);
+        assert!(c.ends_with("--seed 7 --op-timeout 2"), "{c}");
+    }
+
+    #[test]
+    fn values_a_shell_would_split_are_quoted() {
+        let a = test_args(&words("--failpoints before-persist=sleep(50)@leader")).unwrap();
+        let c = a.command_line(1);
+        assert!(
+            c.contains("--failpoints 'before-persist=sleep(50)@leader'"),
+            "{c}"
+        );
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+        assert_eq!(shell_quote(""), "''");
+        assert_eq!(shell_quote("a,b:c/d"), "a,b:c/d");
     }
 }

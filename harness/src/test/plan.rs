@@ -62,9 +62,12 @@ fn failpoint_set(given: Option<&str>, read_modes: &[ReadMode]) -> Result<Failpoi
 }
 
 /// A usage problem (exit 254) or a harness failure (exit 255), with a one-line message.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
 pub struct Failure {
+    /// The exit code `harness test` gives for it.
     pub code: u8,
+    /// What is wrong, in one line.
     pub message: String,
 }
 

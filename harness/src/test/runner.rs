@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use clap::Parser;
 use serde_json::json;
 use workloads::recorder::Recorder;
 
@@ -197,54 +196,12 @@ pub async fn run_test(plan: &Plan, seed: u64) -> anyhow::Result<RunOutcome> {
     Ok(outcome)
 }
 
-/// `harness test` options parsed from words, so every option keeps the default the command
-/// line gives it (and options added later need no change here).
-#[derive(Parser, Debug)]
-#[command(name = "test", no_binary_name = true)]
-struct Wrapped {
-    #[command(flatten)]
-    args: TestArgs,
-}
-
-/// Why a run's options were refused.
-#[derive(Debug, thiserror::Error)]
-pub enum RunnerError {
-    /// The words are not valid `harness test` options.
-    #[error("bad test options {words:?}: {message}")]
-    Options { words: Vec<String>, message: String },
-    /// `harness test`'s validation refused them (exit code and message).
-    #[error("{message}")]
-    Plan { code: u8, message: String },
-}
-
-/// Parses words as `harness test` options (without the `harness test` prefix).
-pub fn test_args(words: &[String]) -> Result<TestArgs, RunnerError> {
-    Wrapped::try_parse_from(words)
-        .map(|w| w.args)
-        .map_err(|e| RunnerError::Options {
-            words: words.to_vec(),
-            message: e.to_string().lines().next().unwrap_or("").to_string(),
-        })
-}
-
-/// Validates options as `harness test` does.
-pub fn plan(args: &TestArgs) -> Result<Plan, RunnerError> {
-    super::plan::plan(args).map_err(|f| RunnerError::Plan {
-        code: f.code,
-        message: f.message,
-    })
-}
-
-/// The command that reproduces a run by itself: `harness test ...` with the seed, results in
-/// the default `results/` directory, and `--node-bin` when one was given.
+/// The command that reproduces a run by itself: `harness test ...` with the seed and results
+/// in the default `results/` directory (not the soak's or self-test's own).
 pub fn reproduce_command(args: &TestArgs, seed: u64) -> String {
     let mut a = args.clone();
-    a.results_dir = PathBuf::from("results");
-    let mut s = a.command_line(seed);
-    if let Some(n) = &args.node_bin {
-        s.push_str(&format!(" --node-bin {}", n.display()));
-    }
-    s
+    a.results_dir = TestArgs::defaults().results_dir;
+    a.command_line(seed)
 }
 
 /// Runs one test; a run whose cluster could not even start (exit 255 within a few seconds and
@@ -300,19 +257,8 @@ mod tests {
     }
 
     #[test]
-    fn parses_with_defaults_and_rejects_unknown_options() {
-        let a = test_args(&words("--nodes 3 --nemesis kill --bug commit-by-count")).unwrap();
-        assert_eq!(a.nodes, 3);
-        assert_eq!(a.nemesis, "kill");
-        assert_eq!(a.read_mode, "read-index");
-        assert_eq!(a.bug.as_deref(), Some("commit-by-count"));
-        let e = test_args(&words("--flood 3")).unwrap_err();
-        assert!(e.to_string().contains("flood"), "{e}");
-    }
-
-    #[test]
     fn reproduce_command_names_seed_bug_and_node_bin() {
-        let a = test_args(&words(
+        let a = super::super::args::test_args(&words(
             "--nodes 3 --bug read-index-no-confirm --results-dir /tmp/x --node-bin /bin/node",
         ))
         .unwrap();
