@@ -10,14 +10,13 @@
 //! Guarantees, whatever the node sends:
 //! - nothing here panics; every failure is a [`ClientError`];
 //! - every wait is bounded by the timeout or deadline given;
-//! - request ids are unique within the process, so an answer to another request (a late
-//!   one to a request that timed out) is never taken for the answer to this one; at most
+//! - request ids are unique within a connection (1, 2, ...), so an answer to another request
+//!   (a late one to a request that timed out) is never taken for the answer to this one; at most
 //!   [`MAX_SKIPPED_RESPONSES`] frames are read while waiting for it;
 //! - [`ClientError::not_sent`] tells the errors after which the request certainly did not
 //!   leave this process from those after which the node may have acted on it.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -113,12 +112,6 @@ impl From<ClientError> for std::io::Error {
     }
 }
 
-/// The next request id of this process (from 1; never repeats within the process).
-fn next_id() -> u64 {
-    static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-    NEXT_ID.fetch_add(1, Ordering::Relaxed)
-}
-
 /// One TCP connection to a node's client port (TCP_NODELAY on). Requests may be pipelined:
 /// [`Connection::send`] several, then [`Connection::receive`] each by its id; frames for
 /// other ids met on the way are dropped. After any error other than those for which
@@ -126,6 +119,8 @@ fn next_id() -> u64 {
 pub struct Connection {
     addr: SocketAddr,
     framed: Framed<TcpStream, LengthDelimitedCodec>,
+    /// The id of the next request: 1 on a new connection, never reused on it.
+    next_id: u64,
 }
 
 impl std::fmt::Debug for Connection {
@@ -152,6 +147,7 @@ impl Connection {
         Ok(Connection {
             addr,
             framed: Framed::new(stream, frame_codec()),
+            next_id: 1,
         })
     }
 
@@ -177,7 +173,8 @@ impl Connection {
     /// written ([`ClientError::not_sent`]).
     pub async fn send(&mut self, op: Operation, deadline: Instant) -> Result<u64, ClientError> {
         let addr = self.addr;
-        let id = next_id();
+        let id = self.next_id;
+        self.next_id += 1;
         let body = serde_json::to_vec(&Request { id, op })
             .map_err(|source| ClientError::Encode { addr, source })?;
         if body.len() > MAX_FRAME_BYTES {
