@@ -76,32 +76,14 @@ pub async fn set_clock(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
-    use futures::{SinkExt, StreamExt};
-    use node::protocol::{frame_codec, ErrorKind, Request, Response};
+    use node::protocol::{ErrorKind, Request, Response};
     use node::raft::Role;
-    use tokio::net::TcpListener;
-    use tokio_util::codec::Framed;
 
-    /// A fake node that answers each request with `answer(request)` (raw frames), once per
-    /// connection. Stops when the test's runtime ends.
+    /// A fake node that answers each request with `answer(request)` (raw frames).
     async fn fake_node(answer: fn(Request) -> Vec<Vec<u8>>) -> SocketAddr {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        tokio::spawn(async move {
-            while let Ok((s, _)) = l.accept().await {
-                tokio::spawn(async move {
-                    let mut f = Framed::new(s, frame_codec());
-                    if let Some(Ok(frame)) = f.next().await {
-                        let req: Request = serde_json::from_slice(&frame).unwrap();
-                        for out in answer(req) {
-                            let _ = f.send(Bytes::from(out)).await;
-                        }
-                    }
-                });
-            }
-        });
-        addr
+        node::client::testing::scripted_node(answer, true)
+            .await
+            .unwrap()
     }
 
     fn clock() -> ClockState {

@@ -116,19 +116,12 @@ impl From<ClientError> for std::io::Error {
 /// [`Connection::send`] several, then [`Connection::receive`] each by its id; frames for
 /// other ids met on the way are dropped. After any error other than those for which
 /// [`ClientError::not_sent`] holds, the connection's state is unknown: drop it.
+#[derive(Debug)]
 pub struct Connection {
     addr: SocketAddr,
     framed: Framed<TcpStream, LengthDelimitedCodec>,
     /// The id of the next request: 1 on a new connection, never reused on it.
     next_id: u64,
-}
-
-impl std::fmt::Debug for Connection {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Connection")
-            .field("addr", &self.addr)
-            .finish_non_exhaustive()
-    }
 }
 
 impl Connection {
@@ -306,26 +299,40 @@ pub async fn request(
     conn.receive(id, deadline).await
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::protocol::ErrorKind;
-    use tokio::net::TcpListener;
+/// A scripted stand-in for a node, for testing clients of the protocol (here and in the
+/// crates above): it answers with whatever frames a test dictates, well-formed or not.
+pub mod testing {
+    use std::net::SocketAddr;
 
-    /// A server that, on each connection, answers every request with the frames
-    /// `answer(request id)` returns; with `hang_up` it closes the connection after answering
-    /// the first. Runs until the test's runtime ends.
-    async fn server(answer: fn(u64) -> Vec<Vec<u8>>, hang_up: bool) -> SocketAddr {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
+    use bytes::Bytes;
+    use futures::{SinkExt, StreamExt};
+    use tokio::net::TcpListener;
+    use tokio_util::codec::Framed;
+
+    use crate::protocol::{frame_codec, Request};
+
+    /// Listens on an ephemeral loopback port and, on each connection, answers every request
+    /// with the frames `answer(request)` returns (sent as they are); with `hang_up` it closes
+    /// the connection after answering the first request. A frame that is not a request ends
+    /// that connection. Serves until the calling tokio runtime ends.
+    pub async fn scripted_node(
+        answer: fn(Request) -> Vec<Vec<u8>>,
+        hang_up: bool,
+    ) -> std::io::Result<SocketAddr> {
+        let l = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = l.local_addr()?;
         tokio::spawn(async move {
             while let Ok((s, _)) = l.accept().await {
                 tokio::spawn(async move {
                     let mut f = Framed::new(s, frame_codec());
                     while let Some(Ok(frame)) = f.next().await {
-                        let req: Request = serde_json::from_slice(&frame).unwrap();
-                        for out in answer(req.id) {
-                            let _ = f.send(Bytes::from(out)).await;
+                        let Ok(req) = serde_json::from_slice::<Request>(&frame) else {
+                            return;
+                        };
+                        for out in answer(req) {
+                            if f.send(Bytes::from(out)).await.is_err() {
+                                return;
+                            }
                         }
                         if hang_up {
                             return;
@@ -334,11 +341,27 @@ mod tests {
                 });
             }
         });
-        addr
+        Ok(addr)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::ErrorKind;
+
+    /// [`testing::scripted_node`], started.
+    async fn server(answer: fn(Request) -> Vec<Vec<u8>>, hang_up: bool) -> SocketAddr {
+        testing::scripted_node(answer, hang_up).await.unwrap()
     }
 
     fn response(id: u64, result: Result<Reply, ErrorReply>) -> Vec<u8> {
         serde_json::to_vec(&Response { id, result }).unwrap()
+    }
+
+    /// Answers `Written` to every request.
+    fn written(Request { id, .. }: Request) -> Vec<Vec<u8>> {
+        vec![response(id, Ok(Reply::Written))]
     }
 
     const T: Duration = Duration::from_secs(5);
@@ -346,7 +369,7 @@ mod tests {
     #[tokio::test]
     async fn answer_is_matched_by_id_after_an_unrelated_response() {
         let addr = server(
-            |id| {
+            |Request { id, .. }| {
                 vec![
                     // An answer to another request, of another kind: must be skipped.
                     response(id + 1000, Ok(Reply::Written)),
@@ -375,7 +398,7 @@ mod tests {
     #[tokio::test]
     async fn too_many_unrelated_responses_end_the_wait() {
         let addr = server(
-            |id| {
+            |Request { id, .. }| {
                 (1..=MAX_SKIPPED_RESPONSES as u64 + 1)
                     .map(|k| response(id + k, Ok(Reply::Written)))
                     .collect()
@@ -446,7 +469,7 @@ mod tests {
 
     #[tokio::test]
     async fn oversized_request_is_refused_before_sending() {
-        let addr = server(|id| vec![response(id, Ok(Reply::Written))], false).await;
+        let addr = server(written, false).await;
         let mut c = Connection::connect(addr, T).await.unwrap();
         let op = Operation::Get {
             key: "x".repeat(MAX_FRAME_BYTES + 1),
@@ -466,7 +489,7 @@ mod tests {
     #[tokio::test]
     async fn pipelined_requests_get_their_own_answers() {
         let addr = server(
-            |id| {
+            |Request { id, .. }| {
                 let key = format!("{id}");
                 vec![response(
                     id,
@@ -494,7 +517,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_connection_closed_by_the_node_is_not_alive() {
-        let addr = server(|id| vec![response(id, Ok(Reply::Written))], true).await;
+        let addr = server(written, true).await;
         let mut c = Connection::connect(addr, T).await.unwrap();
         assert_eq!(
             c.call(Operation::Status, T).await.unwrap(),
