@@ -113,9 +113,9 @@ impl From<ClientError> for std::io::Error {
 }
 
 /// One TCP connection to a node's client port (TCP_NODELAY on). Requests may be pipelined:
-/// [`Connection::send`] several, then [`Connection::receive`] each by its id; frames for
-/// other ids met on the way are dropped. After any error other than those for which
-/// [`ClientError::not_sent`] holds, the connection's state is unknown: drop it.
+/// [`Connection::send`] several, then [`Connection::receive`] each by its id, in the order
+/// sent (frames for other ids met on the way are dropped). After any error other than those
+/// for which [`ClientError::not_sent`] holds, the connection's state is unknown: drop it.
 #[derive(Debug)]
 pub struct Connection {
     addr: SocketAddr,
