@@ -1,103 +1,44 @@
-//! A small client for a node's admin requests on its client port.
+//! Admin requests to a node's client port: a thin layer over [`node::client::request`]
+//! (one connection per call, the whole exchange within one timeout, answers matched by id,
+//! never a panic on what a node sends).
 //!
-//! One connection per call: connect, send one JSON [`Request`] frame, read frames until the
-//! [`Response`] with the same id, all within one timeout. Used by the nemesis to find the
-//! leader ([`status`]) and to skew clocks ([`set_clock`]); never panics on what a node sends.
+//! Used by the nemesis and the harness to find the leader ([`status`]), skew clocks
+//! ([`set_clock`]) and send any other admin operation ([`request`]).
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
-use futures::{SinkExt, StreamExt};
-use node::protocol::{
-    frame_codec, ClockState, ErrorReply, Operation, Reply, Request, Response, Status,
-};
-use tokio::net::TcpStream;
-use tokio_util::codec::Framed;
+use node::client::ClientError;
+use node::protocol::{ClockState, ErrorReply, Operation, Reply, Status};
 
 /// How long [`status`] and [`set_clock`] wait for the whole exchange.
 pub const DEFAULT_ADMIN_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// At most this many unrelated frames are skipped while waiting for our response.
-const MAX_SKIPPED_FRAMES: usize = 64;
-
 /// Why an admin request failed.
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
-    #[error("connecting to {addr}: {source}")]
-    Connect {
-        addr: SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("talking to {addr}: {source}")]
-    Io {
-        addr: SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{addr} did not answer within {timeout:?}")]
-    Timeout { addr: SocketAddr, timeout: Duration },
-    #[error("{addr} closed the connection before answering")]
-    Closed { addr: SocketAddr },
-    #[error("{addr} sent a frame that is not a response: {source}")]
-    BadResponse {
-        addr: SocketAddr,
-        #[source]
-        source: serde_json::Error,
-    },
-    #[error("{addr} sent only responses to other requests")]
-    NoMatchingResponse { addr: SocketAddr },
+    /// No answer: connecting, sending or reading failed, timed out, or the node's frames
+    /// made no sense (see [`ClientError`]).
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// The node answered with an error.
     #[error("{addr} refused: {reply:?}")]
     Refused { addr: SocketAddr, reply: ErrorReply },
+    /// The node answered with a reply of another kind than the request calls for.
     #[error("{addr} answered with an unexpected reply: {reply:?}")]
     UnexpectedReply { addr: SocketAddr, reply: Reply },
 }
 
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-
-/// Sends `op` to the node at `addr` and returns its reply, all within `timeout`.
+/// Sends `op` to the node at `addr` on a fresh connection and returns its reply, all
+/// within `timeout`; the node's error answer is [`AdminError::Refused`].
 pub async fn request(
     addr: SocketAddr,
     op: Operation,
     timeout: Duration,
 ) -> Result<Reply, AdminError> {
-    match tokio::time::timeout(timeout, exchange(addr, op)).await {
-        Ok(r) => r,
-        Err(_) => Err(AdminError::Timeout { addr, timeout }),
-    }
-}
-
-async fn exchange(addr: SocketAddr, op: Operation) -> Result<Reply, AdminError> {
-    let stream = TcpStream::connect(addr)
-        .await
-        .map_err(|source| AdminError::Connect { addr, source })?;
-    let _ = stream.set_nodelay(true);
-    let mut framed = Framed::new(stream, frame_codec());
-    // Ids are unique within this process so a stray answer is never mistaken for ours.
-    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-    let body = serde_json::to_vec(&Request { id, op }).expect("requests always serialize");
-    framed
-        .send(Bytes::from(body))
-        .await
-        .map_err(|source| AdminError::Io { addr, source })?;
-    for _ in 0..MAX_SKIPPED_FRAMES {
-        let frame = match framed.next().await {
-            None => return Err(AdminError::Closed { addr }),
-            Some(Err(source)) => return Err(AdminError::Io { addr, source }),
-            Some(Ok(f)) => f,
-        };
-        let resp: Response = serde_json::from_slice(&frame)
-            .map_err(|source| AdminError::BadResponse { addr, source })?;
-        if resp.id != id {
-            continue;
-        }
-        return resp
-            .result
-            .map_err(|reply| AdminError::Refused { addr, reply });
-    }
-    Err(AdminError::NoMatchingResponse { addr })
+    node::client::request(addr, op, timeout)
+        .await?
+        .map_err(|reply| AdminError::Refused { addr, reply })
 }
 
 /// The node's status (role, term, leader, indexes, clock), within [`DEFAULT_ADMIN_TIMEOUT`].
@@ -135,29 +76,14 @@ pub async fn set_clock(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use node::protocol::ErrorKind;
+    use node::protocol::{ErrorKind, Request, Response};
     use node::raft::Role;
-    use tokio::net::TcpListener;
 
-    /// A fake node that answers each request with `answer(request)` (raw frames), once per
-    /// connection. Stops when the test's runtime ends.
+    /// A fake node that answers each request with `answer(request)` (raw frames).
     async fn fake_node(answer: fn(Request) -> Vec<Vec<u8>>) -> SocketAddr {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        tokio::spawn(async move {
-            while let Ok((s, _)) = l.accept().await {
-                tokio::spawn(async move {
-                    let mut f = Framed::new(s, frame_codec());
-                    if let Some(Ok(frame)) = f.next().await {
-                        let req: Request = serde_json::from_slice(&frame).unwrap();
-                        for out in answer(req) {
-                            let _ = f.send(Bytes::from(out)).await;
-                        }
-                    }
-                });
-            }
-        });
-        addr
+        node::client::testing::scripted_node(answer, true)
+            .await
+            .unwrap()
     }
 
     fn clock() -> ClockState {
@@ -219,17 +145,19 @@ mod tests {
         assert_eq!((c.offset_ms, c.rate), (250.0, 1.5));
     }
 
+    /// The transport's failures come through as [`AdminError::Client`] (the client's own
+    /// tests cover each of them); the node's refusals and odd replies get their own variants.
     #[tokio::test]
     async fn errors_are_reported_not_panicked() {
         let garbage = fake_node(|_| vec![b"not json".to_vec()]).await;
         assert!(matches!(
             status(garbage).await,
-            Err(AdminError::BadResponse { .. })
+            Err(AdminError::Client(ClientError::BadResponse { .. }))
         ));
         let closes = fake_node(|_| vec![]).await;
         assert!(matches!(
             status(closes).await,
-            Err(AdminError::Closed { .. })
+            Err(AdminError::Client(ClientError::Closed { .. }))
         ));
         let refuses = fake_node(|req| {
             let r = Response {
@@ -252,20 +180,5 @@ mod tests {
             set_clock(wrong, None, None).await,
             Err(AdminError::UnexpectedReply { .. })
         ));
-        // A listener that never answers: the timeout fires.
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let silent = l.local_addr().unwrap();
-        let r = request(silent, Operation::Status, Duration::from_millis(100)).await;
-        assert!(matches!(r, Err(AdminError::Timeout { .. })), "{r:?}");
-        drop(l);
-        // Nobody listening: a connect error. A port that never had a connection queued (the
-        // silent one's backlog can answer a late connect with a reset on a loaded machine).
-        let gone = TcpListener::bind("127.0.0.1:0")
-            .await
-            .unwrap()
-            .local_addr()
-            .unwrap();
-        let r = request(gone, Operation::Status, Duration::from_secs(2)).await;
-        assert!(matches!(r, Err(AdminError::Connect { .. })), "{r:?}");
     }
 }

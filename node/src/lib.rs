@@ -4,6 +4,7 @@
 //! - [`storage`]: the durable write-ahead log and hard state.
 //! - [`command`]: the write commands (put, cas, add), shared by requests and log entries.
 //! - [`kv`]: the deterministic key-value state machine with client de-duplication.
+//! - [`client`]: the one client of the client port (connections, requests, admin calls).
 //! - [`protocol`]: client/admin requests and responses, and the frame codec used on every
 //!   TCP connection (client and peer).
 //! - [`clock`]: the skewable clock through which the runtime reads all time.
@@ -12,6 +13,7 @@
 
 pub mod bugs;
 pub mod cli;
+pub mod client;
 pub mod clock;
 pub mod command;
 pub mod failpoints;

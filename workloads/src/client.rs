@@ -26,16 +26,11 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures::future::BoxFuture;
-use futures::{FutureExt, SinkExt, StreamExt};
-use node::protocol::{
-    frame_codec, ErrorKind, ErrorReply, Operation, ReadMode, Reply, Request, Response, Value,
-    WriteId, MAX_FRAME_BYTES,
-};
-use tokio::net::TcpStream;
+use futures::FutureExt;
+use node::client::{ClientError, Connection};
+use node::protocol::{ErrorKind, ErrorReply, Operation, ReadMode, Reply, Value, WriteId};
 use tokio::time::Instant;
-use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
 use crate::generator::IntendedOp;
 use crate::history::EventType;
@@ -80,10 +75,6 @@ impl Default for ClientConfig {
 
 /// The least pause after a refused connection.
 const MIN_BACKOFF: Duration = Duration::from_millis(10);
-
-/// Responses not matching the request's id that are skipped before giving up (they can only
-/// be late answers to earlier requests; a node never sends more than one per request).
-const MAX_STALE_RESPONSES: usize = 64;
 
 /// How a client gets a fresh process id after an `info`.
 #[derive(Clone, Debug)]
@@ -214,8 +205,6 @@ enum Step {
     Done(Outcome),
     Redirect(Target),
 }
-
-type Conn = Framed<TcpStream, LengthDelimitedCodec>;
 
 /// A client process: records every operation it performs (one `invoke`, then exactly one
 /// completion) and performs it through its [`KvClient`]. After an `info` it continues under
@@ -360,8 +349,7 @@ pub struct NodeClient {
     bound: Target,
     nodes: Vec<NodeAddr>,
     leader_hint: Option<Target>,
-    conns: HashMap<SocketAddr, Conn>,
-    next_request: u64,
+    conns: HashMap<SocketAddr, Connection>,
     write_seq: u64,
     backoff: Duration,
     config: ClientConfig,
@@ -418,7 +406,6 @@ impl NodeClient {
             nodes,
             leader_hint: None,
             conns: HashMap::new(),
-            next_request: 0,
             write_seq: 0,
             backoff: Duration::ZERO,
             config,
@@ -498,56 +485,33 @@ impl NodeClient {
         if target == self.bound {
             self.backoff = Duration::ZERO;
         }
-        self.next_request += 1;
-        let id = self.next_request;
         let Some(conn) = self.conns.get_mut(&target.addr) else {
             return Step::Done(Outcome::Fail("connection vanished before sending".into()));
         };
-        let request = Request {
-            id,
-            op: wire_operation(p.op, p.write_id, p.key_bytes),
-        };
-        let bytes = match serde_json::to_vec(&request) {
-            Ok(b) => Bytes::from(b),
-            Err(e) => return Step::Done(Outcome::Fail(format!("cannot encode request: {e}"))),
-        };
-        // The codec would refuse it; nothing is sent, so the outcome is definite.
-        if bytes.len() > MAX_FRAME_BYTES {
-            return Step::Done(Outcome::Fail(format!(
-                "request of {} bytes exceeds the {MAX_FRAME_BYTES}-byte frame limit; not sent",
-                bytes.len()
-            )));
-        }
-        let exchange = async {
-            conn.send(bytes)
-                .await
-                .map_err(|e| format!("connection lost while sending: {e}"))?;
-            for _ in 0..MAX_STALE_RESPONSES {
-                let frame = match conn.next().await {
-                    None => return Err("connection closed before the answer".to_string()),
-                    Some(Err(e)) => return Err(format!("connection lost: {e}")),
-                    Some(Ok(f)) => f,
+        let op = wire_operation(p.op, p.write_id, p.key_bytes);
+        let id = match conn.send(op, deadline).await {
+            Ok(id) => id,
+            // Encoding or size refused before writing: nothing was sent, so it is definite.
+            Err(e) if e.not_sent() => return Step::Done(Outcome::Fail(exchange_error(&e))),
+            Err(e) => {
+                let why = match e {
+                    ClientError::Io { source, .. } => {
+                        format!("connection lost while sending: {source}")
+                    }
+                    other => exchange_error(&other),
                 };
-                let resp: Response = serde_json::from_slice(&frame)
-                    .map_err(|e| format!("malformed response: {e}"))?;
-                if resp.id == id {
-                    return Ok(resp);
-                }
-            }
-            Err("too many responses to other requests".to_string())
-        };
-        let resp = match tokio::time::timeout_at(deadline, exchange).await {
-            Err(_) => {
                 self.drop_connection(&target);
-                return Step::Done(Outcome::Info("timeout".into()));
+                return Step::Done(Outcome::Info(why));
             }
-            Ok(Err(e)) => {
-                self.drop_connection(&target);
-                return Step::Done(Outcome::Info(e));
-            }
-            Ok(Ok(r)) => r,
         };
-        match resp.result {
+        let result = match conn.receive(id, deadline).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.drop_connection(&target);
+                return Step::Done(Outcome::Info(exchange_error(&e)));
+            }
+        };
+        match result {
             Ok(reply) => Step::Done(classify_reply(p.op, reply)),
             Err(err) => self.classify_error(p, &target, err),
         }
@@ -602,14 +566,16 @@ impl NodeClient {
     }
 
     /// A live connection to `target`: the cached one unless it was closed by the peer, else a
-    /// new one (connect bounded by `deadline`).
+    /// new one (connect bounded by `deadline`). The error says why nothing could be sent.
     async fn ensure_connection(
         &mut self,
         target: &Target,
         deadline: Instant,
     ) -> Result<(), String> {
+        // Late answers to requests that timed out are read and dropped by `is_alive`, so they
+        // never meet a later request.
         let alive = match self.conns.get_mut(&target.addr) {
-            Some(c) => is_alive(c),
+            Some(c) => c.is_alive(),
             None => false,
         };
         if !alive {
@@ -619,30 +585,31 @@ impl NodeClient {
             if self.conns.len() > self.nodes.len() {
                 self.conns.clear();
             }
-            let stream = tokio::time::timeout_at(deadline, TcpStream::connect(target.addr))
+            let timeout = deadline.saturating_duration_since(Instant::now());
+            let conn = Connection::connect(target.addr, timeout)
                 .await
-                .map_err(|_| "connect timed out".to_string())?
-                .map_err(|e| e.to_string())?;
-            let _ = stream.set_nodelay(true);
-            self.conns
-                .insert(target.addr, Framed::new(stream, frame_codec()));
+                .map_err(|e| match e {
+                    // "connect timed out", or the OS's reason ("Connection refused ...").
+                    ClientError::Connect { source, .. } => source.to_string(),
+                    other => other.to_string(),
+                })?;
+            self.conns.insert(target.addr, conn);
         }
         Ok(())
     }
 }
 
-/// True unless the peer closed the connection. Late answers to requests that timed out are
-/// read and discarded here, so they never meet a later request.
-fn is_alive(conn: &mut Conn) -> bool {
-    for _ in 0..MAX_STALE_RESPONSES {
-        match conn.next().now_or_never() {
-            None => return true,
-            Some(Some(Ok(_stale))) => continue,
-            Some(Some(Err(_))) | Some(None) => return false,
-        }
+/// How a failed exchange is recorded (the completion's error).
+fn exchange_error(e: &ClientError) -> String {
+    match e {
+        ClientError::Timeout { .. } => "timeout".into(),
+        ClientError::Closed { .. } => "connection closed before the answer".into(),
+        ClientError::Io { source, .. } => format!("connection lost: {source}"),
+        ClientError::BadResponse { source, .. } => format!("malformed response: {source}"),
+        ClientError::NoMatchingResponse { .. } => "too many responses to other requests".into(),
+        ClientError::Encode { source, .. } => format!("cannot encode request: {source}"),
+        ClientError::TooLarge { .. } | ClientError::Connect { .. } => e.to_string(),
     }
-    // A peer flooding us with frames is not a peer to keep talking to.
-    false
 }
 
 /// The key a node sees for history key `key` padded to `bytes` bytes: `key` itself when it

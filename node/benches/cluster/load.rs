@@ -7,11 +7,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+use node::client::Connection;
 use node::protocol::{ErrorKind, Operation};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::client::Client;
+use crate::procs::connect;
 
 /// How long one request may take before the client counts it as an error and reconnects.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -156,14 +157,14 @@ async fn client_loop(
     let mut hist = new_hist();
     let mut errors: BTreeMap<String, u64> = BTreeMap::new();
     let mut ok = 0u64;
-    let mut conn: Option<Client> = None;
+    let mut conn: Option<Connection> = None;
     for seq in 1..=MAX_REQUESTS_PER_CLIENT {
         if Instant::now() >= end {
             break;
         }
         let c = match conn.as_mut() {
             Some(c) => c,
-            None => match Client::connect(&target).await {
+            None => match connect(&target).await {
                 Ok(c) => conn.insert(c),
                 Err(_) => {
                     *errors.entry("connect".into()).or_default() += 1;

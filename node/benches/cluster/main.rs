@@ -17,7 +17,6 @@
 //! (client randomness, default 42; printed). Every node process is SIGKILLed by PID when its
 //! guard drops (end, error or panic).
 
-mod client;
 mod load;
 mod machine;
 mod procs;
@@ -256,7 +255,7 @@ async fn preload(leader_addr: &str) -> anyhow::Result<()> {
     for w in 0..READ_CLIENTS {
         let addr = leader_addr.to_string();
         tasks.push(tokio::spawn(async move {
-            let mut c = client::Client::connect(&addr).await?;
+            let mut c = procs::connect(&addr).await?;
             for k in (w..READ_KEYS).step_by(READ_CLIENTS) {
                 let op = Operation::Put(command::Put {
                     key: format!("pre-{k}"),

@@ -11,10 +11,20 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use node::protocol::{Operation, Reply, Status};
 
-use crate::client::Client;
+use node::client::Connection;
 
 /// How long a node has to answer a status request during setup.
 const STATUS_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long a connection attempt may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A connection to the node at `addr` (`host:port`, as the nodes' hints name leaders).
+pub async fn connect(addr: &str) -> anyhow::Result<Connection> {
+    let addr = addr
+        .parse()
+        .with_context(|| format!("bad node address {addr:?}"))?;
+    Ok(Connection::connect(addr, CONNECT_TIMEOUT).await?)
+}
 
 /// Running node processes; killed on drop.
 pub struct NodeProcs {
@@ -89,7 +99,7 @@ impl NodeProcs {
 
     /// Status of node at position `i`.
     pub async fn status(&self, i: usize) -> anyhow::Result<Status> {
-        let mut c = Client::connect(&self.client_addrs[i]).await?;
+        let mut c = connect(&self.client_addrs[i]).await?;
         match c.call(Operation::Status, STATUS_TIMEOUT).await? {
             Ok(Reply::Status(s)) => Ok(s),
             other => bail!("unexpected status reply {other:?}"),

@@ -4,13 +4,13 @@
 #![allow(dead_code)]
 
 use node::raft::Role;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use node::protocol::{ErrorReply, Operation, Reply, Request, Response, Status};
+use node::client::Connection;
+use node::protocol::{ErrorReply, Operation, Reply, Status};
 
 /// A free loopback port (bound, then released; good enough for tests on one machine).
 pub fn free_port() -> u16 {
@@ -208,55 +208,65 @@ impl Drop for Cluster {
     }
 }
 
-/// A blocking client connection speaking the node's frame protocol.
+/// How long [`Conn::connect`] may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long one [`Conn`] call, read or write may take.
+const IO_TIMEOUT: Duration = Duration::from_secs(6);
+
+/// A blocking connection to a node's port: a [`node::client::Connection`] driven by its own
+/// current-thread runtime. [`Conn::call`] speaks the protocol; the raw helpers
+/// ([`Conn::write_raw`], [`Conn::write_frame`], [`Conn::read_frame`]) break it on purpose
+/// (and talk to peer ports), on the same socket.
 pub struct Conn {
-    stream: TcpStream,
-    next_id: u64,
+    rt: tokio::runtime::Runtime,
+    conn: Connection,
 }
 
 impl Conn {
     /// Connects with a bounded timeout.
     pub fn connect(addr: &str) -> std::io::Result<Conn> {
-        let stream = TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(1))?;
-        stream.set_read_timeout(Some(Duration::from_secs(6)))?;
-        stream.set_nodelay(true)?;
-        Ok(Conn { stream, next_id: 1 })
+        let addr = addr.parse().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let conn = rt.block_on(Connection::connect(addr, CONNECT_TIMEOUT))?;
+        Ok(Conn { rt, conn })
     }
 
     /// Writes raw bytes (for malformed-input tests).
     pub fn write_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        self.stream.write_all(bytes)
+        let deadline = tokio::time::Instant::now() + IO_TIMEOUT;
+        Ok(self.rt.block_on(self.conn.send_raw(bytes, deadline))?)
     }
 
-    /// Writes one frame.
+    /// Writes one frame (any payload, any size).
     pub fn write_frame(&mut self, payload: &[u8]) -> std::io::Result<()> {
         let mut buf = (payload.len() as u32).to_be_bytes().to_vec();
         buf.extend_from_slice(payload);
-        self.stream.write_all(&buf)
+        self.write_raw(&buf)
     }
 
     /// Reads one frame.
     pub fn read_frame(&mut self) -> std::io::Result<Vec<u8>> {
-        let mut len = [0u8; 4];
-        self.stream.read_exact(&mut len)?;
-        let mut buf = vec![0u8; u32::from_be_bytes(len) as usize];
-        self.stream.read_exact(&mut buf)?;
-        Ok(buf)
+        let deadline = tokio::time::Instant::now() + IO_TIMEOUT;
+        Ok(self
+            .rt
+            .block_on(self.conn.receive_frame(deadline))?
+            .to_vec())
     }
 
     /// Sends one request and waits for its response.
     pub fn call(&mut self, op: Operation) -> std::io::Result<Result<Reply, ErrorReply>> {
-        let id = self.next_id;
-        self.next_id += 1;
-        let req = serde_json::to_vec(&Request { id, op }).unwrap();
-        self.write_frame(&req)?;
-        loop {
-            let resp: Response = serde_json::from_slice(&self.read_frame()?)
-                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-            if resp.id == id {
-                return Ok(resp.result);
-            }
-        }
+        self.call_within(op, IO_TIMEOUT)
+    }
+
+    /// Sends one request and waits at most `timeout` for its response.
+    pub fn call_within(
+        &mut self,
+        op: Operation,
+        timeout: Duration,
+    ) -> std::io::Result<Result<Reply, ErrorReply>> {
+        Ok(self.rt.block_on(self.conn.call(op, timeout))?)
     }
 }
 
@@ -264,8 +274,7 @@ impl Conn {
 pub fn status(addr: &str) -> std::io::Result<Status> {
     let mut c = Conn::connect(addr)?;
     // Generous: a loaded CI machine can take a while to answer; callers poll anyway.
-    c.stream.set_read_timeout(Some(Duration::from_secs(3)))?;
-    match c.call(Operation::Status)? {
+    match c.call_within(Operation::Status, Duration::from_secs(3))? {
         Ok(Reply::Status(s)) => Ok(s),
         other => Err(std::io::Error::other(format!("unexpected {other:?}"))),
     }
