@@ -338,12 +338,8 @@ fn write_lines(
 mod tests {
     use super::*;
     use crate::leader::test_status as status;
-    use bytes::Bytes;
-    use futures::{SinkExt, StreamExt};
-    use node::protocol::{frame_codec, Reply, Request, Response, Status};
+    use node::protocol::{Reply, Request, Response, Status};
     use std::sync::{Arc, Mutex};
-    use tokio::net::TcpListener;
-    use tokio_util::codec::Framed;
 
     fn reach(time: u64, node: &str, role: Role, term: u64, commit: u64) -> Observation {
         Observation {
@@ -426,36 +422,27 @@ mod tests {
         assert!(read_observations(&p).is_err(), "a bad line before the end");
     }
 
-    /// A status server on loopback: answers with the shared status, or never (silent).
+    /// A status server on loopback: answers with the shared status, or never (silent, like a
+    /// SIGSTOPped process holding its connections).
     async fn status_server(status: Arc<Mutex<Option<Status>>>) -> SocketAddr {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        tokio::spawn(async move {
-            while let Ok((s, _)) = l.accept().await {
-                let status = status.clone();
-                tokio::spawn(async move {
-                    let mut f = Framed::new(s, frame_codec());
-                    while let Some(Ok(frame)) = f.next().await {
-                        let req: Request = serde_json::from_slice(&frame).unwrap();
-                        let current = status.lock().unwrap().clone();
-                        let Some(st) = current else {
-                            // Silent like a SIGSTOPped process: hold the connection.
-                            tokio::time::sleep(Duration::from_secs(30)).await;
-                            return;
-                        };
+        node::client::testing::scripted_node(
+            move |req: Request| {
+                let current = status.lock().unwrap().clone();
+                current
+                    .map(|st| {
                         let resp = Response {
                             id: req.id,
                             result: Ok(Reply::Status(st)),
                         };
-                        let body = serde_json::to_vec(&resp).unwrap();
-                        if f.send(Bytes::from(body)).await.is_err() {
-                            return;
-                        }
-                    }
-                });
-            }
-        });
-        addr
+                        serde_json::to_vec(&resp).unwrap()
+                    })
+                    .into_iter()
+                    .collect()
+            },
+            false,
+        )
+        .await
+        .unwrap()
     }
 
     #[tokio::test]

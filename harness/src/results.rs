@@ -202,30 +202,19 @@ impl Anomaly {
     /// is; a bare string as the explanation; anything else with its `explanation` (or
     /// `type`, or the whole value) as the explanation and its other fields kept.
     pub fn from_value(v: Value) -> Anomaly {
-        match v {
-            Value::String(s) => Anomaly::explained(s),
-            Value::Object(ref m) => {
-                if let Ok(a) = serde_json::from_value::<Anomaly>(v.clone()) {
-                    return a;
-                }
-                let explanation = ["explanation", "type"]
-                    .iter()
-                    .find_map(|k| m.get(*k).map(text_of))
-                    .unwrap_or_else(|| v.to_string());
-                let mut m = m.clone();
-                m.remove("explanation");
-                m.insert("explanation".into(), Value::String(explanation.clone()));
-                serde_json::from_value(Value::Object(m)).unwrap_or_else(|_| {
-                    let mut a = Anomaly::explained(explanation);
-                    a.ops = v["ops"]
-                        .as_array()
-                        .map(|xs| xs.iter().filter_map(Value::as_u64).collect())
-                        .unwrap_or_default();
-                    a
-                })
-            }
-            other => Anomaly::explained(other.to_string()),
-        }
+        let Value::Object(mut m) = v else {
+            return Anomaly::explained(match v {
+                Value::String(s) => s,
+                other => other.to_string(),
+            });
+        };
+        // Every other field reads leniently, so with a string explanation the object parses.
+        let explanation = ["explanation", "type"]
+            .iter()
+            .find_map(|k| m.get(*k).filter(|x| !x.is_null()).map(text_of))
+            .unwrap_or_else(|| Value::Object(m.clone()).to_string());
+        m.insert("explanation".into(), Value::String(explanation.clone()));
+        serde_json::from_value(Value::Object(m)).unwrap_or_else(|_| Anomaly::explained(explanation))
     }
 }
 

@@ -295,8 +295,8 @@ pub async fn request(
 ) -> Result<Result<Reply, ErrorReply>, ClientError> {
     let deadline = Instant::now() + timeout;
     let mut conn = Connection::connect(addr, timeout).await?;
-    let id = conn.send(op, deadline).await?;
-    conn.receive(id, deadline).await
+    conn.call(op, deadline.saturating_duration_since(Instant::now()))
+        .await
 }
 
 /// A scripted stand-in for a node, for testing clients of the protocol (here and in the
@@ -312,17 +312,19 @@ pub mod testing {
     use crate::protocol::{frame_codec, Request};
 
     /// Listens on an ephemeral loopback port and, on each connection, answers every request
-    /// with the frames `answer(request)` returns (sent as they are); with `hang_up` it closes
-    /// the connection after answering the first request. A frame that is not a request ends
-    /// that connection. Serves until the calling tokio runtime ends.
+    /// with the frames `answer(request)` returns (sent as they are; none: the request goes
+    /// unanswered, as by a paused node); with `hang_up` it closes the connection after
+    /// answering the first request. A frame that is not a request ends that connection.
+    /// Serves until the calling tokio runtime ends.
     pub async fn scripted_node(
-        answer: fn(Request) -> Vec<Vec<u8>>,
+        answer: impl Fn(Request) -> Vec<Vec<u8>> + Clone + Send + Sync + 'static,
         hang_up: bool,
     ) -> std::io::Result<SocketAddr> {
         let l = TcpListener::bind("127.0.0.1:0").await?;
         let addr = l.local_addr()?;
         tokio::spawn(async move {
             while let Ok((s, _)) = l.accept().await {
+                let answer = answer.clone();
                 tokio::spawn(async move {
                     let mut f = Framed::new(s, frame_codec());
                     while let Some(Ok(frame)) = f.next().await {

@@ -139,7 +139,12 @@ fn check_history(plan: &Plan, events: &[Event]) -> anyhow::Result<Results> {
                     },
                 );
             }
-            results.anomalies = r.anomalies().map(typed).collect::<Result<_, _>>()?;
+            // Every mode's anomalies, in the order `RegisterReport::anomalies` lists them.
+            results.anomalies = results
+                .read_modes
+                .values()
+                .flat_map(|m| m.anomalies.iter().cloned())
+                .collect();
             results.valid = r.valid;
             results
                 .checkers

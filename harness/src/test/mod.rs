@@ -57,8 +57,8 @@ pub fn run(args: &TestArgs) -> u8 {
             Some(s) => s.wrapping_add(i as u64),
             None => rng.gen::<u64>() >> 11,
         };
-        let c = match rt.block_on(run_one(&plan, seed)) {
-            Ok(c) => c,
+        let c = match rt.block_on(run_test(&plan, seed)) {
+            Ok(outcome) => outcome.code,
             Err(e) => {
                 eprintln!("harness test: {e:#}");
                 exit::HARNESS_FAILED
@@ -67,9 +67,4 @@ pub fn run(args: &TestArgs) -> u8 {
         code = exit::worst(code, c);
     }
     code
-}
-
-/// One run with a fresh cluster; returns the exit code of its verdict.
-async fn run_one(plan: &Plan, seed: u64) -> anyhow::Result<u8> {
-    Ok(run_test(plan, seed).await?.code)
 }

@@ -29,7 +29,7 @@ fn git_commit() -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-pub(super) fn write_json(path: &Path, value: &serde_json::Value) -> anyhow::Result<()> {
+fn write_json(path: &Path, value: &serde_json::Value) -> anyhow::Result<()> {
     let mut bytes = serde_json::to_vec_pretty(value)?;
     bytes.push(b'\n');
     crate::run_dir::write_atomic(path, &bytes)
@@ -81,7 +81,7 @@ pub async fn run_test(plan: &Plan, seed: u64) -> anyhow::Result<RunOutcome> {
     let mut test_json = json!({
         "test": plan.test_name,
         "seed": seed,
-        "command_line": args.command_line(seed),
+        "command_line": outcome.command_line,
         "options": args,
         "nodes": args.nodes,
         "concurrency": args.concurrency,
