@@ -16,12 +16,9 @@ use workloads::generator::IntendedOp;
 use workloads::recorder::Recorder;
 use workloads::set::SET_KEY;
 
-/// `n` distinct free loopback ports (bound together, then released).
+/// `n` distinct free loopback ports outside the ephemeral range.
 fn free_ports(n: usize) -> Vec<u16> {
-    let ls: Vec<_> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    ls.iter().map(|l| l.local_addr().unwrap().port()).collect()
+    node::loopback::free_ports(n).expect("finding free loopback ports")
 }
 
 fn client_of(system: &EtcdSystem, bound: usize, rec: &Recorder) -> Client {

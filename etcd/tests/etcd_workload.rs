@@ -16,11 +16,9 @@ use workloads::driver::{final_set_reads_on, run_workload_on, WorkloadConfig};
 use workloads::generator::WorkloadKind;
 use workloads::recorder::Recorder;
 
+/// `n` distinct free loopback ports outside the ephemeral range.
 fn free_ports(n: usize) -> Vec<u16> {
-    let ls: Vec<_> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    ls.iter().map(|l| l.local_addr().unwrap().port()).collect()
+    node::loopback::free_ports(n).expect("finding free loopback ports")
 }
 
 async fn cluster(dir: &Path) -> (EtcdCluster, EtcdConfig, usize) {

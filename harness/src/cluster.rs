@@ -3,7 +3,7 @@
 //! outlives the harness (panic, error or Ctrl-C).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -105,23 +105,10 @@ pub struct ClusterOptions {
     pub power_tear: bool,
 }
 
-/// A loopback port that was free a moment ago, drawn from below the kernel's ephemeral range
-/// (32768 and up by default), so that no outgoing connection can take it between now and the
-/// node binding it; random, so that concurrent harness runs rarely pick the same one.
+/// A loopback port that was free a moment ago and that no outgoing connection can take
+/// before a node binds it ([`node::loopback::free_port`]).
 pub(crate) fn free_port() -> anyhow::Result<u16> {
-    use rand::Rng;
-    let mut rng = rand::thread_rng();
-    for _ in 0..200 {
-        let port = rng.gen_range(20_000..32_000);
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return Ok(port);
-        }
-    }
-    // Crowded: let the kernel choose.
-    Ok(TcpListener::bind("127.0.0.1:0")
-        .context("finding a free loopback port")?
-        .local_addr()?
-        .port())
+    node::loopback::free_port().context("finding a free loopback port")
 }
 
 impl Cluster {

@@ -9,6 +9,7 @@
 //!   TCP connection (client and peer).
 //! - [`clock`]: the skewable clock through which the runtime reads all time.
 //! - [`failpoints`]: named places in the runtime where the harness delays or crashes the node.
+//! - [`loopback`]: free loopback ports for processes started later (tests, the harness).
 //! - [`runtime`]: drives the core with sockets, files and the clock (the `node` binary).
 
 pub mod bugs;
@@ -18,6 +19,7 @@ pub mod clock;
 pub mod command;
 pub mod failpoints;
 pub mod kv;
+pub mod loopback;
 pub mod protocol;
 pub mod raft;
 pub mod runtime;

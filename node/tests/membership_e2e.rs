@@ -32,6 +32,7 @@ fn add_joining_node(c: &mut Cluster, id: u64) -> usize {
     c.nodes.push(proc);
     let i = c.nodes.len() - 1;
     c.spawn(i);
+    c.wait_listening(i, Duration::from_secs(20));
     i
 }
 

@@ -3,7 +3,6 @@
 //! when the benchmark fails or panics.
 
 use node::raft::Role;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -35,9 +34,9 @@ pub struct NodeProcs {
     children: Vec<Child>,
 }
 
-/// A free loopback port (bound, then released; good enough on one machine).
+/// A free loopback port outside the ephemeral range ([`node::loopback::free_port`]).
 fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(node::loopback::free_port()?)
 }
 
 impl NodeProcs {

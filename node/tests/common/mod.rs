@@ -4,7 +4,6 @@
 #![allow(dead_code)]
 
 use node::raft::Role;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -12,13 +11,9 @@ use std::time::{Duration, Instant};
 use node::client::Connection;
 use node::protocol::{ErrorReply, Operation, Reply, Status};
 
-/// A free loopback port (bound, then released; good enough for tests on one machine).
+/// A free loopback port outside the ephemeral range ([`node::loopback::free_port`]).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    node::loopback::free_port().expect("finding a free loopback port")
 }
 
 /// The node binary to start: `$NODE_BIN` if set (a release build, for measurements),
@@ -117,7 +112,36 @@ impl Cluster {
         for i in 0..c.nodes.len() {
             c.spawn(i);
         }
+        for i in 0..c.nodes.len() {
+            c.wait_listening(i, Duration::from_secs(20));
+        }
         c
+    }
+
+    /// Waits (bounded) until node `i` accepts connections on its client port, which it opens
+    /// after binding its peer port; panics with the logs if its process exits first (a port
+    /// taken, a bad flag), so a test fails where the cause is, not later as "no leader".
+    pub fn wait_listening(&mut self, i: usize, deadline: Duration) {
+        let start = Instant::now();
+        let addr: std::net::SocketAddr = self.nodes[i].client_addr.parse().unwrap();
+        while start.elapsed() < deadline {
+            if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                return;
+            }
+            assert!(
+                self.is_running(i),
+                "n{} exited before listening{}",
+                self.nodes[i].id,
+                self.log_hint()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "n{} not listening on {} within {deadline:?}{}",
+            self.nodes[i].id,
+            addr,
+            self.log_hint()
+        );
     }
 
     /// Starts (or restarts) node at position `i` with its original arguments.
