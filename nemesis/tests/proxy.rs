@@ -13,6 +13,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_util::codec::Framed;
 
+/// How soon after a heal a frame must pass: far above scheduling noise on a loaded 2-core
+/// machine, far below a nemesis interval.
+const HEAL_BOUND: Duration = Duration::from_millis(500);
+
 type Conn = Framed<TcpStream, tokio_util::codec::LengthDelimitedCodec>;
 
 /// A frame echo server: answers every frame with the same frame. Stops when dropped.
@@ -182,7 +186,7 @@ async fn cut_direction_delivers_nothing_while_the_other_works_and_heal_is_fast()
     );
     assert_eq!(p.stats(Direction::ToTarget).dropped, 20);
 
-    // Heal: a new frame arrives within 100 ms.
+    // Heal: a new frame arrives within HEAL_BOUND.
     p.heal();
     let sent = Instant::now();
     c.send(Bytes::from_static(b"after")).await.unwrap();
@@ -196,7 +200,7 @@ async fn cut_direction_delivers_nothing_while_the_other_works_and_heal_is_fast()
         "frames sent while cut must be lost, not late"
     );
     let took = at - sent;
-    assert!(took < Duration::from_millis(100), "heal took {took:?}");
+    assert!(took < HEAL_BOUND, "heal took {took:?}");
 
     // Now cut target -> client only.
     p.set(Direction::ToClient, LinkState::Cut);
@@ -215,7 +219,11 @@ async fn cut_direction_delivers_nothing_while_the_other_works_and_heal_is_fast()
     sink.push.send(Bytes::from_static(b"back")).unwrap();
     let f = recv_within(&mut c, Duration::from_secs(5)).await.unwrap();
     assert_eq!(&f[..], b"back");
-    assert!(sent.elapsed() < Duration::from_millis(100));
+    assert!(
+        sent.elapsed() < HEAL_BOUND,
+        "heal took {:?}",
+        sent.elapsed()
+    );
     p.shutdown().await;
 }
 
@@ -276,11 +284,7 @@ async fn new_connections_are_held_while_cut_and_proceed_on_heal() {
         .unwrap()
         .unwrap();
     assert_eq!(&f[..], b"late");
-    assert!(
-        at - sent < Duration::from_millis(100),
-        "took {:?}",
-        at - sent
-    );
+    assert!(at - sent < HEAL_BOUND, "took {:?}", at - sent);
     p.shutdown().await;
 }
 
