@@ -22,7 +22,8 @@ pub const MIN_LOAD_AFTER_HEAL_NS: u64 = 1_000_000_000;
 /// A window that cut the leader off must last at least this long before a missing leader
 /// change is suspicious: three times the node's default largest election timeout (600 ms),
 /// time for a follower to notice, pre-vote, and win. Shorter windows (a script's steps) are
-/// healed before any election could finish.
+/// healed before any election could finish. Delayed links lengthen it (two round trips at
+/// the delay in force).
 pub const MIN_WINDOW_FOR_ELECTION_NS: u64 = 1_800_000_000;
 
 /// What [`compute`] needs beside the history and the observations.
@@ -577,35 +578,83 @@ fn cuts_leader(desc: &Value, leader: &str, nodes: &[String]) -> bool {
     }
 }
 
-/// Whether, under the fault described by `desc`, some node other than `leader` can still
-/// win an election: it exchanges messages both ways with enough nodes to make a majority
-/// with itself. A 3-node majorities ring, where every link is cut one way, leaves nobody
-/// able to; a cut-off leader is then expected to stay without a successor, and that is no
-/// sign of a weak fault or a stuck election.
-fn others_can_elect(desc: &Value, leader: &str, nodes: &[String]) -> bool {
+/// Whether, under the faults described by `active` (all in force at once), some node other
+/// than `leader` can still win an election: it is up and exchanges messages both ways with
+/// enough up nodes to make a majority with itself. Kill, pause and power hold their nodes
+/// down; partitions drop traffic by their grudges (`to: [from, ...]` cuts `from -> to`);
+/// other faults change neither. A 3-node majorities ring, where every link is cut one way,
+/// leaves nobody able to; so does a partition whose majority side has a member killed. A
+/// cut-off leader is then expected to stay without a successor, and that is no sign of a
+/// weak fault or a stuck election.
+fn others_can_elect(active: &[&Value], leader: &str, nodes: &[String]) -> bool {
     let majority = nodes.len() / 2 + 1;
-    match fault_kind(desc).as_str() {
-        "partition" => {
-            let grudge = desc.get("grudge");
-            let drops = |to: &str, from: &str| {
-                names(grudge.and_then(|g| g.get(to)))
-                    .iter()
-                    .any(|f| f == from)
-            };
-            nodes.iter().filter(|c| c.as_str() != leader).any(|c| {
-                let reach = nodes
-                    .iter()
-                    .filter(|p| *p == c || (!drops(p, c) && !drops(c, p)))
-                    .count();
-                reach >= majority
-            })
+    let mut down = BTreeSet::new();
+    let mut grudges = Vec::new();
+    for desc in active {
+        match fault_kind(desc).as_str() {
+            "kill" | "pause" | "power" => down.extend(names(desc.get("nodes"))),
+            "partition" => grudges.extend(desc.get("grudge")),
+            _ => {}
         }
-        "kill" | "pause" | "power" => {
-            let down = names(desc.get("nodes"));
-            nodes.len().saturating_sub(down.len()) >= majority
-        }
-        _ => true,
     }
+    let up = |n: &String| !down.contains(n);
+    let drops = |to: &str, from: &str| {
+        grudges
+            .iter()
+            .any(|g| names(g.get(to)).iter().any(|f| f == from))
+    };
+    nodes
+        .iter()
+        .filter(|c| c.as_str() != leader && up(c))
+        .any(|c| {
+            let reach = nodes
+                .iter()
+                .filter(|p| up(p) && (*p == c || (!drops(p, c) && !drops(c, p))))
+                .count();
+            reach >= majority
+        })
+}
+
+/// Whether some stretch of `[start, end]` at least [`MIN_WINDOW_FOR_ELECTION_NS`] long lets
+/// a node other than `leader` win an election under `desc` together with whichever of the
+/// other applied windows (`others`: start, end, description) are in force during it.
+fn others_can_elect_during(
+    desc: &Value,
+    leader: &str,
+    nodes: &[String],
+    (start, end): (u64, u64),
+    others: &[(u64, u64, &Value)],
+) -> bool {
+    let mut cuts: Vec<u64> = vec![start, end];
+    for (s, e, _) in others {
+        cuts.extend([*s, *e].into_iter().filter(|t| *t > start && *t < end));
+    }
+    cuts.sort_unstable();
+    cuts.dedup();
+    cuts.windows(2).any(|pair| {
+        let (a, b) = (pair[0], pair[1]);
+        let mut active = vec![desc];
+        active.extend(
+            others
+                .iter()
+                .filter(|(s, e, _)| *s <= a && *e >= b)
+                .map(|(_, _, d)| *d),
+        );
+        b - a >= election_time_ns(&active) && others_can_elect(&active, leader, nodes)
+    })
+}
+
+/// How long a stretch must last before a missing election is suspicious under the faults
+/// `active`: [`MIN_WINDOW_FOR_ELECTION_NS`], plus, when links are delayed, two round trips
+/// (pre-vote and vote) at the largest delay in force.
+fn election_time_ns(active: &[&Value]) -> u64 {
+    let ms = |d: &Value, f: &str| d.get(f).and_then(Value::as_f64).unwrap_or(0.0);
+    let delay_ms = active
+        .iter()
+        .filter(|d| fault_kind(d) == "delay")
+        .map(|d| ms(d, "fixed_ms") + ms(d, "jitter_ms"))
+        .fold(0.0, f64::max);
+    MIN_WINDOW_FOR_ELECTION_NS + (4.0 * delay_ms * 1e6) as u64
 }
 
 fn family_of(kind: &str) -> Option<FaultFamily> {
@@ -698,11 +747,17 @@ pub fn compute(events: &[Event], observations: &[Observation], input: &CoverageI
             Some(e) => format!("{:.1}–{:.1} s", win.start_s, e),
             None => format!("{:.1} s, never healed", win.start_s),
         };
-        let electable = leader
-            .as_ref()
-            .is_some_and(|l| others_can_elect(&w.desc, l, &input.nodes));
-        let long_enough = w_end.saturating_sub(w.start) >= MIN_WINDOW_FOR_ELECTION_NS;
-        if win.cut_leader == Some(true) && electable && long_enough && changes == 0 {
+        // The other windows in force meanwhile: a partition's majority side with a member
+        // killed cannot elect, and no leader change is then expected.
+        let others: Vec<(u64, u64, &Value)> = raw
+            .iter()
+            .filter(|o| !std::ptr::eq(*o, w) && o.error.is_none())
+            .map(|o| (o.start, o.end.unwrap_or(end), &o.desc))
+            .collect();
+        let electable = leader.as_ref().is_some_and(|l| {
+            others_can_elect_during(&w.desc, l, &input.nodes, (w.start, w_end), &others)
+        });
+        if win.cut_leader == Some(true) && electable && changes == 0 {
             warnings.push(format!(
                 "{} window at {span} cut leader {} off from a majority but no leader change was observed",
                 win.fault,
@@ -1084,15 +1139,132 @@ mod tests {
         let ring =
             json!({"fault": "partition", "grudge": {"n1": ["n2"], "n2": ["n3"], "n3": ["n1"]}});
         assert!(cuts_leader(&ring, "n1", &n3));
-        assert!(!others_can_elect(&ring, "n1", &n3));
+        assert!(!others_can_elect(&[&ring], "n1", &n3));
         // The leader isolated: n2 and n3 still make a majority.
         let iso = json!({"fault": "partition", "grudge": {"n1": ["n2", "n3"], "n2": ["n1"], "n3": ["n1"]}});
-        assert!(others_can_elect(&iso, "n1", &n3));
+        assert!(others_can_elect(&[&iso], "n1", &n3));
         // A majority killed: nobody left to elect; one killed: the others can.
         let two = json!({"fault": "kill", "nodes": ["n1", "n2"]});
-        assert!(!others_can_elect(&two, "n1", &n3));
+        assert!(!others_can_elect(&[&two], "n1", &n3));
         let one = json!({"fault": "kill", "nodes": ["n1"]});
-        assert!(others_can_elect(&one, "n1", &n3));
+        assert!(others_can_elect(&[&one], "n1", &n3));
+    }
+
+    /// Seed 7 of a 5-node partition+kill+pause run: n5 leads; n2 is killed (6.9–13.9 s); a
+    /// leader-in-minority partition ({n3, n5} | {n1, n2, n4}) lasts 9.3–15.4 s; n1 and n5 are
+    /// paused from 12.1 s. The majority side never has three live members, so no leader
+    /// change is expected and no warning is given; without the kill, the same run warns.
+    #[test]
+    fn a_partition_whose_majority_side_is_held_down_by_other_faults_expects_no_election() {
+        let n5: Vec<String> = (1..=5).map(|i| format!("n{i}")).collect();
+        let part = json!({"fault": "partition", "shape": "leader-in-minority", "grudge": {
+            "n1": ["n3", "n5"], "n2": ["n3", "n5"], "n3": ["n1", "n2", "n4"],
+            "n4": ["n3", "n5"], "n5": ["n1", "n2", "n4"]}});
+        let kill = json!({"fault": "kill", "target": "leader", "nodes": ["n2"]});
+        let pause = json!({"fault": "pause", "target": "minority", "nodes": ["n1", "n5"]});
+        let o: Vec<Observation> = n5
+            .iter()
+            .map(|n| {
+                let role = if n == "n5" {
+                    Role::Leader
+                } else {
+                    Role::Follower
+                };
+                obs(0.0, n, role, 3, Some("n5"))
+            })
+            .collect();
+        let coverage_of = |with_kill: bool| {
+            let mut rows: Vec<Row> = Vec::new();
+            if with_kill {
+                rows.push((6.9, None, Info, "start", None, kill.clone()));
+            }
+            rows.push((9.3, None, Info, "start", None, part.clone()));
+            rows.push((12.1, None, Info, "start", None, pause.clone()));
+            if with_kill {
+                rows.push((13.9, None, Info, "stop", None, kill.clone()));
+            }
+            rows.push((15.4, None, Info, "stop", None, part.clone()));
+            rows.push((16.5, None, Info, "stop", None, pause.clone()));
+            let input = CoverageInput {
+                families: vec![
+                    FaultFamily::Partition,
+                    FaultFamily::Kill,
+                    FaultFamily::Pause,
+                ],
+                nodes: n5.clone(),
+                workload_end_ns: Some(30 * S),
+                ..Default::default()
+            };
+            compute(&history(&rows), &o, &input)
+        };
+        let c = coverage_of(true);
+        let part_window = c.windows.iter().find(|w| w.fault == "partition").unwrap();
+        assert_eq!(part_window.cut_leader, Some(true));
+        assert!(
+            !c.warnings.iter().any(|w| w.contains("no leader change")),
+            "{:?}",
+            c.warnings
+        );
+        // Without the kill, {n1, n2, n4} could elect during 9.3–12.1 s (2.8 s): a warning.
+        let c = coverage_of(false);
+        assert!(
+            c.warnings
+                .iter()
+                .any(|w| w.contains("partition window at 9.3–15.4 s cut leader n5")),
+            "{:?}",
+            c.warnings
+        );
+    }
+
+    /// A figure-8 script step (seed 7 again): n1 cut off for 1.84 s while the links n2 must
+    /// campaign over are delayed by 250 ms; n2 wins 70 ms after the step ends. Two round trips
+    /// at 250 ms do not fit in the step, so no warning; without the delay, a warning.
+    #[test]
+    fn delayed_links_lengthen_the_time_an_election_needs() {
+        let n5: Vec<String> = (1..=5).map(|i| format!("n{i}")).collect();
+        let part = json!({"fault": "partition", "shape": "figure-8 (b)", "grudge": {
+            "n1": ["n2", "n3", "n4", "n5"], "n2": ["n1", "n4"], "n3": ["n1", "n4", "n5"],
+            "n4": ["n1", "n2", "n3", "n5"], "n5": ["n1", "n3", "n4"]}});
+        let delay = json!({"fault": "delay", "fixed_ms": 250, "jitter_ms": 0,
+            "links": [["n2", "n3"], ["n2", "n5"]]});
+        let mut o: Vec<Observation> = n5
+            .iter()
+            .map(|n| {
+                let role = if n == "n1" {
+                    Role::Leader
+                } else {
+                    Role::Follower
+                };
+                obs(0.0, n, role, 7, Some("n1"))
+            })
+            .collect();
+        o.push(obs(55.17, "n2", Role::Leader, 8, Some("n2")));
+        let coverage_of = |with_delay: bool| {
+            let mut rows: Vec<Row> = vec![(53.26, None, Info, "start", None, part.clone())];
+            if with_delay {
+                rows.push((53.26, None, Info, "start", None, delay.clone()));
+                rows.push((55.1, None, Info, "stop", None, delay.clone()));
+            }
+            rows.push((55.1, None, Info, "stop", None, part.clone()));
+            let input = CoverageInput {
+                families: vec![FaultFamily::Partition],
+                nodes: n5.clone(),
+                workload_end_ns: Some(60 * S),
+                ..Default::default()
+            };
+            compute(&history(&rows), &o, &input)
+        };
+        let no_change = |c: &Coverage| c.warnings.iter().any(|w| w.contains("no leader change"));
+        assert!(
+            !no_change(&coverage_of(true)),
+            "{:?}",
+            coverage_of(true).warnings
+        );
+        assert!(
+            no_change(&coverage_of(false)),
+            "{:?}",
+            coverage_of(false).warnings
+        );
     }
 
     #[test]
