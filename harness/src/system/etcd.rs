@@ -14,7 +14,7 @@
 //! dial a peer's single advertised URL, so a proxy per directed pair cannot sit between
 //! them).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -112,6 +112,32 @@ pub struct EtcdSut {
     ids: Mutex<HashMap<u64, usize>>,
     /// The member removed by a membership fault and not yet added back.
     removed: Mutex<Option<usize>>,
+    /// Which member led in which terms, to tell a new leader whose reported term still lags.
+    leaders: Mutex<LeaderTerms>,
+}
+
+/// etcd 3.4's status reports the term of the last *applied* entry, not the member's current
+/// term: a new leader reports its predecessor's term until its own first entry applies. Read
+/// as is, that moment looks like a second leader in one term and counts one election twice.
+/// This remembers the leader seen for each term, so such a claim is recognised.
+#[derive(Debug, Default)]
+struct LeaderTerms {
+    by_term: BTreeMap<u64, u64>,
+}
+
+impl LeaderTerms {
+    /// Whether `member`'s claim to lead, at reported `term`, can be taken as is: false when
+    /// another member was already seen leading in that term (etcd elects one leader per
+    /// term, so the claimant's real term is higher and its reported one still lags).
+    fn confirm(&mut self, member: u64, term: u64) -> bool {
+        match self.by_term.get(&term) {
+            Some(&other) if other != member => false,
+            _ => {
+                self.by_term.insert(term, member);
+                true
+            }
+        }
+    }
 }
 
 fn deadline(d: Duration) -> tokio::time::Instant {
@@ -189,6 +215,7 @@ impl EtcdSut {
             version,
             ids: Mutex::new(ids),
             removed: Mutex::new(None),
+            leaders: Mutex::new(LeaderTerms::default()),
         })
     }
 
@@ -373,11 +400,22 @@ impl System for EtcdSut {
             };
             let ids = self.ids.lock().unwrap_or_else(|e| e.into_inner()).clone();
             let leader = ids.get(&s.leader_id).map(|&m| m as NodeId + 1);
-            let role = if s.leader_id != 0 && s.leader_id == s.member_id {
+            let claims = s.leader_id != 0 && s.leader_id == s.member_id;
+            let confirmed = claims
+                && self
+                    .leaders
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .confirm(s.member_id, s.raft_term);
+            // A claim whose reported term still lags is shown as not leading yet (for the
+            // moment until its first entry applies), not as a second leader in one term.
+            let lagging = claims && !confirmed;
+            let role = if confirmed {
                 Role::Leader
             } else {
                 Role::Follower
             };
+            let leader = if lagging { None } else { leader };
             Some(Status {
                 id,
                 role,
@@ -540,5 +578,27 @@ impl System for EtcdSut {
             .await;
         }
         .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LeaderTerms;
+
+    #[test]
+    fn a_new_leader_reporting_its_predecessors_term_is_not_taken_as_leading_yet() {
+        let mut t = LeaderTerms::default();
+        // Member 1 leads term 2 (seen on every poll).
+        assert!(t.confirm(1, 2));
+        assert!(t.confirm(1, 2));
+        // Member 1 is killed; member 3 wins term 3 but still reports the applied term 2.
+        assert!(!t.confirm(3, 2), "two leaders in term 2");
+        // Its first entry applies: term 3, taken as is from now on.
+        assert!(t.confirm(3, 3));
+        assert!(t.confirm(3, 3));
+        // A deposed leader that has not heard of term 3 still reports term 2: its own.
+        assert!(t.confirm(1, 2));
+        // Member 1 wins again later, in a term nobody was seen leading.
+        assert!(t.confirm(1, 9));
     }
 }
