@@ -34,3 +34,4 @@ pub mod selftest;
 pub mod soak;
 pub mod system;
 pub mod test;
+pub mod text;

@@ -8,6 +8,7 @@ use super::ops::{Digest, Op, Outcome};
 use super::run::Run;
 use super::stats::{from_digest, quantiles_of, Stats};
 use crate::run_dir::write_atomic;
+use crate::text::plural;
 use anyhow::{Context, Result};
 use maud::html;
 use std::collections::BTreeMap;
@@ -205,7 +206,7 @@ pub fn compare(run_dirs: &[PathBuf], out_dir: &Path) -> Result<PathBuf> {
 
     let body = html! {
         main {
-            h1 { "Comparison of " (runs.len()) " run" @if runs.len() != 1 { "s" } }
+            h1 { "Comparison of " (plural(runs.len(), "run", "runs")) }
             p.sub { "Latencies are of ok operations only." }
             h2 { "Read mode × system, nemesis and bug" }
             table {
@@ -217,7 +218,7 @@ pub fn compare(run_dirs: &[PathBuf], out_dir: &Path) -> Result<PathBuf> {
                         td {
                             (verdict_pill(rs.iter().map(|r| r.run.results.overall).max().unwrap_or(Verdict::Unknown)))
                             br;
-                            (rs.len()) " run" @if rs.len() != 1 { "s" } " · "
+                            (plural(rs.len(), "run", "runs")) " · "
                             b { (format!("{:.1}", rs.iter().map(|r| r.stats.ok_per_s).sum::<f64>() / rs.len().max(1) as f64)) }
                             " ok ops/s"
                         }

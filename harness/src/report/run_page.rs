@@ -10,6 +10,7 @@ use super::run::Run;
 use super::stats::{GroupStats, Stats};
 use super::ShownCoverage;
 use crate::coverage::{Coverage, OpCounts};
+use crate::text::plural;
 use maud::{html, Markup};
 use std::collections::HashMap;
 use std::path::Path;
@@ -347,11 +348,6 @@ pub fn timeline_anchors(d: &Digest) -> HashMap<u64, String> {
         m.insert(w.start_index, id);
     }
     m
-}
-
-/// "1 anomaly", "2 anomalies".
-fn plural(n: usize, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 fn stats_row(name: &str, g: &GroupStats) -> Markup {

@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use workloads::recorder::Recorder;
 
 use crate::results::Results;
+use crate::text::plural;
 
 /// Prints progress: a line every 5 s (every second on a terminal).
 pub fn progress_task(
@@ -56,10 +57,13 @@ pub fn coverage_line(c: &crate::coverage::Coverage) -> String {
     fn known<T: std::fmt::Display>(v: Option<T>) -> String {
         v.map_or_else(|| "?".into(), |x| x.to_string())
     }
+    let changes = c.leader_changes.map_or_else(
+        || "? leader changes".to_string(),
+        |n| plural(n as usize, "leader change", "leader changes"),
+    );
     let mut s = format!(
-        "faults: {} windows, {} leader changes, max term {}, {} s without a leader",
-        c.windows.len(),
-        known(c.leader_changes),
+        "faults: {}, {changes}, max term {}, {} s without a leader",
+        plural(c.windows.len(), "window", "windows"),
         known(c.max_term),
         known(c.leaderless_s),
     );
@@ -108,8 +112,7 @@ pub fn print_verdict(test_name: &str, seed: u64, results: &Results, report: Opti
         .unwrap_or_default();
     match warnings.len() {
         0 => {}
-        1 => notes.push("1 coverage warning".into()),
-        n => notes.push(format!("{n} coverage warnings")),
+        n => notes.push(plural(n, "coverage warning", "coverage warnings")),
     }
     println!(
         "{test_name}: {} ({}) seed {seed}",
@@ -135,5 +138,27 @@ pub fn print_verdict(test_name: &str, seed: u64, results: &Results, report: Opti
     }
     if let Some(r) = report {
         println!("  report: {}", r.display());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::coverage_line;
+    use crate::coverage::{compute, CoverageInput};
+
+    #[test]
+    fn the_coverage_line_counts_in_words() {
+        let mut c = compute(&[], &[], &CoverageInput::default());
+        assert_eq!(
+            coverage_line(&c),
+            "faults: 0 windows, ? leader changes, max term ?, ? s without a leader"
+        );
+        c.leader_changes = Some(1);
+        c.max_term = Some(2);
+        c.leaderless_s = Some(0.4);
+        assert_eq!(
+            coverage_line(&c),
+            "faults: 0 windows, 1 leader change, max term 2, 0.4 s without a leader"
+        );
     }
 }
