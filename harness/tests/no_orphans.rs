@@ -33,11 +33,31 @@ fn start_harness_with(results: &Path, panic: bool, nemesis: &str) -> Child {
     ])
     .arg(results)
     .stdout(Stdio::null())
-    .stderr(Stdio::null());
+    .stderr(Stdio::from(
+        std::fs::File::create(stderr_path(results)).expect("harness stderr file"),
+    ));
     if panic {
         cmd.env("HARNESS_TEST_PANIC_AFTER_START", "1");
     }
     cmd.spawn().expect("start harness")
+}
+
+/// Where the harness's stderr goes: beside the results, for failure messages.
+fn stderr_path(results: &Path) -> PathBuf {
+    results.join("harness.stderr")
+}
+
+/// What the harness printed and which node logs exist, for a failure message.
+fn diagnostics(results: &Path) -> String {
+    let stderr = std::fs::read_to_string(stderr_path(results)).unwrap_or_default();
+    let tail: Vec<&str> = stderr.lines().rev().take(30).collect();
+    let mut s = String::from("\n--- harness stderr (last 30 lines) ---\n");
+    for l in tail.into_iter().rev() {
+        s.push_str(l);
+        s.push('\n');
+    }
+    s.push_str(&format!("--- node pids found: {:?}\n", node_pids(results)));
+    s
 }
 
 /// PIDs from `=== nemesis: started pid N` lines of every node log under `results`.
@@ -95,13 +115,16 @@ fn wait_for_nodes(results: &Path, harness: &mut Child) -> Vec<i32> {
             let pids = node_pids(results);
             assert!(
                 pids.len() >= 3,
-                "harness exited early ({status}) with node pids {pids:?}"
+                "harness exited early ({status}) with node pids {pids:?}{}",
+                diagnostics(results)
             );
             return pids;
         }
+        // Generous: three harnesses start at once here, beside other tests, on 2 cores.
         assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "nodes never started"
+            start.elapsed() < Duration::from_secs(60),
+            "nodes never started within 60 s{}",
+            diagnostics(results)
         );
         std::thread::sleep(Duration::from_millis(50));
     }
