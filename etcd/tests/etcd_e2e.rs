@@ -6,9 +6,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use etcd_system::client::EtcdClient;
+use etcd_system::client::{EtcdClient, EtcdError};
 use etcd_system::kv::EtcdSystem;
 use etcd_system::launcher::{self, EtcdCluster, EtcdConfig};
+use futures::future::{BoxFuture, FutureExt};
 use node::protocol::ReadMode;
 use tokio::time::Instant;
 use workloads::client::{Client, ClientConfig, KvClients, Outcome, ProcessIds};
@@ -19,6 +20,26 @@ use workloads::set::SET_KEY;
 /// `n` distinct free loopback ports outside the ephemeral range.
 fn free_ports(n: usize) -> Vec<u16> {
     node::loopback::free_ports(n).expect("finding free loopback ports")
+}
+
+/// Calls `call` until etcd accepts it, for 20 s at most: etcd refuses a membership change
+/// ("etcdserver: unhealthy cluster", a definite refusal) while the members that would remain
+/// have not all been connected for its 5-second health interval, as after a restart or a
+/// removal. Panics, naming `what`, on any other error or when time runs out.
+async fn retry_refused<T, F>(ec: &mut EtcdClient, what: &str, mut call: F) -> T
+where
+    F: for<'a> FnMut(&'a mut EtcdClient) -> BoxFuture<'a, Result<T, EtcdError>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match call(ec).await {
+            Ok(v) => return v,
+            Err(e) if e.definite() && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await
+            }
+            Err(e) => panic!("{what}: {e}"),
+        }
+    }
 }
 
 fn client_of(system: &EtcdSystem, bound: usize, rec: &Recorder) -> Client {
@@ -234,24 +255,20 @@ async fn three_members_serve_every_operation_and_survive_faults() {
     let list = ec.member_list(leader, dl()).await.unwrap();
     let name = EtcdConfig::name(follower);
     let id = list.iter().find(|m| m.name == name).unwrap().id;
-    // etcd refuses ("etcdserver: unhealthy cluster") while the members that would remain
-    // have not all been connected for its 5-second health interval (one was just restarted).
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        match ec.member_remove(leader, id, dl()).await {
-            Ok(()) => break,
-            Err(e) if e.definite() && Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(200)).await
-            }
-            Err(e) => panic!("remove n{}: {e}", follower + 1),
-        }
-    }
+    let what = format!("remove n{}", follower + 1);
+    retry_refused(&mut ec, &what, |ec| {
+        ec.member_remove(leader, id, dl()).boxed()
+    })
+    .await;
     eprintln!("n{} removed after {:?}", follower + 1, t_member.elapsed());
     cluster.kill(follower).unwrap();
-    let added = ec
-        .member_add_learner(leader, &config.peer_url(follower), dl())
-        .await
-        .unwrap();
+    let peer_url = config.peer_url(follower);
+    let what = format!("add n{} back", follower + 1);
+    let added = retry_refused(&mut ec, &what, |ec| {
+        let (url, d) = (peer_url.clone(), dl());
+        async move { ec.member_add_learner(leader, &url, d).await }.boxed()
+    })
+    .await;
     assert!(added.is_learner);
     assert_ne!(added.id, id, "a re-added member gets a new id");
     cluster.rejoin_fresh(follower).unwrap();
