@@ -285,6 +285,18 @@ impl EtcdSut {
         bail!("removing n{} did not succeed within 30 s: {last}", i + 1)
     }
 
+    /// The id of the member whose peer URLs include `peer_url`, if `via` lists one.
+    async fn member_with_peer_url(&self, via: usize, peer_url: &str) -> Option<u64> {
+        let list = self
+            .client()
+            .member_list(via, deadline(CALL_TIMEOUT))
+            .await
+            .ok()?;
+        list.into_iter()
+            .find(|m| m.peer_urls.iter().any(|u| u == peer_url))
+            .map(|m| m.id)
+    }
+
     /// Adds member `i` back: as a learner, started on a fresh data directory, promoted once
     /// it caught up (etcd refuses the promotion until then).
     async fn add_back(&self, i: usize) -> anyhow::Result<()> {
@@ -303,7 +315,13 @@ impl EtcdSut {
                 .await
             {
                 Ok(info) => added = Some(info.id),
-                Err(e) => last = e.to_string(),
+                Err(e) => {
+                    last = e.to_string();
+                    // An add whose answer was lost may have been applied, and etcd then
+                    // refuses every retry (the peer URL exists): the member removed before
+                    // is gone from the list, so a member with its peer URL is the one added.
+                    added = self.member_with_peer_url(via, &peer_url).await;
+                }
             }
             if added.is_none() {
                 tokio::time::sleep(Duration::from_millis(200)).await;
