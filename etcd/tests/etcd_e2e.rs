@@ -17,11 +17,6 @@ use workloads::generator::IntendedOp;
 use workloads::recorder::Recorder;
 use workloads::set::SET_KEY;
 
-/// `n` distinct free loopback ports outside the ephemeral range.
-fn free_ports(n: usize) -> Vec<u16> {
-    node::loopback::free_ports(n).expect("finding free loopback ports")
-}
-
 /// Calls `call` until etcd accepts it, for 20 s at most: etcd refuses a membership change
 /// ("etcdserver: unhealthy cluster", a definite refusal) while the members that would remain
 /// have not all been connected for its 5-second health interval, as after a restart or a
@@ -87,7 +82,7 @@ async fn three_members_serve_every_operation_and_survive_faults() {
     let t0 = std::time::Instant::now();
     eprintln!("etcd {}", launcher::version(Path::new("etcd")).unwrap());
     let dir = tempfile::tempdir().unwrap();
-    let ports = free_ports(6);
+    let ports = node::loopback::free_ports(6).expect("free loopback ports");
     let config = EtcdConfig::new(
         dir.path().to_path_buf(),
         ports[..3].to_vec(),

@@ -16,13 +16,8 @@ use workloads::driver::{final_set_reads_on, run_workload_on, WorkloadConfig};
 use workloads::generator::WorkloadKind;
 use workloads::recorder::Recorder;
 
-/// `n` distinct free loopback ports outside the ephemeral range.
-fn free_ports(n: usize) -> Vec<u16> {
-    node::loopback::free_ports(n).expect("finding free loopback ports")
-}
-
 async fn cluster(dir: &Path) -> (EtcdCluster, EtcdConfig, usize) {
-    let ports = free_ports(6);
+    let ports = node::loopback::free_ports(6).expect("free loopback ports");
     let config = EtcdConfig::new(dir.to_path_buf(), ports[..3].to_vec(), ports[3..].to_vec());
     let cluster = EtcdCluster::start(config.clone()).unwrap();
     let mut ec = cluster.client();

@@ -105,12 +105,6 @@ pub struct ClusterOptions {
     pub power_tear: bool,
 }
 
-/// A loopback port that was free a moment ago and that no outgoing connection can take
-/// before a node binds it ([`node::loopback::free_port`]).
-pub(crate) fn free_port() -> anyhow::Result<u16> {
-    node::loopback::free_port().context("finding a free loopback port")
-}
-
 impl Cluster {
     /// Every member's name and client address, in id order, as the workload's clients take
     /// them.
@@ -131,20 +125,10 @@ impl Cluster {
         let ids: Vec<NodeId> = (1..=n as NodeId).collect();
         let mut peer_addrs = BTreeMap::new();
         let mut client_addrs = BTreeMap::new();
-        // Distinct ports: two draws of the same free port would collide at bind time.
-        let mut taken = std::collections::BTreeSet::new();
-        let mut port = || -> anyhow::Result<u16> {
-            for _ in 0..100 {
-                let p = free_port()?;
-                if taken.insert(p) {
-                    return Ok(p);
-                }
-            }
-            bail!("cannot find distinct free loopback ports")
-        };
-        for &id in &ids {
-            peer_addrs.insert(id, SocketAddr::from(([127, 0, 0, 1], port()?)));
-            client_addrs.insert(id, SocketAddr::from(([127, 0, 0, 1], port()?)));
+        let ports = node::loopback::free_ports(2 * n).context("finding free loopback ports")?;
+        for (&id, pair) in ids.iter().zip(ports.chunks(2)) {
+            peer_addrs.insert(id, SocketAddr::from(([127, 0, 0, 1], pair[0])));
+            client_addrs.insert(id, SocketAddr::from(([127, 0, 0, 1], pair[1])));
         }
         let mesh = ProxyMesh::start(&peer_addrs, opts.seed)
             .await

@@ -930,6 +930,25 @@ mod tests {
         vec!["n1".into(), "n2".into(), "n3".into()]
     }
 
+    fn nodes5() -> Vec<String> {
+        (1..=5).map(|i| format!("n{i}")).collect()
+    }
+
+    /// One observation at 0 s per node of `nodes`: `leader` leads `term`, the others follow.
+    fn led_by(nodes: &[String], leader: &str, term: u64) -> Vec<Observation> {
+        nodes
+            .iter()
+            .map(|n| {
+                let role = if n == leader {
+                    Role::Leader
+                } else {
+                    Role::Follower
+                };
+                obs(0.0, n, role, term, Some(leader))
+            })
+            .collect()
+    }
+
     fn isolate_n1() -> Value {
         json!({"fault": "partition", "shape": "isolate-leader",
                "grudge": {"n1": ["n2", "n3"], "n2": ["n1"], "n3": ["n1"]}})
@@ -1099,7 +1118,7 @@ mod tests {
 
     #[test]
     fn grudges_decide_whether_the_leader_is_cut_off() {
-        let n5: Vec<String> = (1..=5).map(|i| format!("n{i}")).collect();
+        let n5 = nodes5();
         // Majorities-ring style: n1 still exchanges both ways with n2 and n3: not cut.
         let ring = json!({"fault": "partition", "grudge": {"n1": ["n4", "n5"], "n4": ["n1"], "n5": ["n1"]}});
         assert!(!cuts_leader(&ring, "n1", &n5));
@@ -1156,23 +1175,13 @@ mod tests {
     /// change is expected and no warning is given; without the kill, the same run warns.
     #[test]
     fn a_partition_whose_majority_side_is_held_down_by_other_faults_expects_no_election() {
-        let n5: Vec<String> = (1..=5).map(|i| format!("n{i}")).collect();
+        let n5 = nodes5();
         let part = json!({"fault": "partition", "shape": "leader-in-minority", "grudge": {
             "n1": ["n3", "n5"], "n2": ["n3", "n5"], "n3": ["n1", "n2", "n4"],
             "n4": ["n3", "n5"], "n5": ["n1", "n2", "n4"]}});
         let kill = json!({"fault": "kill", "target": "leader", "nodes": ["n2"]});
         let pause = json!({"fault": "pause", "target": "minority", "nodes": ["n1", "n5"]});
-        let o: Vec<Observation> = n5
-            .iter()
-            .map(|n| {
-                let role = if n == "n5" {
-                    Role::Leader
-                } else {
-                    Role::Follower
-                };
-                obs(0.0, n, role, 3, Some("n5"))
-            })
-            .collect();
+        let o = led_by(&n5, "n5", 3);
         let coverage_of = |with_kill: bool| {
             let mut rows: Vec<Row> = Vec::new();
             if with_kill {
@@ -1221,23 +1230,13 @@ mod tests {
     /// at 250 ms do not fit in the step, so no warning; without the delay, a warning.
     #[test]
     fn delayed_links_lengthen_the_time_an_election_needs() {
-        let n5: Vec<String> = (1..=5).map(|i| format!("n{i}")).collect();
+        let n5 = nodes5();
         let part = json!({"fault": "partition", "shape": "figure-8 (b)", "grudge": {
             "n1": ["n2", "n3", "n4", "n5"], "n2": ["n1", "n4"], "n3": ["n1", "n4", "n5"],
             "n4": ["n1", "n2", "n3", "n5"], "n5": ["n1", "n3", "n4"]}});
         let delay = json!({"fault": "delay", "fixed_ms": 250, "jitter_ms": 0,
             "links": [["n2", "n3"], ["n2", "n5"]]});
-        let mut o: Vec<Observation> = n5
-            .iter()
-            .map(|n| {
-                let role = if n == "n1" {
-                    Role::Leader
-                } else {
-                    Role::Follower
-                };
-                obs(0.0, n, role, 7, Some("n1"))
-            })
-            .collect();
+        let mut o = led_by(&n5, "n1", 7);
         o.push(obs(55.17, "n2", Role::Leader, 8, Some("n2")));
         let coverage_of = |with_delay: bool| {
             let mut rows: Vec<Row> = vec![(53.26, None, Info, "start", None, part.clone())];

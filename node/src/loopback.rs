@@ -8,7 +8,7 @@
 //! a process never hands out the same port twice while it has others left, so two nodes
 //! started by one test cannot be given one port.
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 use std::net::TcpListener;
 use std::sync::Mutex;
 
@@ -18,7 +18,7 @@ use rand::Rng;
 const LOWEST: u16 = 10_000;
 
 /// Ports this process has handed out already (cleared when the range is used up).
-static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
 
 /// The first port of the kernel's ephemeral range (`ip_local_port_range`), 32768 when it
 /// cannot be read.
@@ -38,8 +38,7 @@ pub fn free_port() -> std::io::Result<u16> {
     let top = ephemeral_start();
     if top > LOWEST + 1_000 {
         let mut rng = rand::thread_rng();
-        let mut guard = HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner());
-        let handed_out = guard.get_or_insert_with(HashSet::new);
+        let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner());
         if handed_out.len() > usize::from(top - LOWEST) / 2 {
             handed_out.clear();
         }
@@ -57,9 +56,26 @@ pub fn free_port() -> std::io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-/// `n` distinct ports from [`free_port`].
+/// `n` distinct ports from [`free_port`] (distinct even when its memory was just cleared or
+/// the kernel picked); an error if they cannot be found in `10 n` draws.
 pub fn free_ports(n: usize) -> std::io::Result<Vec<u16>> {
-    (0..n).map(|_| free_port()).collect()
+    let mut ports = Vec::with_capacity(n);
+    for _ in 0..10 * n.max(1) {
+        if ports.len() == n {
+            break;
+        }
+        let p = free_port()?;
+        if !ports.contains(&p) {
+            ports.push(p);
+        }
+    }
+    if ports.len() < n {
+        return Err(std::io::Error::other(format!(
+            "found only {} distinct free loopback ports of {n}",
+            ports.len()
+        )));
+    }
+    Ok(ports)
 }
 
 #[cfg(test)]
@@ -70,7 +86,7 @@ mod tests {
     fn ports_are_below_the_ephemeral_range_distinct_and_bindable() {
         let top = ephemeral_start();
         let ports = free_ports(500).unwrap();
-        let distinct: HashSet<u16> = ports.iter().copied().collect();
+        let distinct: BTreeSet<u16> = ports.iter().copied().collect();
         assert_eq!(distinct.len(), ports.len(), "a port handed out twice");
         for p in &ports {
             if top > LOWEST + 1_000 {

@@ -169,13 +169,7 @@ impl EtcdSut {
             }
             (config, Some(Arc::new(net)))
         } else {
-            let mut ports = Vec::new();
-            while ports.len() < 2 * n {
-                let p = crate::cluster::free_port()?;
-                if !ports.contains(&p) {
-                    ports.push(p);
-                }
-            }
+            let ports = node::loopback::free_ports(2 * n).context("finding free loopback ports")?;
             let config = EtcdConfig::new(dir, ports[..n].to_vec(), ports[n..].to_vec());
             (config, None)
         };
@@ -425,15 +419,14 @@ impl System for EtcdSut {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .confirm(s.member_id, s.raft_term);
-            // A claim whose reported term still lags is shown as not leading yet (for the
-            // moment until its first entry applies), not as a second leader in one term.
-            let lagging = claims && !confirmed;
             let role = if confirmed {
                 Role::Leader
             } else {
                 Role::Follower
             };
-            let leader = if lagging { None } else { leader };
+            // A claim whose reported term still lags is shown as not leading yet (for the
+            // moment until its first entry applies), not as a second leader in one term.
+            let leader = if claims && !confirmed { None } else { leader };
             Some(Status {
                 id,
                 role,

@@ -34,21 +34,16 @@ pub struct NodeProcs {
     children: Vec<Child>,
 }
 
-/// A free loopback port outside the ephemeral range ([`node::loopback::free_port`]).
-fn free_port() -> anyhow::Result<u16> {
-    Ok(node::loopback::free_port()?)
-}
-
 impl NodeProcs {
     /// Starts nodes `n1..=n{n}` with data directories and logs under `dir/label`, with
     /// `extra` arguments for every node (e.g. `--fsync per-entry`).
     pub fn start(n: usize, dir: &Path, label: &str, extra: &[&str]) -> anyhow::Result<NodeProcs> {
         let dir = dir.join(label);
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let mut ports = Vec::new();
-        for _ in 0..n {
-            ports.push((free_port()?, free_port()?));
-        }
+        let ports: Vec<(u16, u16)> = node::loopback::free_ports(2 * n)?
+            .chunks(2)
+            .map(|c| (c[0], c[1]))
+            .collect();
         let client_addrs: Vec<String> = ports
             .iter()
             .map(|(_, c)| format!("127.0.0.1:{c}"))

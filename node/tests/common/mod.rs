@@ -81,13 +81,7 @@ impl Cluster {
     /// Starts `n` nodes (ids 1..=n) with `extra` arguments for every node.
     pub fn start(n: u64, extra: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
-        let mut all: Vec<u16> = Vec::new();
-        while all.len() < 2 * n as usize {
-            let p = free_port();
-            if !all.contains(&p) {
-                all.push(p);
-            }
-        }
+        let all = node::loopback::free_ports(2 * n as usize).expect("free loopback ports");
         let ports: Vec<(u16, u16)> = all.chunks(2).map(|c| (c[0], c[1])).collect();
         let client_addrs: Vec<String> = (1..=n)
             .map(|i| format!("n{i}=127.0.0.1:{}", ports[(i - 1) as usize].1))
